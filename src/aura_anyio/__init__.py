@@ -1,0 +1,59 @@
+"""Stream chat replies from OpenChat's ``/api/chat`` on asyncio and Trio, through AnyIO."""
+
+from __future__ import annotations
+
+# The "import X as X" form marks each name as a deliberate re-export for type checkers.
+from ._client import AuraClient as AuraClient
+from ._exceptions import (
+    APIConnectionError as APIConnectionError,
+    APIError as APIError,
+    APIStatusError as APIStatusError,
+    APITimeoutError as APITimeoutError,
+    AuraError as AuraError,
+    IncompleteStreamError as IncompleteStreamError,
+    InvalidRequestError as InvalidRequestError,
+    RateLimitError as RateLimitError,
+    RequestInfo as RequestInfo,
+    ResponseTooLargeError as ResponseTooLargeError,
+    ServerError as ServerError,
+)
+from ._messages import Message as Message, split_messages as split_messages
+from ._models import MODELS as MODELS, ModelSpec as ModelSpec, Timeouts as Timeouts
+from ._payload import build_payload as build_payload
+from ._provider import Aura as Aura, WebDriver as WebDriver
+from ._retry import RetryPolicy as RetryPolicy
+from ._stream import ChatStream as ChatStream
+from ._version import __version__ as __version__
+
+__all__ = (
+    "MODELS",
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "Aura",
+    "AuraClient",
+    "AuraError",
+    "ChatStream",
+    "IncompleteStreamError",
+    "InvalidRequestError",
+    "Message",
+    "ModelSpec",
+    "RateLimitError",
+    "RequestInfo",
+    "ResponseTooLargeError",
+    "RetryPolicy",
+    "ServerError",
+    "Timeouts",
+    "WebDriver",
+    "__version__",
+    "build_payload",
+    "split_messages",
+)
+
+# Tracebacks and reprs show the public path, as in httpx and trio.
+for _name in __all__:
+    _value = globals()[_name]
+    if getattr(_value, "__module__", "").startswith("aura_anyio._"):
+        _value.__module__ = __name__
+del _name, _value

@@ -1,0 +1,305 @@
+"""AuraClient: the /api/chat client on AnyIO and httpx."""
+
+from __future__ import annotations
+
+import json
+import typing
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+import anyio
+import httpx
+
+from ._exceptions import IncompleteStreamError, InvalidRequestError
+from ._http import redact_url
+from ._models import DEFAULT_MODEL, ModelSpec, Timeouts
+from ._payload import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, build_payload
+from ._retry import DEFAULT_MAX_RETRIES, RetryPolicy
+from ._stream import Attempts, ChatStream, Exchange, plan_retry
+from ._version import __version__
+
+if typing.TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_MAX_RESPONSE_BYTES", "AuraClient", "check_str_mapping"]
+
+DEFAULT_BASE_URL = "https://openchat.team"
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+CHAT_PATH = "/api/chat"
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+
+
+def _check_base_url(base_url: object) -> str:
+    if not isinstance(base_url, str):
+        raise InvalidRequestError(f"base_url must be a str, got {type(base_url).__name__}")
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequestError(
+            f"base_url must be an http:// or https:// URL with a host, got {base_url!r}"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise InvalidRequestError(
+            "base_url must not carry credentials; pass the key with key= instead"
+        )
+    if parts.query or parts.fragment:
+        raise InvalidRequestError(
+            f"base_url must not have a query or fragment, got {redact_url(base_url)!r}"
+        )
+    return base_url.rstrip("/")
+
+
+def _check_proxy(proxy: object) -> str | None:
+    if proxy is None:
+        return None
+    if not isinstance(proxy, str):
+        raise InvalidRequestError(f"proxy must be a URL str or None, got {type(proxy).__name__}")
+    parts = urlsplit(proxy)
+    if parts.scheme not in PROXY_SCHEMES or not parts.hostname:
+        raise InvalidRequestError(
+            f"proxy must be a URL with scheme {', '.join(PROXY_SCHEMES)} and a host, "
+            f"got {redact_url(proxy)!r}"
+        )
+    return proxy
+
+
+def check_str_mapping(field: str, value: object) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidRequestError(f"{field} must be a mapping of str to str or None")
+    checked: dict[str, str] = {}
+    for name, item in value.items():
+        if not isinstance(name, str) or not isinstance(item, str):
+            raise InvalidRequestError(f"{field} must map str to str; {name!r} does not")
+        checked[name] = item
+    return checked
+
+
+def _cookie_header(cookies: Mapping[str, str]) -> str:
+    return "; ".join(f"{name}={value}" for name, value in cookies.items())
+
+
+@typing.final
+class AuraClient:
+    """A client for an OpenChat web service's ``POST /api/chat``; works on asyncio and Trio.
+
+    Use it as an async context manager (or call :meth:`aclose`); one client serves any number
+    of concurrent requests over a shared connection pool.
+
+    Args:
+        base_url: The service's root URL (``/api/chat`` is appended).
+        key: An upstream API key sent in the body; a secret, never shown in ``repr`` or errors.
+        proxy: A proxy URL (``http``, ``https`` or ``socks5``); credentials in it stay secret.
+        timeout: Limits on each stage of a reply.
+        max_retries: Retries after the first attempt, or a full :class:`RetryPolicy`.
+        headers: Extra request headers.
+        cookies: Cookies sent with every request (a secret, like the key).
+        max_response_bytes: The largest reply body accepted.
+        http_client: An ``httpx.AsyncClient`` to borrow; it is never closed by this client.
+
+    Raises:
+        InvalidRequestError: An argument is invalid.
+    """
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        key: str = "",
+        proxy: str | None = None,
+        timeout: Timeouts = Timeouts(),  # noqa: B008 (immutable)
+        max_retries: int | RetryPolicy = DEFAULT_MAX_RETRIES,
+        headers: Mapping[str, str] | None = None,
+        cookies: Mapping[str, str] | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._base_url = _check_base_url(base_url)
+        if not isinstance(key, str):
+            raise InvalidRequestError(f"key must be a str, got {type(key).__name__}")
+        if not isinstance(timeout, Timeouts):
+            raise InvalidRequestError(
+                f"timeout must be a Timeouts instance, got {type(timeout).__name__}"
+            )
+        self._policy = (
+            max_retries if isinstance(max_retries, RetryPolicy) else RetryPolicy(max_retries)
+        )
+        if (
+            isinstance(max_response_bytes, bool)
+            or not isinstance(max_response_bytes, int)
+            or max_response_bytes <= 0
+        ):
+            raise InvalidRequestError(
+                f"max_response_bytes must be a positive int, got {max_response_bytes!r}"
+            )
+        self._proxy = _check_proxy(proxy)
+        if http_client is not None and self._proxy is not None:
+            raise InvalidRequestError(
+                "proxy cannot be combined with http_client; configure the proxy on the "
+                "http_client you pass in"
+            )
+        self._key = key
+        self._timeouts = timeout
+        self._max_response_bytes = max_response_bytes
+        self._headers = {
+            "accept": "*/*",
+            "content-type": "application/json",
+            "user-agent": f"aura_anyio/{__version__}",
+            **check_str_mapping("headers", headers),
+        }
+        cookie_map = check_str_mapping("cookies", cookies)
+        if cookie_map:
+            self._headers["cookie"] = _cookie_header(cookie_map)
+        self._httpx_timeout = httpx.Timeout(
+            connect=timeout.connect, read=timeout.read, write=timeout.read, pool=None
+        )
+        self._owns_http = http_client is None
+        self._http = http_client if http_client is not None else self._make_http_client()
+        self._closed = False
+
+    def _make_http_client(self) -> httpx.AsyncClient:
+        try:
+            return httpx.AsyncClient(
+                proxy=self._proxy, timeout=self._httpx_timeout, follow_redirects=False
+            )
+        except ImportError as exc:  # httpx needs socksio for socks5 proxies
+            raise InvalidRequestError(
+                f"proxy {redact_url(self._proxy or '')!r} needs an extra package: {exc}"
+            ) from None
+
+    @property
+    def base_url(self) -> str:
+        """The service's root URL."""
+        return self._base_url
+
+    @property
+    def timeouts(self) -> Timeouts:
+        """The limits on each stage of a reply."""
+        return self._timeouts
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """When and how patiently requests are retried."""
+        return self._policy
+
+    def __repr__(self) -> str:
+        parts = [f"base_url={self._base_url!r}"]
+        if self._key:
+            parts.append("key=<hidden>")
+        if self._proxy is not None:
+            parts.append(f"proxy={redact_url(self._proxy)!r}")
+        if "cookie" in self._headers:
+            parts.append("cookies=<hidden>")
+        return f"AuraClient({', '.join(parts)})"
+
+    async def __aenter__(self) -> AuraClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool, unless the httpx client was borrowed; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_http:
+            with anyio.CancelScope(shield=True):
+                await self._http.aclose()
+
+    def _exchange(
+        self,
+        messages: object,
+        *,
+        model: str | ModelSpec,
+        temperature: float,
+        max_tokens: int,
+    ) -> Exchange:
+        payload = build_payload(
+            messages, model=model, temperature=temperature, max_tokens=max_tokens, key=self._key
+        )
+        if self._closed:
+            raise RuntimeError("this AuraClient is closed; create a new one")
+        return Exchange(
+            http=self._http,
+            url=self._base_url + CHAT_PATH,
+            body=json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode(),
+            headers=self._headers,
+            timeouts=self._timeouts,
+            httpx_timeout=self._httpx_timeout,
+            policy=self._policy,
+            max_response_bytes=self._max_response_bytes,
+        )
+
+    def stream(
+        self,
+        messages: object,
+        *,
+        model: str | ModelSpec = DEFAULT_MODEL,
+        temperature: float = DEFAULT_TEMPERATURE,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+    ) -> ChatStream:
+        """Stream a reply: ``async with client.stream(messages) as reply: async for text in reply``.
+
+        The arguments are validated here, before any I/O. Entering the block sends the
+        request (retrying connection failures, timeouts and 408/429/5xx until the first text
+        arrives) and can block for as long as the timeouts allow; cancelling it, or leaving
+        the block early, closes the response at once. Once text has reached the caller
+        nothing is retried: a later failure raises :class:`IncompleteStreamError`, and
+        ``reply.text`` keeps what arrived.
+
+        Args:
+            messages: A sequence of ``{"role", "content"}`` mappings.
+            model: A model id from ``MODELS`` or a :class:`ModelSpec`.
+            temperature: Sampling temperature in [0, 2].
+            max_tokens: The server's token limit for the conversation (above 768).
+
+        Raises:
+            InvalidRequestError: An argument is invalid (raised by this call).
+            APIError: When entering or iterating: the request failed (see the error table).
+        """
+        return ChatStream(
+            self._exchange(messages, model=model, temperature=temperature, max_tokens=max_tokens)
+        )
+
+    async def complete(
+        self,
+        messages: object,
+        *,
+        model: str | ModelSpec = DEFAULT_MODEL,
+        temperature: float = DEFAULT_TEMPERATURE,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+    ) -> str:
+        """Return the whole reply to ``messages``.
+
+        Takes the same arguments as :meth:`stream`. Since the caller sees no text until the
+        end, a reply cut part-way is retried too. Blocks until the reply is complete;
+        cancellation closes the response and propagates.
+
+        Raises:
+            InvalidRequestError: An argument is invalid; nothing was sent.
+            APIError: The request failed after any retries; an
+                :class:`IncompleteStreamError` keeps the last attempt's ``partial_text``.
+        """
+        exchange = self._exchange(
+            messages, model=model, temperature=temperature, max_tokens=max_tokens
+        )
+        attempts = Attempts(started=anyio.current_time())
+        while True:
+            async with ChatStream(exchange, attempts) as reply:
+                try:
+                    async for _ in reply:
+                        pass
+                except IncompleteStreamError as exc:
+                    error = exc
+                else:
+                    return reply.text
+            delay = plan_retry(error, exchange, attempts)
+            if delay is None:
+                raise error
+            await anyio.sleep(delay)

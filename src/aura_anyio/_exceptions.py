@@ -1,0 +1,224 @@
+"""The exceptions aura_anyio raises; pure, no I/O.
+
+Every error the public API raises is an :class:`AuraError`; httpx's own exceptions are
+translated at one place in the I/O layer and chained with ``raise ... from``::
+
+    AuraError
+    ├── InvalidRequestError (also ValueError)      bad input, raised before any I/O
+    └── APIError                                    .request
+        ├── APIConnectionError                      could not connect, or the connection broke
+        │   └── APITimeoutError                     a connect/read/first-chunk/total timeout
+        ├── APIStatusError                          .status_code .reason .body .headers
+        │   ├── RateLimitError (429)                .retry_after
+        │   └── ServerError (5xx)
+        ├── IncompleteStreamError                   failed after text arrived: .partial_text
+        └── ResponseTooLargeError                   the body passed max_response_bytes
+
+No message built here ever contains the API key, cookies or proxy credentials: the
+:class:`RequestInfo` attached to an error holds only the method and a credential-free URL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from types import MappingProxyType
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuraError",
+    "IncompleteStreamError",
+    "InvalidRequestError",
+    "RateLimitError",
+    "RequestInfo",
+    "ResponseTooLargeError",
+    "ServerError",
+    "make_status_error",
+]
+
+# How much of an error body goes into str(error); the body itself is bounded by the reader.
+BODY_EXCERPT_CHARS = 200
+
+
+@typing.final
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """The request an error belongs to: method and URL, never its body, headers or cookies."""
+
+    method: str
+    url: str
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.url}"
+
+
+class AuraError(Exception):
+    """Base class of every exception aura_anyio raises on purpose."""
+
+
+class InvalidRequestError(AuraError, ValueError):
+    """The arguments are invalid; raised before any network I/O, naming the field at fault."""
+
+
+class APIError(AuraError):
+    """A request was sent and did not produce a complete reply."""
+
+    request: RequestInfo | None
+
+    def __init__(self, message: str, *, request: RequestInfo | None = None) -> None:
+        super().__init__(message)
+        self.request = request
+
+
+class APIConnectionError(APIError):
+    """The connection could not be made, or it broke before the reply was complete."""
+
+
+class APITimeoutError(APIConnectionError):
+    """A connect, read, first-chunk or total timeout expired."""
+
+
+class APIStatusError(APIError):
+    """The server answered with an error status."""
+
+    status_code: int
+    reason: str
+    body: str
+    headers: Mapping[str, str]
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        reason: str = "",
+        body: str = "",
+        headers: Mapping[str, str] | None = None,
+        request: RequestInfo | None = None,
+    ) -> None:
+        super().__init__(message, request=request)
+        self.status_code = status_code
+        self.reason = reason
+        self.body = body
+        self.headers = MappingProxyType(dict(headers or {}))
+
+
+class RateLimitError(APIStatusError):
+    """The server answered 429 Too Many Requests; ``retry_after`` is its advice in seconds."""
+
+    retry_after: float | None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int = 429,
+        reason: str = "",
+        body: str = "",
+        headers: Mapping[str, str] | None = None,
+        request: RequestInfo | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(
+            message,
+            status_code=status_code,
+            reason=reason,
+            body=body,
+            headers=headers,
+            request=request,
+        )
+        self.retry_after = retry_after
+
+
+class ServerError(APIStatusError):
+    """The server answered with a 5xx status (openchat-ui answers every failure with 500)."""
+
+
+class IncompleteStreamError(APIError):
+    """The reply broke after some text had arrived; ``partial_text`` keeps that text."""
+
+    partial_text: str
+
+    def __init__(
+        self, message: str, *, partial_text: str, request: RequestInfo | None = None
+    ) -> None:
+        super().__init__(message, request=request)
+        self.partial_text = partial_text
+
+
+class ResponseTooLargeError(APIError):
+    """The reply passed ``max_response_bytes``; ``partial_text`` keeps what arrived before."""
+
+    limit: int
+    partial_text: str
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: int,
+        partial_text: str = "",
+        request: RequestInfo | None = None,
+    ) -> None:
+        super().__init__(message, request=request)
+        self.limit = limit
+        self.partial_text = partial_text
+
+
+def _excerpt(body: str) -> str:
+    text = " ".join(body.split())
+    if len(text) > BODY_EXCERPT_CHARS:
+        text = text[:BODY_EXCERPT_CHARS] + "…"
+    return text
+
+
+def make_status_error(
+    *,
+    status_code: int,
+    reason: str,
+    body: str,
+    headers: Mapping[str, str],
+    request: RequestInfo | None,
+    retry_after: float | None = None,
+) -> APIStatusError:
+    """Build the error for an error status; the one place that maps statuses to classes.
+
+    The message carries the reason phrase (openchat-ui puts its only error detail there) and
+    a bounded excerpt of the body.
+    """
+    where = f" from {request}" if request is not None else ""
+    message = f"HTTP {status_code} {reason}".rstrip() + where
+    excerpt = _excerpt(body)
+    if excerpt:
+        message += f"; body: {excerpt!r}"
+    if status_code == 429:
+        hint = f"retry after {retry_after:g} s" if retry_after is not None else "slow down"
+        return RateLimitError(
+            f"{message} (rate limited: {hint})",
+            status_code=status_code,
+            reason=reason,
+            body=body,
+            headers=headers,
+            request=request,
+            retry_after=retry_after,
+        )
+    if status_code >= 500:
+        cls: type[APIStatusError] = ServerError
+        message += " (the server failed; retrying later may help)"
+    else:
+        cls = APIStatusError
+        message += " (the server refused the request)"
+    return cls(
+        message,
+        status_code=status_code,
+        reason=reason,
+        body=body,
+        headers=headers,
+        request=request,
+    )

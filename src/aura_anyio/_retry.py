@@ -1,0 +1,180 @@
+"""When to retry a failed request, and how long to wait; pure, no I/O.
+
+The client owns the clock, the sleeping and the random source; it passes them in, so every
+decision here is a plain function of its arguments (openai-python's ``_should_retry`` and
+``_calculate_retry_timeout`` are the model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from email.utils import parsedate_to_datetime
+
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    IncompleteStreamError,
+    InvalidRequestError,
+    RateLimitError,
+)
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = [
+    "DEFAULT_MAX_RETRIES",
+    "RETRYABLE_STATUSES",
+    "RetryPolicy",
+    "backoff_delay",
+    "is_retryable",
+    "parse_retry_after",
+    "retry_delay",
+]
+
+DEFAULT_MAX_RETRIES = 2
+# 408 Request Timeout, 429 Too Many Requests and every 5xx: openchat-ui answers all its
+# failures, upstream rate limits included, with 500.
+RETRYABLE_STATUSES = frozenset({408, 429})
+
+
+@typing.final
+@dataclasses.dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how patiently to retry.
+
+    Args:
+        max_retries: Retries after the first attempt; 0 disables retrying.
+        initial_delay: The backoff before the first retry, in seconds.
+        max_delay: The cap on any backoff, in seconds.
+        max_retry_after: The longest ``Retry-After`` honoured; a server asking for more gets
+            the error raised instead of a silent long sleep.
+    """
+
+    max_retries: int = DEFAULT_MAX_RETRIES
+    initial_delay: float = 0.5
+    max_delay: float = 8.0
+    max_retry_after: float = 60.0
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.max_retries, bool)
+            or not isinstance(self.max_retries, int)
+            or self.max_retries < 0
+        ):
+            raise InvalidRequestError(f"max_retries must be an int >= 0, got {self.max_retries!r}")
+        for name in ("initial_delay", "max_delay", "max_retry_after"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise InvalidRequestError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def parse_retry_after(headers: Mapping[str, str], *, now: float) -> float | None:
+    """Return the wait a response asks for, in seconds, or ``None`` if it asks for none.
+
+    Reads ``retry-after-ms`` (milliseconds, as OpenAI-style servers send) and ``Retry-After``
+    (RFC 9110 section 10.2.3: delay-seconds or an HTTP-date, compared with ``now``, a Unix
+    time). Header names are matched case-insensitively.
+    """
+    lowered = {name.lower(): value for name, value in headers.items()}
+    milliseconds = lowered.get("retry-after-ms")
+    if milliseconds is not None:
+        try:
+            value = float(milliseconds)
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and value >= 0:
+            return value / 1000
+    raw = lowered.get("retry-after")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    try:
+        seconds = float(raw)
+    except ValueError:
+        try:
+            date = parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if date.tzinfo is None:  # RFC 9110 dates are GMT; an obsolete form may lack a zone.
+            return None
+        return max(0.0, date.timestamp() - now)
+    if not math.isfinite(seconds) or seconds < 0:
+        return None
+    return seconds
+
+
+def backoff_delay(attempt: int, policy: RetryPolicy, *, random: float) -> float:
+    """Return the jittered exponential backoff before retry number ``attempt`` (from 1).
+
+    ``random`` is a draw from [0, 1); the delay lies in (3/4 of the capped exponential, all
+    of it], so concurrent clients spread out while each still backs off.
+    """
+    exponent = min(max(attempt - 1, 0), 64)
+    base = min(policy.initial_delay * 2.0**exponent, policy.max_delay)
+    return base * (1.0 - 0.25 * random)
+
+
+def is_retryable(error: APIError, *, text_received: bool = False) -> bool:
+    """Tell whether ``error`` is worth another attempt.
+
+    Connection failures and timeouts are, unless text already reached the caller; so are
+    408, 429 and 5xx statuses. An :class:`IncompleteStreamError` is, when the caller saw none
+    of its text (``complete()`` buffers the reply, ``stream()`` does not).
+    """
+    if isinstance(error, APIStatusError):
+        return error.status_code in RETRYABLE_STATUSES or error.status_code >= 500
+    if isinstance(error, (APIConnectionError, IncompleteStreamError)):
+        return not text_received
+    return False
+
+
+def retry_delay(
+    error: APIError,
+    *,
+    attempt: int,
+    policy: RetryPolicy,
+    now: float,
+    random: float,
+    elapsed: float = 0.0,
+    budget: float | None = None,
+    text_received: bool = False,
+) -> float | None:
+    """Decide whether to retry after ``error``, and how long to wait first.
+
+    Args:
+        error: What the attempt failed with.
+        attempt: The number of the retry being considered (1 for the first retry).
+        policy: Limits on retrying.
+        now: The current Unix time, for HTTP-date ``Retry-After`` values.
+        random: A draw from [0, 1) for the jitter.
+        elapsed: Seconds spent on this request so far.
+        budget: The request's total time limit, if any; no retry starts that would sleep past it.
+        text_received: Whether the caller already saw text of this reply.
+
+    Returns:
+        The delay in seconds, or ``None`` to give up and raise ``error``.
+    """
+    if attempt > policy.max_retries or not is_retryable(error, text_received=text_received):
+        return None
+    delay: float | None = None
+    if isinstance(error, APIStatusError):
+        delay = (
+            error.retry_after
+            if isinstance(error, RateLimitError)
+            else parse_retry_after(error.headers, now=now)
+        )
+        if delay is not None and delay > policy.max_retry_after:
+            return None
+    if delay is None:
+        delay = backoff_delay(attempt, policy, random=random)
+    if budget is not None and elapsed + delay >= budget:
+        return None
+    return delay

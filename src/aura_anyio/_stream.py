@@ -1,0 +1,294 @@
+"""One streamed reply: sending with retries, timeouts, decoding and closing."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import random
+import time
+import typing
+from collections.abc import AsyncGenerator, AsyncIterator
+
+import anyio
+import httpx
+
+from ._decoding import TextDecoder, charset_from_content_type
+from ._exceptions import (
+    APIError,
+    APITimeoutError,
+    IncompleteStreamError,
+    RequestInfo,
+    ResponseTooLargeError,
+)
+from ._http import read_error, request_info, translate_error
+from ._retry import RetryPolicy, retry_delay
+
+if typing.TYPE_CHECKING:
+    from types import TracebackType
+
+    from ._models import Timeouts
+
+__all__ = ["Attempts", "ChatStream", "Exchange", "plan_retry"]
+
+logger = logging.getLogger("aura_anyio")
+
+# Closing a response is shielded from cancellation but must not hang on a dead peer.
+CLOSE_TIMEOUT = 5.0
+
+
+@dataclasses.dataclass(slots=True)
+class Attempts:
+    """Retry bookkeeping shared by every attempt at one request."""
+
+    started: float
+    count: int = 0
+
+
+@typing.final
+@dataclasses.dataclass(frozen=True, slots=True)
+class Exchange:
+    """Everything needed to send one request again: what the client hands a stream."""
+
+    http: httpx.AsyncClient
+    url: str
+    body: bytes
+    headers: dict[str, str]
+    timeouts: Timeouts
+    httpx_timeout: httpx.Timeout
+    policy: RetryPolicy
+    max_response_bytes: int
+
+
+def plan_retry(error: APIError, exchange: Exchange, attempts: Attempts) -> float | None:
+    """Return how long to wait before retrying after ``error``, or ``None`` to give up."""
+    delay = retry_delay(
+        error,
+        attempt=attempts.count,
+        policy=exchange.policy,
+        now=time.time(),
+        random=random.random(),
+        elapsed=anyio.current_time() - attempts.started,
+        budget=exchange.timeouts.total,
+    )
+    if delay is not None:
+        logger.info(
+            "retrying POST %s in %.2f s (retry %d of %d) after: %s",
+            exchange.url,
+            delay,
+            attempts.count,
+            exchange.policy.max_retries,
+            error,
+        )
+    return delay
+
+
+def _deadline(start: float, seconds: float | None) -> float:
+    return math.inf if seconds is None else start + seconds
+
+
+@typing.final
+class ChatStream:
+    """A reply being streamed; use it as ``async with client.stream(...) as reply``.
+
+    Entering sends the request, retrying as the client's policy allows until the first text
+    arrives; iterating yields the reply's text piece by piece; leaving closes the response at
+    once, even when cancelled. ``text`` is everything received so far, so a reply that breaks
+    part-way loses nothing.
+    """
+
+    __slots__ = (
+        "_attempts",
+        "_bytes",
+        "_chunks",
+        "_decoder",
+        "_done",
+        "_exchange",
+        "_info",
+        "_parts",
+        "_pending",
+        "_response",
+    )
+
+    def __init__(self, exchange: Exchange, attempts: Attempts | None = None) -> None:
+        self._exchange = exchange
+        self._attempts = attempts or Attempts(started=anyio.current_time())
+        self._info = RequestInfo("POST", exchange.url)
+        self._response: httpx.Response | None = None
+        self._chunks: AsyncIterator[bytes] | None = None
+        self._decoder = TextDecoder()
+        self._parts: list[str] = []
+        self._pending: str | None = None
+        self._bytes = 0
+        self._done = False
+
+    @property
+    def text(self) -> str:
+        """All the text received so far."""
+        if len(self._parts) > 1:
+            self._parts[:] = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
+
+    @property
+    def attempts(self) -> int:
+        """How many times the request was sent (1 when it was not retried)."""
+        return self._attempts.count
+
+    @property
+    def status_code(self) -> int | None:
+        """The status of the response being read, once there is one."""
+        return None if self._response is None else self._response.status_code
+
+    def __repr__(self) -> str:
+        return f"<ChatStream {self._info} attempts={self.attempts} chars={len(self.text)}>"
+
+    async def __aenter__(self) -> ChatStream:
+        try:
+            await self._open()
+        except BaseException:
+            await self._close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._close()
+
+    def __aiter__(self) -> ChatStream:
+        return self
+
+    async def __anext__(self) -> str:
+        if self._pending is not None:
+            text, self._pending = self._pending, None
+            return text
+        while not self._done:
+            try:
+                text = await self._next_text(first=False)
+            except APIError as error:
+                self._done = True
+                raise self._incomplete(error) from error
+            if text:
+                return text
+        raise StopAsyncIteration
+
+    def _incomplete(self, error: APIError) -> APIError:
+        if isinstance(error, ResponseTooLargeError):
+            error.partial_text = self.text
+            return error
+        return IncompleteStreamError(
+            f"the reply broke after {len(self.text)} characters: {error}",
+            partial_text=self.text,
+            request=self._info,
+        )
+
+    async def _open(self) -> None:
+        """Send until a response gives its first text (or ends), retrying what may be."""
+        exchange = self._exchange
+        timeouts = exchange.timeouts
+        total_deadline = _deadline(self._attempts.started, timeouts.total)
+        while True:
+            self._attempts.count += 1
+            attempt_start = anyio.current_time()
+            deadline = min(total_deadline, _deadline(attempt_start, timeouts.first_chunk))
+            logger.debug("POST %s (attempt %d)", exchange.url, self._attempts.count)
+            try:
+                with anyio.CancelScope(deadline=deadline) as scope:
+                    self._pending = await self._first_text()
+                if scope.cancelled_caught:
+                    raise self._timeout_error(first=deadline < total_deadline)
+                return
+            except APIError as error:
+                await self._close()
+                delay = plan_retry(error, exchange, self._attempts)
+                if delay is None:
+                    raise
+            await anyio.sleep(delay)
+
+    def _timeout_error(self, *, first: bool) -> APITimeoutError:
+        timeouts = self._exchange.timeouts
+        if first:
+            return APITimeoutError(
+                f"first-chunk timeout: no text within {timeouts.first_chunk:g} s",
+                request=self._info,
+            )
+        return APITimeoutError(
+            f"total timeout: the reply did not finish within {timeouts.total:g} s",
+            request=self._info,
+        )
+
+    async def _first_text(self) -> str | None:
+        exchange = self._exchange
+        request = exchange.http.build_request(
+            "POST",
+            exchange.url,
+            content=exchange.body,
+            headers=exchange.headers,
+            timeout=exchange.httpx_timeout,
+        )
+        self._info = request_info(request)
+        self._bytes = 0
+        self._done = False
+        try:
+            response = await exchange.http.send(request, stream=True, follow_redirects=False)
+        except httpx.HTTPError as exc:
+            raise translate_error(exc, self._info) from exc
+        self._response = response
+        if not response.is_success:
+            raise await read_error(response, self._info)
+        self._decoder = TextDecoder(charset_from_content_type(response.headers.get("content-type")))
+        self._chunks = response.aiter_bytes()
+        while not self._done:
+            text = await self._next_text(first=True)
+            if text:
+                return text
+        return None
+
+    async def _next_text(self, *, first: bool) -> str:
+        """Read one chunk and return its text ("" when it completed no character)."""
+        assert self._chunks is not None
+        deadline = _deadline(self._attempts.started, self._exchange.timeouts.total)
+        try:
+            if first or deadline == math.inf:
+                chunk = await self._chunks.__anext__()
+            else:
+                with anyio.CancelScope(deadline=deadline) as scope:
+                    chunk = await self._chunks.__anext__()
+                if scope.cancelled_caught:
+                    raise self._timeout_error(first=False)
+        except StopAsyncIteration:
+            self._done = True
+            text = self._decoder.flush()
+        except httpx.HTTPError as exc:
+            raise translate_error(exc, self._info) from exc
+        else:
+            self._bytes += len(chunk)
+            limit = self._exchange.max_response_bytes
+            if self._bytes > limit:
+                raise ResponseTooLargeError(
+                    f"the reply passed max_response_bytes={limit}; raise the limit to accept it",
+                    limit=limit,
+                    request=self._info,
+                )
+            text = self._decoder.decode(chunk)
+        if text:
+            self._parts.append(text)
+        return text
+
+    async def _close(self) -> None:
+        chunks, self._chunks = self._chunks, None
+        response, self._response = self._response, None
+        if chunks is None and response is None:
+            return
+        with anyio.CancelScope(shield=True) as scope:
+            scope.deadline = anyio.current_time() + CLOSE_TIMEOUT
+            try:
+                if isinstance(chunks, AsyncGenerator):
+                    await chunks.aclose()
+                if response is not None:
+                    await response.aclose()
+            except httpx.HTTPError as exc:
+                logger.debug("error while closing a response to %s: %r", self._info, exc)
