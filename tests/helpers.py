@@ -1,0 +1,87 @@
+"""Test helpers for respx-driven client tests."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TYPE_CHECKING
+
+import anyio
+import httpx
+
+from aura_anyio import AuraClient, RetryPolicy, Timeouts
+
+if TYPE_CHECKING:
+    import respx
+
+FAST_RETRIES = RetryPolicy(max_retries=2, initial_delay=0.001, max_delay=0.01)
+URL = "https://chat.test/api/chat"
+
+
+@dataclasses.dataclass(frozen=True)
+class Pause:
+    """A silence of ``seconds`` in a scripted body."""
+
+    seconds: float
+
+
+Step = bytes | str | Exception | Pause
+
+
+class ScriptedStream(httpx.AsyncByteStream):
+    """A response body that sends chunks, pauses or fails, step by step."""
+
+    def __init__(self, steps: Sequence[Step]) -> None:
+        self.steps = list(steps)
+        self.closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for step in self.steps:
+            if isinstance(step, Pause):
+                await anyio.sleep(step.seconds)
+            elif isinstance(step, Exception):
+                raise step
+            else:
+                yield step.encode() if isinstance(step, str) else step
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+def reply(
+    *steps: Step,
+    status: int = 200,
+    reason: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """A response whose body follows ``steps``; ``reason`` sets the reason phrase."""
+    extensions = {} if reason is None else {"reason_phrase": reason.encode()}
+    return httpx.Response(
+        status, headers=headers, stream=ScriptedStream(steps), extensions=extensions
+    )
+
+
+def make_client(
+    router: respx.MockRouter,
+    *,
+    timeout: Timeouts = Timeouts(),  # noqa: B008
+    max_retries: int | RetryPolicy = FAST_RETRIES,
+    **kwargs: object,
+) -> AuraClient:
+    """An AuraClient whose HTTP goes to ``router``."""
+    http = httpx.AsyncClient(transport=httpx.MockTransport(router.handler))
+    return AuraClient(
+        "https://chat.test",
+        http_client=http,
+        timeout=timeout,
+        max_retries=max_retries,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def route(router: respx.MockRouter, *responses: httpx.Response | Exception) -> respx.Route:
+    """Route ``POST /api/chat`` to ``responses`` in turn."""
+    return router.post(URL).mock(side_effect=list(responses))
+
+
+Handler = Callable[[httpx.Request], httpx.Response]

@@ -1,0 +1,344 @@
+"""AuraClient against respx: status mapping, retries, timeouts, limits and secrets."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import anyio
+import httpx
+import pytest
+import respx
+
+from aura_anyio import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuraClient,
+    ChatStream,
+    IncompleteStreamError,
+    InvalidRequestError,
+    RateLimitError,
+    ResponseTooLargeError,
+    RetryPolicy,
+    ServerError,
+    Timeouts,
+)
+
+from .helpers import URL, Pause, make_client, reply, route
+
+HELLO = [{"role": "user", "content": "hello"}]
+
+
+async def drain(chunks: ChatStream) -> None:
+    async for _ in chunks:
+        pass
+
+
+@pytest.fixture
+def router() -> respx.MockRouter:
+    return respx.MockRouter(assert_all_called=False, using=None)
+
+
+async def test_streams_text_and_sends_the_wire_body(router: respx.MockRouter) -> None:
+    calls = route(router, reply("Hel", "lo ", "wörld"))
+    async with make_client(router, key="k-secret", cookies={"sid": "c-secret"}) as client:
+        async with client.stream(
+            [{"role": "system", "content": "sys"}, *HELLO], temperature=0.2
+        ) as chunks:
+            pieces = [text async for text in chunks]
+        assert pieces == ["Hel", "lo ", "wörld"]
+        assert chunks.text == "Hello wörld"
+        assert chunks.attempts == 1
+    request = calls.calls.last.request
+    assert json.loads(request.content) == {
+        "model": {
+            "id": "openchat_3.6",
+            "name": "OpenChat 3.6 (latest)",
+            "maxLength": 24576,
+            "tokenLimit": 8192,
+        },
+        "messages": HELLO,
+        "key": "k-secret",
+        "prompt": "sys",
+        "temperature": 0.2,
+    }
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["cookie"] == "sid=c-secret"
+
+
+async def test_complete_joins_the_reply(router: respx.MockRouter) -> None:
+    route(router, reply("a", "b", "c"))
+    async with make_client(router) as client:
+        assert await client.complete(HELLO) == "abc"
+
+
+async def test_multibyte_characters_split_across_chunks_survive(router: respx.MockRouter) -> None:
+    raw = "naïve 😀 €".encode()
+    route(router, reply(*[raw[i : i + 1] for i in range(len(raw))]))
+    async with make_client(router) as client:
+        assert await client.complete(HELLO) == "naïve 😀 €"
+
+
+async def test_invalid_bytes_are_replaced(router: respx.MockRouter) -> None:
+    route(router, reply(b"ok \xff\xfe done"))
+    async with make_client(router) as client:
+        assert await client.complete(HELLO) == "ok \ufffd\ufffd done"
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "error_type"),
+    [
+        (400, "Bad Request", APIStatusError),
+        (401, "Unauthorized", APIStatusError),
+        (429, "Too Many Requests", RateLimitError),
+        (500, "Rate limit reached for openchat", ServerError),
+        (503, "Service Unavailable", ServerError),
+    ],
+)
+async def test_status_mapping(
+    router: respx.MockRouter, status: int, reason: str, error_type: type[APIStatusError]
+) -> None:
+    route(router, *[reply("Error", status=status, reason=reason)] * 3)
+    async with make_client(router) as client:
+        with pytest.raises(error_type) as caught:
+            await client.complete(HELLO)
+    error = caught.value
+    assert type(error) is error_type
+    assert error.status_code == status
+    assert error.reason == reason
+    assert error.body == "Error"
+    assert f"{status} {reason}" in str(error)
+    assert "'Error'" in str(error)
+    assert error.request is not None
+    assert error.request.url == URL
+
+
+async def test_error_body_is_read_only_up_to_its_bound(router: respx.MockRouter) -> None:
+    route(router, reply(*[b"x" * 1024] * 1000, status=400))
+    async with make_client(router) as client:
+        with pytest.raises(APIStatusError) as caught:
+            await client.complete(HELLO)
+    assert len(caught.value.body) == 8192
+    assert len(str(caught.value)) < 600
+
+
+async def test_5xx_is_retried_then_succeeds(router: respx.MockRouter) -> None:
+    calls = route(router, reply(status=500), reply(status=502), reply("fine"))
+    async with make_client(router) as client, client.stream(HELLO) as chunks:
+        assert [t async for t in chunks] == ["fine"]
+        assert chunks.attempts == 3
+    assert calls.call_count == 3
+
+
+async def test_retries_are_bounded(router: respx.MockRouter) -> None:
+    calls = route(router, *[reply(status=500)] * 5)
+    async with make_client(router) as client:
+        with pytest.raises(ServerError):
+            await client.complete(HELLO)
+    assert calls.call_count == 3  # the first attempt and two retries
+
+
+async def test_client_errors_are_not_retried(router: respx.MockRouter) -> None:
+    calls = route(router, reply(status=404), reply("never"))
+    async with make_client(router) as client:
+        with pytest.raises(APIStatusError):
+            await client.complete(HELLO)
+    assert calls.call_count == 1
+
+
+async def test_connection_errors_are_retried(router: respx.MockRouter) -> None:
+    calls = route(router, httpx.ConnectError("refused"), reply("ok"))
+    async with make_client(router) as client:
+        assert await client.complete(HELLO) == "ok"
+    assert calls.call_count == 2
+
+
+async def test_connection_error_after_retries_is_translated(router: respx.MockRouter) -> None:
+    route(router, *[httpx.ConnectError("refused")] * 3)
+    async with make_client(router) as client:
+        with pytest.raises(APIConnectionError, match="could not connect") as caught:
+            await client.complete(HELLO)
+    assert isinstance(caught.value.__cause__, httpx.ConnectError)
+
+
+async def test_retry_after_is_honoured(router: respx.MockRouter) -> None:
+    calls = route(
+        router, reply(status=429, headers={"Retry-After": "0.2"}), reply("after the wait")
+    )
+    async with make_client(router) as client:
+        started = anyio.current_time()
+        assert await client.complete(HELLO) == "after the wait"
+        assert anyio.current_time() - started >= 0.2
+    assert calls.call_count == 2
+
+
+async def test_retry_after_past_the_cap_is_raised_not_slept(router: respx.MockRouter) -> None:
+    calls = route(router, reply(status=429, headers={"Retry-After": "3600"}), reply("no"))
+    async with make_client(router) as client:
+        with pytest.raises(RateLimitError) as caught:
+            await client.complete(HELLO)
+    assert caught.value.retry_after == 3600
+    assert "retry after 3600 s" in str(caught.value)
+    assert calls.call_count == 1
+
+
+async def test_stream_never_retries_once_text_reached_the_caller(
+    router: respx.MockRouter,
+) -> None:
+    calls = route(router, reply("Hel", httpx.ReadError("reset")), reply("Hello"))
+    seen: list[str] = []
+
+    async def consume(chunks: ChatStream) -> None:
+        async for text in chunks:
+            seen.append(text)
+
+    async with make_client(router) as client, client.stream(HELLO) as chunks:
+        with pytest.raises(IncompleteStreamError) as caught:
+            await consume(chunks)
+    assert seen == ["Hel"]
+    assert caught.value.partial_text == "Hel"
+    assert chunks.text == "Hel"
+    assert isinstance(caught.value.__cause__, APIConnectionError)
+    assert calls.call_count == 1
+
+
+async def test_complete_retries_a_reply_cut_midway(router: respx.MockRouter) -> None:
+    calls = route(router, reply("Hel", httpx.ReadError("reset")), reply("Hello"))
+    async with make_client(router) as client:
+        assert await client.complete(HELLO) == "Hello"
+    assert calls.call_count == 2
+
+
+async def test_complete_keeps_partial_text_when_retries_run_out(router: respx.MockRouter) -> None:
+    route(router, reply("Hel", httpx.ReadError("reset")))
+    async with make_client(router, max_retries=0) as client:
+        with pytest.raises(IncompleteStreamError) as caught:
+            await client.complete(HELLO)
+    assert caught.value.partial_text == "Hel"
+
+
+async def test_max_response_bytes(router: respx.MockRouter) -> None:
+    route(router, reply("abcd", "efgh", "ijkl"))
+    async with make_client(router, max_response_bytes=10) as client:
+        with pytest.raises(ResponseTooLargeError) as caught:
+            await client.complete(HELLO)
+    assert caught.value.partial_text == "abcdefgh"
+    assert caught.value.limit == 10
+
+
+async def test_first_chunk_timeout_is_retried_then_raised(router: respx.MockRouter) -> None:
+    calls = route(router, *[reply(Pause(5), "late")] * 3)
+    async with make_client(router, timeout=Timeouts(first_chunk=0.05)) as client:
+        with pytest.raises(APITimeoutError, match="first-chunk timeout"):
+            await client.complete(HELLO)
+    assert calls.call_count == 3
+
+
+async def test_total_timeout_mid_reply_keeps_the_text(router: respx.MockRouter) -> None:
+    route(router, reply("early ", Pause(5), "late"))
+    client = make_client(router, timeout=Timeouts(total=0.2))
+    async with client, client.stream(HELLO) as chunks:
+        with pytest.raises(IncompleteStreamError) as caught:
+            await drain(chunks)
+    assert caught.value.partial_text == "early "
+    assert isinstance(caught.value.__cause__, APITimeoutError)
+
+
+async def test_read_timeout_is_translated(router: respx.MockRouter) -> None:
+    route(router, *[httpx.ReadTimeout("silent")] * 3)
+    async with make_client(router) as client:
+        with pytest.raises(APITimeoutError, match="read timeout"):
+            await client.complete(HELLO)
+
+
+async def test_redirects_are_not_followed(router: respx.MockRouter) -> None:
+    route(router, reply(status=302, headers={"Location": "https://elsewhere.test/steal"}))
+    elsewhere = router.route(host="elsewhere.test").mock(return_value=reply("stolen"))
+    async with make_client(router, key="k-secret") as client:
+        with pytest.raises(APIStatusError, match="not followed") as caught:
+            await client.complete(HELLO)
+    assert caught.value.status_code == 302
+    assert not elsewhere.called
+
+
+async def test_invalid_input_never_reaches_the_network(router: respx.MockRouter) -> None:
+    calls = route(router, reply("never"))
+    async with make_client(router) as client:
+        with pytest.raises(InvalidRequestError, match="temperature"):
+            client.stream(HELLO, temperature=3)
+        with pytest.raises(InvalidRequestError, match=r"messages\[0\]\.role"):
+            await client.complete([{"role": "robot", "content": "x"}])
+        with pytest.raises(InvalidRequestError, match="max_tokens"):
+            await client.complete(HELLO, max_tokens=100)
+    assert not calls.called
+
+
+async def test_secrets_never_show(
+    router: respx.MockRouter, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    route(router, *[reply("Error", status=500, reason="upstream failed")] * 3)
+    http = httpx.AsyncClient(transport=httpx.MockTransport(router.handler))
+    client = AuraClient(
+        "https://chat.test",
+        key="k-secret",
+        cookies={"sid": "c-secret"},
+        http_client=http,
+        max_retries=RetryPolicy(max_retries=2, initial_delay=0.001),
+    )
+    async with http, client:
+        with pytest.raises(ServerError) as caught:
+            await client.complete(HELLO)
+    texts = [repr(client), str(caught.value), repr(caught.value), caplog.text]
+    assert "retrying POST" in caplog.text
+    for text in texts:
+        assert "k-secret" not in text
+        assert "c-secret" not in text
+
+
+def test_proxy_credentials_never_show() -> None:
+    client = AuraClient(proxy="http://user:p-secret@127.0.0.1:3128")
+    assert "p-secret" not in repr(client)
+    assert "***@127.0.0.1:3128" in repr(client)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"base_url": "ftp://x"}, "base_url"),
+        ({"base_url": "https://u:p@x"}, "credentials"),
+        ({"base_url": "https://x/?a=1"}, "query"),
+        ({"key": 3}, "key"),
+        ({"timeout": 5}, "Timeouts"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"max_response_bytes": 0}, "max_response_bytes"),
+        ({"proxy": "gopher://x"}, "proxy"),
+        ({"headers": {"a": 1}}, "headers"),
+        ({"cookies": ["a"]}, "cookies"),
+        ({"proxy": "http://p:1", "http_client": httpx.AsyncClient()}, "http_client"),
+    ],
+)
+def test_invalid_client_arguments(kwargs: dict[str, object], needle: str) -> None:
+    with pytest.raises(InvalidRequestError, match=needle):
+        AuraClient(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("read", 0), ("connect", -1.0), ("total", float("inf")), ("first_chunk", "1")],
+)
+def test_invalid_timeouts(field: str, value: object) -> None:
+    with pytest.raises(InvalidRequestError, match=f"timeout.{field}"):
+        Timeouts(**{field: value})  # type: ignore[arg-type]
+
+
+async def test_a_borrowed_client_is_not_closed(router: respx.MockRouter) -> None:
+    route(router, reply("ok"))
+    http = httpx.AsyncClient(transport=httpx.MockTransport(router.handler))
+    async with http:
+        async with AuraClient("https://chat.test", http_client=http) as client:
+            assert await client.complete(HELLO) == "ok"
+        assert not http.is_closed
+    with pytest.raises(RuntimeError, match="closed"):
+        client.stream(HELLO)

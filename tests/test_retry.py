@@ -1,0 +1,175 @@
+"""Retry decisions: which errors retry, the backoff, and Retry-After."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from email.utils import format_datetime
+
+import pytest
+from hypothesis import given, strategies as st
+
+from aura_anyio import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    IncompleteStreamError,
+    InvalidRequestError,
+    RateLimitError,
+    ResponseTooLargeError,
+    RetryPolicy,
+)
+from aura_anyio._exceptions import APIError, make_status_error
+from aura_anyio._retry import backoff_delay, is_retryable, parse_retry_after, retry_delay
+
+NOW = 1_700_000_000.0
+POLICY = RetryPolicy(max_retries=3, initial_delay=0.5, max_delay=8.0, max_retry_after=60.0)
+
+
+def http_date(when: float) -> str:
+    return format_datetime(datetime.fromtimestamp(when, timezone.utc), usegmt=True)
+
+
+def status_error(code: int, headers: dict[str, str] | None = None) -> APIStatusError:
+    headers = headers or {}
+    return make_status_error(
+        status_code=code,
+        reason="Reason",
+        body="Error",
+        headers=headers,
+        request=None,
+        retry_after=parse_retry_after(headers, now=NOW),
+    )
+
+
+@pytest.mark.parametrize(
+    ("error", "retryable"),
+    [
+        (status_error(408), True),
+        (status_error(429), True),
+        (status_error(500), True),
+        (status_error(503), True),
+        (status_error(400), False),
+        (status_error(401), False),
+        (status_error(404), False),
+        (status_error(302), False),
+        (APIConnectionError("refused"), True),
+        (APITimeoutError("slow"), True),
+        (IncompleteStreamError("cut", partial_text="ab"), True),
+        (ResponseTooLargeError("big", limit=1), False),
+        (APIError("other"), False),
+    ],
+)
+def test_what_retries(error: APIError, retryable: bool) -> None:
+    assert is_retryable(error) is retryable
+    decided = retry_delay(error, attempt=1, policy=POLICY, now=NOW, random=0.5)
+    assert (decided is not None) is retryable
+
+
+def test_nothing_retries_once_text_reached_the_caller() -> None:
+    for error in (APIConnectionError("x"), IncompleteStreamError("x", partial_text="a")):
+        assert not is_retryable(error, text_received=True)
+
+
+def test_attempts_are_bounded() -> None:
+    error = status_error(500)
+    delays = [retry_delay(error, attempt=n, policy=POLICY, now=NOW, random=0.0) for n in (1, 2, 3)]
+    assert delays == [0.5, 1.0, 2.0]
+    assert retry_delay(error, attempt=4, policy=POLICY, now=NOW, random=0.0) is None
+    no_retries = RetryPolicy(max_retries=0)
+    assert retry_delay(error, attempt=1, policy=no_retries, now=NOW, random=0.0) is None
+
+
+@given(st.integers(1, 10_000), st.floats(0, 1, exclude_max=True))
+def test_backoff_stays_between_zero_and_the_cap(attempt: int, random: float) -> None:
+    delay = backoff_delay(attempt, POLICY, random=random)
+    assert 0 < delay <= POLICY.max_delay
+    uncapped = POLICY.initial_delay * 2 ** min(attempt - 1, 20)
+    assert delay >= 0.75 * min(uncapped, POLICY.max_delay)
+
+
+@given(st.floats(0, 60), st.floats(0, 1, exclude_max=True))
+def test_retry_after_is_honoured_exactly_up_to_the_cap(seconds: float, random: float) -> None:
+    error = status_error(429, {"Retry-After": repr(seconds)})
+    assert isinstance(error, RateLimitError)
+    assert retry_delay(error, attempt=1, policy=POLICY, now=NOW, random=random) == seconds
+
+
+@given(st.floats(60, 1e9, exclude_min=True))
+def test_retry_after_past_the_cap_gives_up(seconds: float) -> None:
+    error = status_error(503, {"retry-after": repr(seconds)})
+    assert retry_delay(error, attempt=1, policy=POLICY, now=NOW, random=0.1) is None
+
+
+def test_total_budget_stops_a_retry_that_would_overrun() -> None:
+    error = status_error(500, {"Retry-After": "5"})
+    kwargs = {"attempt": 1, "policy": POLICY, "now": NOW, "random": 0.0}
+    assert retry_delay(error, elapsed=1.0, budget=10.0, **kwargs) == 5.0  # type: ignore[arg-type]
+    assert retry_delay(error, elapsed=6.0, budget=10.0, **kwargs) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({}, None),
+        ({"Retry-After": "3"}, 3.0),
+        ({"retry-after": " 1.5 "}, 1.5),
+        ({"Retry-After": "-1"}, None),
+        ({"Retry-After": "soon"}, None),
+        ({"Retry-After": "inf"}, None),
+        ({"retry-after-ms": "250", "Retry-After": "9"}, 0.25),
+        ({"retry-after-ms": "junk", "Retry-After": "9"}, 9.0),
+        (
+            {
+                "Retry-After": format_datetime(
+                    datetime.fromtimestamp(NOW + 30, timezone.utc), usegmt=True
+                )
+            },
+            30.0,
+        ),
+        (
+            {
+                "Retry-After": format_datetime(
+                    datetime.fromtimestamp(NOW - 30, timezone.utc), usegmt=True
+                )
+            },
+            0.0,
+        ),
+        ({"Retry-After": "Sun, 06 Nov 1994 08:49:37"}, None),
+    ],
+)
+def test_parse_retry_after(headers: dict[str, str], expected: float | None) -> None:
+    assert parse_retry_after(headers, now=NOW) == expected
+
+
+@given(st.dictionaries(st.sampled_from(["Retry-After", "retry-after-ms", "x"]), st.text()))
+def test_parse_retry_after_never_raises(headers: dict[str, str]) -> None:
+    delay = parse_retry_after(headers, now=NOW)
+    assert delay is None or delay >= 0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_retries": -1},
+        {"max_retries": True},
+        {"initial_delay": -1.0},
+        {"max_delay": float("nan")},
+    ],
+)
+def test_invalid_policy(kwargs: dict[str, object]) -> None:
+    with pytest.raises(InvalidRequestError):
+        RetryPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_status_error_messages_carry_the_reason_and_a_bounded_excerpt() -> None:
+    error = make_status_error(
+        status_code=500,
+        reason="Rate limit reached for model",
+        body="x" * 10_000,
+        headers={},
+        request=None,
+    )
+    text = str(error)
+    assert "500 Rate limit reached for model" in text
+    assert len(text) < 500
+    assert error.body == "x" * 10_000
