@@ -1,0 +1,59 @@
+"""Developer tasks: ``nox -s tests lint typecheck`` is what CI runs; ``nox -s bench`` measures."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["tests", "lint", "typecheck"]
+
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+
+
+def install_groups(session: nox.Session, *groups: str) -> None:
+    for group in groups:
+        session.install(*nox.project.dependency_groups(PYPROJECT, group))
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the suite; every async test runs on asyncio, asyncio+uvloop and trio."""
+    session.install(".[trio]")
+    install_groups(session, "test")
+    session.run("coverage", "run", "-m", "pytest", *session.posargs)
+    session.run("coverage", "report")
+
+
+@nox.session
+def tests_asyncio_only(session: nox.Session) -> None:
+    """Run the suite without trio installed: nothing may import it by accident."""
+    session.install(".")
+    session.install(
+        *[req for req in nox.project.dependency_groups(PYPROJECT, "test") if "trio" not in req]
+    )
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check style and formatting with ruff."""
+    install_groups(session, "lint")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """Type-check the package with mypy --strict."""
+    session.install(".[trio]")
+    install_groups(session, "typing")
+    session.run("mypy", "--strict", "src")
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Run the benchmarks in benchmarks/ (not part of the tests)."""
+    session.install(".[trio]")
+    install_groups(session, "bench")
+    session.run("python", "benchmarks/run.py", *session.posargs)

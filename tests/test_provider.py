@@ -1,0 +1,112 @@
+"""Aura, the gpt4free-compatible provider, against the reference server on every backend."""
+
+from __future__ import annotations
+
+from contextlib import aclosing
+
+import pytest
+
+from aura_anyio import Aura, AuraClient, InvalidRequestError, Timeouts
+from aura_anyio.testing import ReferenceServer, default_reply
+
+HELLO = [{"role": "user", "content": "hi provider"}]
+
+
+class FakeDriver:
+    """Duck-typed like a Selenium WebDriver."""
+
+    def get_cookies(self) -> list[dict[str, object]]:
+        return [{"name": "cf_clearance", "value": "c-secret", "path": "/"}, {"junk": 1}]
+
+    def execute_script(self, script: str, /) -> object:
+        assert script == "return navigator.userAgent"
+        return "FakeBrowser/1.0"
+
+
+def test_provider_attributes() -> None:
+    assert Aura.url == "https://openchat.team"
+    assert Aura.working
+    assert Aura.supports_stream
+    assert Aura.supports_system_message
+    assert Aura.supports_message_history
+    assert Aura.default_model == "openchat_3.6"
+    assert "openchat_3.6" in Aura.models
+
+
+async def test_streams_and_honours_the_model() -> None:
+    async with ReferenceServer() as server:
+        pieces = [
+            text
+            async for text in Aura.create_async_generator(
+                "openchat_v3.2_mistral", HELLO, base_url=server.base_url, stream=True
+            )
+        ]
+        assert "".join(pieces) == default_reply(server.requests[-1])
+        assert len(pieces) > 1
+        assert server.requests[-1].model_id == "openchat_v3.2_mistral"
+        async with aclosing(Aura.create_async_generator("", HELLO, base_url=server.base_url)) as g:
+            assert [text async for text in g]
+        assert server.requests[-1].model_id == "openchat_3.6"
+
+
+async def test_aclosing_and_an_early_break_close_the_response() -> None:
+    async with ReferenceServer(delay=0.05) as server:
+        generator = Aura.create_async_generator(
+            "", HELLO, base_url=server.base_url, timeout=Timeouts(read=5)
+        )
+        async with aclosing(generator) as pieces:
+            async for _ in pieces:
+                break
+        await server.wait_until(lambda: server.aborted == 1)
+        await server.wait_until(lambda: server.open_connections == 0)
+
+
+async def test_a_reused_client_is_not_closed() -> None:
+    async with ReferenceServer() as server, AuraClient(server.base_url) as client:
+        async with aclosing(Aura.create_async_generator("", HELLO, client=client)) as pieces:
+            assert "".join([t async for t in pieces])
+        assert await client.complete(HELLO)
+
+
+async def test_webdriver_cookies_and_user_agent_are_sent() -> None:
+    async with ReferenceServer() as server:
+        generator = Aura.create_async_generator(
+            "", HELLO, webdriver=FakeDriver(), base_url=server.base_url, timeout=30
+        )
+        async with aclosing(generator) as pieces:
+            assert [t async for t in pieces]
+    headers = server.requests[-1].headers
+    assert headers["cookie"] == "cf_clearance=c-secret"
+    assert headers["user-agent"] == "FakeBrowser/1.0"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"messages": "hi"}, "messages must be a sequence"),
+        ({"model": "gpt-5"}, "model must be a known model id"),
+        ({"temperature": 9}, "temperature"),
+        ({"max_tokens": 10}, "max_tokens"),
+        ({"no_such_option": 1}, "unexpected keyword arguments: no_such_option"),
+        ({"timeout": "soon"}, "timeout"),
+        ({"client": object()}, "client must be an AuraClient"),
+    ],
+)
+async def test_invalid_input_raises_before_any_request(
+    kwargs: dict[str, object], needle: str
+) -> None:
+    async with ReferenceServer() as server:
+        arguments: dict[str, object] = {"model": "", "messages": HELLO}
+        arguments.update(kwargs)
+        arguments.setdefault("base_url", server.base_url)
+        generator = Aura.create_async_generator(**arguments)  # type: ignore[arg-type]
+        with pytest.raises(InvalidRequestError, match=needle):
+            await generator.__anext__()
+    assert server.requests == []
+
+
+async def test_client_and_client_settings_conflict() -> None:
+    async with AuraClient() as client:
+        generator = Aura.create_async_generator("", HELLO, client=client, key="k")
+        with pytest.raises(InvalidRequestError, match="do not also pass key"):
+            await generator.__anext__()
