@@ -1,0 +1,394 @@
+"""The reference server: openchat-ui's ``POST /api/chat`` over HTTP/1.1, on AnyIO and h11.
+
+It runs inside the caller's event loop (asyncio or Trio) and writes every byte itself, through
+the sans-IO h11, so tests control status lines, reason phrases and chunk boundaries exactly.
+What the server answers is decided by the pure modules ``_chat`` and ``_plan``; this module
+only moves bytes and keeps the records tests inspect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import math
+import typing
+from types import MappingProxyType
+
+import anyio
+import anyio.lowlevel
+import h11
+from anyio.abc import SocketAttribute, SocketStream, TaskGroup, TaskStatus
+
+from .._models import MODELS
+from ._chat import ReceivedRequest, inspect_request
+from ._plan import Reply, ResponsePlan, plan_response
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Callable, Collection, Iterable
+    from types import TracebackType
+
+    from anyio.abc import Listener
+
+__all__ = ["Outcome", "ReferenceServer"]
+
+# How a peer that went away shows up on an AnyIO stream: a clean close, a reset, or a stream
+# we closed ourselves meanwhile.
+_GONE = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError)
+
+_BAD_REQUEST = ResponsePlan(
+    400,
+    b"Bad Request",
+    ((b"content-type", b"text/plain;charset=UTF-8"), (b"content-length", b"11")),
+    (b"Bad Request",),
+)
+
+
+@typing.final
+class Outcome(enum.Enum):
+    """How the response to one request ended."""
+
+    #: The response is still being sent (or the server stopped while sending it).
+    PENDING = "pending"
+    #: The whole response was sent.
+    COMPLETED = "completed"
+    #: The client closed or reset the connection before the end of the response.
+    ABORTED = "aborted"
+
+
+def _decode_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    decoded: dict[str, str] = {}
+    for name, value in headers:
+        key = name.decode("ascii")
+        # Header bytes are ISO-8859-1 by RFC 9110's history; latin-1 never fails.
+        text = value.decode("latin-1")
+        decoded[key] = f"{decoded[key]}, {text}" if key in decoded else text
+    return decoded
+
+
+@typing.final
+class ReferenceServer:
+    """A local stand-in for an openchat-ui server, for tests and demos.
+
+    Only ``POST /api/chat`` is served; other paths get ``404`` and other methods ``405``. A valid
+    body gets ``200`` with a chunked body and no ``Content-Type``, one chunk per word of the
+    reply; anything else gets ``500``, the body ``Error`` and the detail in the reason phrase.
+    The history is trimmed as openchat-ui trims it (see :func:`trim_history`).
+
+    Use it as an async context manager; it listens from ``__aenter__`` until ``__aexit__``::
+
+        async with ReferenceServer(delay=0.01) as server:
+            async with httpx.AsyncClient(base_url=server.base_url) as client:
+                ...
+            assert server.requests[-1].kept_messages
+
+    Args:
+        delay: Seconds to wait between two chunks of a reply.
+        reply: Computes the reply to a valid request; a ``str`` is sent one word (with its
+            trailing whitespace) per chunk, a sequence one element per chunk, ``bytes`` as
+            they are. If it raises, the client gets ``500`` with the exception's message as
+            the reason phrase, as openchat-ui reports upstream failures. Defaults to
+            :func:`default_reply`.
+        models: The model ids the server knows; by default the keys of ``MODELS``.
+        host: The address to listen on.
+        port: The port to listen on; ``0`` picks a free one.
+
+    Raises:
+        ValueError: ``delay`` is not a finite number of seconds of at least 0.
+    """
+
+    def __init__(
+        self,
+        *,
+        delay: float = 0.0,
+        reply: Reply | None = None,
+        models: Collection[str] = MODELS.keys(),
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        if (
+            isinstance(delay, bool)
+            or not isinstance(delay, (int, float))
+            or not math.isfinite(delay)
+            or delay < 0
+        ):
+            raise ValueError(f"delay must be a finite number of seconds >= 0, got {delay!r}")
+        self._delay = float(delay)
+        self._reply = reply
+        self._models = frozenset(models)
+        self._host = host
+        self._wanted_port = port
+        self._port: int | None = None
+        self._task_group: TaskGroup | None = None
+        self._requests: list[ReceivedRequest] = []
+        self._outcomes: list[Outcome] = []
+        self._open_connections = 0
+        self._accepted_connections = 0
+        # Created lazily: an AnyIO Event needs a running event loop.
+        self._changed: anyio.Event | None = None
+
+    def __repr__(self) -> str:
+        where = self.base_url if self._port is not None else "not started"
+        return f"<ReferenceServer {where}>"
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on.
+
+        Raises:
+            RuntimeError: The server was never started.
+        """
+        if self._port is None:
+            raise RuntimeError("the ReferenceServer is not started: use 'async with server:'")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """The URL to give a client, such as ``"http://127.0.0.1:54321"``.
+
+        Raises:
+            RuntimeError: The server was never started.
+        """
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def requests(self) -> list[ReceivedRequest]:
+        """Every request received so far, in arrival order (a copy)."""
+        return list(self._requests)
+
+    @property
+    def outcomes(self) -> list[Outcome]:
+        """How each response in :attr:`requests` ended, in the same order (a copy)."""
+        return list(self._outcomes)
+
+    @property
+    def completed(self) -> int:
+        """How many responses were sent completely."""
+        return self._outcomes.count(Outcome.COMPLETED)
+
+    @property
+    def aborted(self) -> int:
+        """How many responses the client cut short by closing or resetting the connection."""
+        return self._outcomes.count(Outcome.ABORTED)
+
+    @property
+    def open_connections(self) -> int:
+        """How many client connections are open right now."""
+        return self._open_connections
+
+    @property
+    def accepted_connections(self) -> int:
+        """How many client connections were accepted in total."""
+        return self._accepted_connections
+
+    # A bounded default on purpose: a test waiting for the server must fail, not hang.
+    async def wait_until(
+        self,
+        predicate: Callable[[], bool],
+        *,
+        timeout: float | None = 5.0,  # noqa: ASYNC109
+    ) -> None:
+        """Wait until ``predicate()`` is true; it is checked whenever the server's records change.
+
+        Use it to wait for the server to observe something, such as a disconnect:
+        ``await server.wait_until(lambda: server.aborted >= 1)``. Always a checkpoint;
+        cancelling the wait has no other effect.
+
+        Args:
+            predicate: Called with no arguments after each change of the records.
+            timeout: Seconds to wait at most; ``None`` waits forever.
+
+        Raises:
+            TimeoutError: ``predicate()`` was still false after ``timeout`` seconds.
+        """
+        await anyio.lowlevel.checkpoint()
+        with anyio.fail_after(timeout):
+            while not predicate():
+                if self._changed is None:
+                    self._changed = anyio.Event()
+                await self._changed.wait()
+
+    async def serve_forever(
+        self, *, task_status: TaskStatus[str] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Start the server and serve until cancelled; for command lines and demos.
+
+        With ``await task_group.start(server.serve_forever)`` the call returns the base URL once
+        the server listens.
+
+        Raises:
+            RuntimeError: The server is already running.
+            OSError: The address could not be bound.
+        """
+        async with self:
+            task_status.started(self.base_url)
+            await anyio.sleep_forever()
+
+    async def __aenter__(self) -> ReferenceServer:
+        """Start listening; connections are served in a task group held until ``__aexit__``.
+
+        Raises:
+            RuntimeError: The server is already running.
+            OSError: The address could not be bound.
+        """
+        if self._task_group is not None:
+            raise RuntimeError("the ReferenceServer is already running")
+        listener = await anyio.create_tcp_listener(
+            local_host=self._host, local_port=self._wanted_port
+        )
+        self._port = listener.extra(SocketAttribute.local_port)
+        # Entering an AnyIO task group neither blocks nor fails, so the listener cannot leak.
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        task_group.start_soon(self._serve, listener, task_group)
+        self._task_group = task_group
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        """Stop listening, close every connection and wait for the serving tasks to end."""
+        task_group, self._task_group = self._task_group, None
+        if task_group is None:
+            raise RuntimeError("the ReferenceServer is not running")
+        task_group.cancel_scope.cancel()
+        if exc is not None and not isinstance(exc, anyio.get_cancelled_exc_class()):
+            # The caller's own exception leaves unwrapped: a Trio nursery would put it in an
+            # ExceptionGroup. Our tasks swallow every expected error, so none is lost here.
+            await task_group.__aexit__(None, None, None)
+            return None
+        return await task_group.__aexit__(exc_type, exc, traceback)
+
+    def _changed_now(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    async def _serve(self, listener: Listener[SocketStream], task_group: TaskGroup) -> None:
+        # Listener.serve() does not close the listener, so the server does.
+        async with listener:
+            await listener.serve(self._handle, task_group)
+
+    async def _handle(self, stream: SocketStream) -> None:
+        self._accepted_connections += 1
+        self._open_connections += 1
+        self._changed_now()
+        conn = h11.Connection(h11.SERVER)
+        try:
+            with contextlib.suppress(*_GONE):
+                while await self._exchange(conn, stream):
+                    conn.start_next_cycle()
+        except h11.RemoteProtocolError:
+            await self._send_bad_request(conn, stream)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()
+            self._open_connections -= 1
+            self._changed_now()
+
+    async def _exchange(self, conn: h11.Connection, stream: SocketStream) -> bool:
+        """Serve one request; return whether the connection can carry another."""
+        received = await self._read_request(conn, stream)
+        if received is None:
+            return False
+        event, body = received
+        target = event.target.decode("latin-1")
+        record = inspect_request(
+            event.method.decode("ascii"),
+            target.partition("?")[0],
+            MappingProxyType(_decode_headers(event.headers)),
+            body,
+            models=self._models,
+        )
+        index = len(self._requests)
+        self._requests.append(record)
+        self._outcomes.append(Outcome.PENDING)
+        self._changed_now()
+        plan = plan_response(record, reply=self._reply, delay=self._delay)
+        outcome = await self._respond(conn, stream, plan, index)
+        return (
+            outcome is Outcome.COMPLETED
+            and conn.our_state is h11.DONE
+            and conn.their_state is h11.DONE
+        )
+
+    async def _read_request(
+        self, conn: h11.Connection, stream: SocketStream
+    ) -> tuple[h11.Request, bytes] | None:
+        """Read one whole request; ``None`` if the client closed the connection between requests.
+
+        Raises:
+            h11.RemoteProtocolError: The client sent something that is not HTTP/1.1, or closed
+                the connection in the middle of a request.
+        """
+        request: h11.Request | None = None
+        body = bytearray()
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                if conn.they_are_waiting_for_100_continue:
+                    interim = h11.InformationalResponse(status_code=100, headers=[])
+                    await stream.send(conn.send(interim))
+                try:
+                    data = await stream.receive()
+                except anyio.EndOfStream:
+                    data = b""  # h11 turns this into ConnectionClosed or a protocol error
+                conn.receive_data(data)
+            elif isinstance(event, h11.Request):
+                request = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage) and request is not None:
+                return request, bytes(body)
+            else:
+                # ConnectionClosed; PAUSED cannot happen at the start of a cycle.
+                return None
+
+    async def _respond(
+        self, conn: h11.Connection, stream: SocketStream, plan: ResponsePlan, index: int
+    ) -> Outcome:
+        """Send ``plan`` while watching for the client going away; record how it ended."""
+        async with anyio.create_task_group() as task_group:
+
+            async def watch() -> None:
+                # A client that closes mid-reply may not make our next send() fail (the kernel
+                # buffers it), so read concurrently to notice at once. Bytes of a pipelined
+                # next request are kept in h11's buffer for the next cycle.
+                with contextlib.suppress(*_GONE):
+                    while True:
+                        conn.receive_data(await stream.receive())
+                task_group.cancel_scope.cancel()
+
+            task_group.start_soon(watch)
+            with contextlib.suppress(*_GONE):
+                await self._send_plan(conn, stream, plan)
+                # Recorded before any further await: a client that has read the whole response
+                # may stop the server before this task runs again.
+                self._outcomes[index] = Outcome.COMPLETED
+                self._changed_now()
+            task_group.cancel_scope.cancel()
+        if self._outcomes[index] is Outcome.PENDING:
+            self._outcomes[index] = Outcome.ABORTED
+            self._changed_now()
+        return self._outcomes[index]
+
+    async def _send_plan(
+        self, conn: h11.Connection, stream: SocketStream, plan: ResponsePlan
+    ) -> None:
+        head = h11.Response(status_code=plan.status, reason=plan.reason, headers=list(plan.headers))
+        await stream.send(conn.send(head))
+        # An empty chunk would end a chunked body, so h11 sends nothing for it: skip it here too.
+        for index, chunk in enumerate(chunk for chunk in plan.chunks if chunk):
+            if index and plan.delay:
+                await anyio.sleep(plan.delay)
+            await stream.send(conn.send(h11.Data(data=chunk)))
+        await stream.send(conn.send(h11.EndOfMessage()))
+
+    async def _send_bad_request(self, conn: h11.Connection, stream: SocketStream) -> None:
+        # Protocol errors only arise while reading a request, before any response began, and
+        # h11 still lets a server answer them; a client this broken must not stop the server.
+        with contextlib.suppress(*_GONE, h11.LocalProtocolError):
+            await self._send_plan(conn, stream, _BAD_REQUEST)
