@@ -26,8 +26,13 @@ def messages(draw: st.DrawFn) -> list[dict[str, str]]:
     return body
 
 
+#: Any str, lone surrogates included (st.text() never draws them).
+any_text: st.SearchStrategy[str] = st.text(
+    st.characters(codec=None, categories=["Cs", "L", "N", "P", "Z"]), max_size=8
+)
+
 json_junk: st.SearchStrategy[object] = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text() | st.binary(),
+    st.none() | st.booleans() | st.integers() | st.floats() | any_text | st.binary(),
     lambda children: (
         st.lists(children, max_size=4)
         | st.dictionaries(st.sampled_from(("role", "content", "x")), children, max_size=3)

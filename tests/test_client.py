@@ -342,3 +342,94 @@ async def test_a_borrowed_client_is_not_closed(router: respx.MockRouter) -> None
         assert not http.is_closed
     with pytest.raises(RuntimeError, match="closed"):
         client.stream(HELLO)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"headers": {"x-token": "v-secret\r\nInjected: 1"}}, "headers['x-token'] must be"),
+        ({"headers": {"x-token": "v-secret é"}}, "headers['x-token'] must be"),
+        ({"headers": {"bad name": "v-secret"}}, "invalid name 'bad name'"),
+        ({"cookies": {"sid": "v-secret; other=1"}}, "cookies['sid'] has characters"),
+        ({"cookies": {"sid": "v-secret\r\n"}}, "cookies['sid'] has characters"),
+        ({"base_url": "http://127.0.0.1:99999"}, "base_url is not a valid URL"),
+        ({"base_url": "http://[::1"}, "base_url is not a valid URL"),
+        ({"proxy": "http://u:v-secret@127.0.0.1:99999"}, "proxy is not a valid URL"),
+    ],
+)
+def test_unsendable_options_are_rejected_without_echoing_secrets(
+    kwargs: dict[str, object], needle: str
+) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        AuraClient(**kwargs)  # type: ignore[arg-type]
+    assert needle in str(caught.value)
+    assert "v-secret" not in str(caught.value)
+
+
+async def test_headers_merge_case_insensitively(router: respx.MockRouter) -> None:
+    calls = route(router, reply("ok"))
+    client = make_client(
+        router,
+        headers={"User-Agent": "mine/1.0", "Cookie": "a=1"},
+        cookies={"b": "2"},
+    )
+    assert "cookies=<hidden>" in repr(client)
+    async with client:
+        await client.complete(HELLO)
+    request = calls.calls.last.request
+    assert request.headers.get_list("user-agent") == ["mine/1.0"]
+    assert request.headers.get_list("cookie") == ["a=1; b=2"]
+
+
+@pytest.mark.parametrize("charset", ["base64", "zlib", "rot13", "hex", "no-such"])
+async def test_a_hostile_charset_falls_back_to_utf8(router: respx.MockRouter, charset: str) -> None:
+    route(router, reply("héllo", headers={"content-type": f"text/plain; charset={charset}"}))
+    async with make_client(router) as client:
+        assert await client.complete(HELLO) == "héllo"
+
+
+async def test_a_declared_charset_is_honoured(router: respx.MockRouter) -> None:
+    route(
+        router,
+        reply("héllo".encode("latin-1"), headers={"content-type": "text/plain; charset=latin-1"}),
+    )
+    async with make_client(router) as client:
+        assert await client.complete(HELLO) == "héllo"
+
+
+async def test_response_too_large_while_streaming(router: respx.MockRouter) -> None:
+    route(router, reply("abcd", "efgh", "ijkl"))
+    async with make_client(router, max_response_bytes=10) as client, client.stream(HELLO) as chunks:
+        with pytest.raises(ResponseTooLargeError) as caught:
+            await drain(chunks)
+    assert caught.value.partial_text == chunks.text == "abcdefgh"
+    assert caught.value.__cause__ is None
+
+
+async def test_chat_stream_misuse_is_a_clear_error(router: respx.MockRouter) -> None:
+    route(router, reply("ok"), reply("ok"))
+    async with make_client(router) as client:
+        unopened = client.stream(HELLO)
+        with pytest.raises(RuntimeError, match="inside its block"):
+            await unopened.__anext__()
+        async with client.stream(HELLO) as chunks:
+            with pytest.raises(RuntimeError, match="entered only once"):
+                await chunks.__aenter__()
+        with pytest.raises(RuntimeError, match="block has ended"):
+            await chunks.__anext__()
+        assert chunks.text == "ok"
+
+
+def test_the_exchange_repr_hides_the_key_and_cookies() -> None:
+    client = AuraClient(key="k-secret", cookies={"sid": "c-secret"})
+    exchange = client._exchange(HELLO, model="openchat_3.6", temperature=0.5, max_tokens=8192)
+    assert "k-secret" not in repr(exchange)
+    assert "c-secret" not in repr(exchange)
+
+
+async def test_a_closed_borrowed_client_is_a_clear_error() -> None:
+    http = httpx.AsyncClient()
+    await http.aclose()
+    client = AuraClient(http_client=http)
+    with pytest.raises(RuntimeError, match="lent to this AuraClient is closed"):
+        client.stream(HELLO)

@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).parent.parent / "src" / "aura_anyio"
-PURE = ["_exceptions", "_messages", "_models", "_payload", "_retry", "_decoding", "_version"]
+PURE = [
+    "_exceptions",
+    "_messages",
+    "_models",
+    "_payload",
+    "_retry",
+    "_decoding",
+    "_options",
+    "_version",
+]
 IO_LIBRARIES = {"httpx", "anyio", "asyncio", "trio", "sniffio", "h11", "socket", "ssl"}
 CLIENT_MODULES = {"_client", "_stream", "_http", "_provider"}
 

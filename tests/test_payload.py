@@ -17,7 +17,7 @@ from aura_anyio import (
     split_messages,
 )
 
-from .strategies import json_junk, messages
+from .strategies import any_text, json_junk, messages
 
 USER = {"role": "user", "content": "hi"}
 
@@ -108,6 +108,8 @@ def test_custom_model_spec() -> None:
         ([USER], {"max_tokens": 8192.0}, "max_tokens"),
         ([USER], {"max_tokens": True}, "max_tokens"),
         ([USER], {"key": None}, "key must be a str"),
+        ([USER], {"key": "a\ud800"}, "key is not valid Unicode"),
+        ([{"role": "user", "content": "x\udfff"}], {}, "messages[0].content is not valid Unicode"),
     ],
 )
 def test_invalid_input_names_the_field(messages: object, kwargs: object, needle: str) -> None:
@@ -151,6 +153,22 @@ def test_junk_raises_invalid_request_error_or_builds(
     except InvalidRequestError:
         return
     assert json.loads(json.dumps(payload)) == payload
+
+
+@given(
+    st.lists(
+        st.fixed_dictionaries({"role": st.sampled_from(["user", "system"]), "content": any_text}),
+        max_size=4,
+    ),
+    any_text,
+)
+def test_every_payload_built_encodes_as_utf8(junk: list[dict[str, str]], key: str) -> None:
+    try:
+        payload = build_payload(junk, key=key)
+    except InvalidRequestError:
+        return
+    # The client sends ensure_ascii=False JSON as UTF-8: that must never fail.
+    json.dumps(payload, ensure_ascii=False).encode("utf-8")
 
 
 @given(st.lists(json_junk, max_size=5))

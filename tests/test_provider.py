@@ -105,6 +105,20 @@ async def test_invalid_input_raises_before_any_request(
     assert server.requests == []
 
 
+async def test_a_webdriver_user_agent_that_cannot_be_sent_is_rejected() -> None:
+    class OddDriver(FakeDriver):
+        def execute_script(self, script: str, /) -> object:
+            return "Browser\r\nInjected: 1"
+
+    async with ReferenceServer() as server:
+        generator = Aura.create_async_generator(
+            "", HELLO, webdriver=OddDriver(), base_url=server.base_url
+        )
+        with pytest.raises(InvalidRequestError, match="user-agent"):
+            await generator.__anext__()
+    assert server.requests == []
+
+
 async def test_client_and_client_settings_conflict() -> None:
     async with AuraClient() as client:
         generator = Aura.create_async_generator("", HELLO, client=client, key="k")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import anyio
+import httpx
 import pytest
 
 from aura_anyio import (
+    APIConnectionError,
     APITimeoutError,
     AuraClient,
     ChatStream,
@@ -117,25 +121,54 @@ async def test_leaving_the_block_early_closes_the_response() -> None:
 
 
 async def test_many_cancelled_requests_leave_the_pool_healthy() -> None:
-    async with ReferenceServer(delay=0.5) as server, AuraClient(server.base_url) as client:
+    two_chunks = ReferenceServer(delay=5, reply=lambda _: ["one ", "two"])
+    async with two_chunks as server, AuraClient(server.base_url) as client:
+        scopes: list[anyio.CancelScope] = []
 
         async def cancelled_request() -> None:
-            with anyio.move_on_after(0.05):
+            with anyio.CancelScope() as scope:
+                scopes.append(scope)
                 await client.complete(HELLO)
 
         async with anyio.create_task_group() as task_group:
             for _ in range(50):
                 task_group.start_soon(cancelled_request)
-        # Under load some are cancelled while connecting, before the server sees a request.
+            # Cancel every request mid-reply, once the server is sending all fifty.
+            await server.wait_until(lambda: len(server.requests) == 50, timeout=30)
+            for scope in scopes:
+                scope.cancel()
+        await server.wait_until(lambda: server.aborted == 50)
         await server.wait_until(lambda: server.open_connections == 0)
-        assert server.requests
-        assert server.aborted == len(server.requests)
-    async with (
-        ReferenceServer() as fresh,
-        AuraClient(fresh.base_url) as client,
-    ):
+        # The same client, so a leaked pool slot would show: the next request goes through.
         with anyio.fail_after(5):
-            assert await client.complete(HELLO)
+            async with client.stream(HELLO) as reply:
+                assert await reply.__anext__() == "one "
+
+
+async def test_waiting_for_a_pool_connection_is_bounded() -> None:
+    http = httpx.AsyncClient(limits=httpx.Limits(max_connections=1))
+    async with (
+        ReferenceServer(delay=5) as server,
+        http,
+        AuraClient(
+            server.base_url, http_client=http, timeout=Timeouts(connect=0.2), max_retries=0
+        ) as client,
+        client.stream(HELLO),  # holds the only connection
+    ):
+        with pytest.raises(APITimeoutError, match="pool timeout"):
+            await client.complete(HELLO)
+
+
+async def test_the_total_clock_starts_when_the_stream_is_entered() -> None:
+    async with (
+        ReferenceServer() as server,
+        AuraClient(server.base_url, timeout=Timeouts(total=1)) as client,
+    ):
+        reply = client.stream(HELLO)
+        await anyio.sleep(1.2)
+        async with reply:
+            await drain(reply)
+        assert reply.text == default_reply(server.requests[-1])
 
 
 async def test_read_timeout_mid_reply_is_an_incomplete_stream() -> None:
@@ -164,7 +197,22 @@ async def test_connection_refused_is_an_api_connection_error() -> None:
     async with ReferenceServer() as server:
         base_url = server.base_url
     async with AuraClient(base_url, max_retries=0) as client:
-        with pytest.raises(Exception) as caught:  # noqa: PT011
+        with pytest.raises(APIConnectionError, match="could not connect") as caught:
             await client.complete(HELLO)
-    assert type(caught.value).__name__ == "APIConnectionError"
-    assert "could not connect" in str(caught.value)
+    assert type(caught.value) is APIConnectionError
+
+
+async def test_proxy_credentials_stay_out_of_errors_and_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with ReferenceServer() as server:
+        closed_port = server.port
+    proxy = f"http://user:p-secret@127.0.0.1:{closed_port}"
+    async with AuraClient(proxy=proxy, max_retries=FAST_RETRIES) as client:
+        with pytest.raises(APIConnectionError) as caught:
+            await client.complete(HELLO)
+        assert "p-secret" not in repr(client)
+    assert "retrying POST" in caplog.text
+    for text in (str(caught.value), repr(caught.value), caplog.text):
+        assert "p-secret" not in text

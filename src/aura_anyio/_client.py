@@ -4,79 +4,34 @@ from __future__ import annotations
 
 import json
 import typing
-from collections.abc import Mapping
-from urllib.parse import urlsplit
 
 import anyio
 import httpx
 
 from ._exceptions import IncompleteStreamError, InvalidRequestError
-from ._http import redact_url
 from ._models import DEFAULT_MODEL, ModelSpec, Timeouts
+from ._options import build_headers, check_base_url, check_proxy, redact_url
 from ._payload import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, build_payload
 from ._retry import DEFAULT_MAX_RETRIES, RetryPolicy
 from ._stream import Attempts, ChatStream, Exchange, plan_retry
 from ._version import __version__
 
 if typing.TYPE_CHECKING:
+    from collections.abc import Mapping
     from types import TracebackType
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_MAX_RESPONSE_BYTES", "AuraClient", "check_str_mapping"]
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_MAX_RESPONSE_BYTES", "AuraClient"]
 
 DEFAULT_BASE_URL = "https://openchat.team"
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 CHAT_PATH = "/api/chat"
-PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
-
-
-def _check_base_url(base_url: object) -> str:
-    if not isinstance(base_url, str):
-        raise InvalidRequestError(f"base_url must be a str, got {type(base_url).__name__}")
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequestError(
-            f"base_url must be an http:// or https:// URL with a host, got {base_url!r}"
-        )
-    if parts.username is not None or parts.password is not None:
-        raise InvalidRequestError(
-            "base_url must not carry credentials; pass the key with key= instead"
-        )
-    if parts.query or parts.fragment:
-        raise InvalidRequestError(
-            f"base_url must not have a query or fragment, got {redact_url(base_url)!r}"
-        )
-    return base_url.rstrip("/")
-
-
-def _check_proxy(proxy: object) -> str | None:
-    if proxy is None:
-        return None
-    if not isinstance(proxy, str):
-        raise InvalidRequestError(f"proxy must be a URL str or None, got {type(proxy).__name__}")
-    parts = urlsplit(proxy)
-    if parts.scheme not in PROXY_SCHEMES or not parts.hostname:
-        raise InvalidRequestError(
-            f"proxy must be a URL with scheme {', '.join(PROXY_SCHEMES)} and a host, "
-            f"got {redact_url(proxy)!r}"
-        )
-    return proxy
-
-
-def check_str_mapping(field: str, value: object) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise InvalidRequestError(f"{field} must be a mapping of str to str or None")
-    checked: dict[str, str] = {}
-    for name, item in value.items():
-        if not isinstance(name, str) or not isinstance(item, str):
-            raise InvalidRequestError(f"{field} must map str to str; {name!r} does not")
-        checked[name] = item
-    return checked
-
-
-def _cookie_header(cookies: Mapping[str, str]) -> str:
-    return "; ".join(f"{name}={value}" for name, value in cookies.items())
+DEFAULT_HEADERS = {
+    "accept": "*/*",
+    "content-type": "application/json",
+    "user-agent": f"aura_anyio/{__version__}",
+}
+# Closing the pool is shielded from cancellation but must not hang on a dead peer.
+CLOSE_TIMEOUT = 5.0
 
 
 @typing.final
@@ -114,7 +69,7 @@ class AuraClient:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
-        self._base_url = _check_base_url(base_url)
+        self._base_url = check_base_url(base_url)
         if not isinstance(key, str):
             raise InvalidRequestError(f"key must be a str, got {type(key).__name__}")
         if not isinstance(timeout, Timeouts):
@@ -132,7 +87,7 @@ class AuraClient:
             raise InvalidRequestError(
                 f"max_response_bytes must be a positive int, got {max_response_bytes!r}"
             )
-        self._proxy = _check_proxy(proxy)
+        self._proxy = check_proxy(proxy)
         if http_client is not None and self._proxy is not None:
             raise InvalidRequestError(
                 "proxy cannot be combined with http_client; configure the proxy on the "
@@ -141,17 +96,9 @@ class AuraClient:
         self._key = key
         self._timeouts = timeout
         self._max_response_bytes = max_response_bytes
-        self._headers = {
-            "accept": "*/*",
-            "content-type": "application/json",
-            "user-agent": f"aura_anyio/{__version__}",
-            **check_str_mapping("headers", headers),
-        }
-        cookie_map = check_str_mapping("cookies", cookies)
-        if cookie_map:
-            self._headers["cookie"] = _cookie_header(cookie_map)
+        self._headers = build_headers(DEFAULT_HEADERS, headers, cookies)
         self._httpx_timeout = httpx.Timeout(
-            connect=timeout.connect, read=timeout.read, write=timeout.read, pool=None
+            connect=timeout.connect, read=timeout.read, write=timeout.read, pool=timeout.connect
         )
         self._owns_http = http_client is None
         self._http = http_client if http_client is not None else self._make_http_client()
@@ -209,7 +156,8 @@ class AuraClient:
             return
         self._closed = True
         if self._owns_http:
-            with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True) as scope:
+                scope.deadline = anyio.current_time() + CLOSE_TIMEOUT
                 await self._http.aclose()
 
     def _exchange(
@@ -225,6 +173,8 @@ class AuraClient:
         )
         if self._closed:
             raise RuntimeError("this AuraClient is closed; create a new one")
+        if self._http.is_closed:
+            raise RuntimeError("the httpx.AsyncClient lent to this AuraClient is closed")
         return Exchange(
             http=self._http,
             url=self._base_url + CHAT_PATH,

@@ -27,9 +27,13 @@ def charset_from_content_type(content_type: str | None) -> str:
     if not isinstance(charset, str):
         return DEFAULT_ENCODING
     try:
-        return codecs.lookup(charset.strip()).name
+        info = codecs.lookup(charset.strip())
     except LookupError:
         return DEFAULT_ENCODING
+    # A hostile server could name a bytes-to-bytes codec (base64, zlib) or rot13: text only.
+    if not getattr(info, "_is_text_encoding", True):
+        return DEFAULT_ENCODING
+    return info.name
 
 
 @typing.final

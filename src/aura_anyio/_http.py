@@ -6,9 +6,9 @@ httpx exception escapes the public API.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
+import typing
 
 import httpx
 
@@ -20,33 +20,21 @@ from ._exceptions import (
     RequestInfo,
     make_status_error,
 )
+from ._options import redact_url
 from ._retry import parse_retry_after
 
-if TYPE_CHECKING:
-    from collections.abc import Mapping
+if typing.TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, Mapping
 
 __all__ = [
     "ERROR_BODY_LIMIT",
     "read_error",
-    "redact_url",
     "request_info",
     "translate_error",
 ]
 
 # An error body is read only this far: a hostile or broken server cannot make us buffer more.
 ERROR_BODY_LIMIT = 8192
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with any user name and password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:  # an IPv6 literal regains its brackets
-        host = f"[{host}]"
-    netloc = f"***@{host}" + (f":{parts.port}" if parts.port is not None else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def request_info(request: httpx.Request) -> RequestInfo:
@@ -67,12 +55,23 @@ def translate_error(exc: httpx.HTTPError, info: RequestInfo) -> APIError:
             "raise Timeouts.read if replies pause longer",
             request=info,
         )
+    if isinstance(exc, httpx.PoolTimeout):
+        return APITimeoutError(
+            "pool timeout: no free connection in the pool in time; every connection is busy "
+            "(raise the pool size or lower the concurrency)",
+            request=info,
+        )
     if isinstance(exc, httpx.TimeoutException):
         return APITimeoutError(f"timeout talking to {info.url} ({detail})", request=info)
     if isinstance(exc, httpx.ConnectError):
         return APIConnectionError(
             f"could not connect to {info.url}: {detail}; check the URL, network and proxy",
             request=info,
+        )
+    if isinstance(exc, httpx.LocalProtocolError):
+        # Its text may quote a header value (a cookie, say), so it stays out of the message.
+        return APIError(
+            f"the request could not be sent as valid HTTP ({type(exc).__name__})", request=info
         )
     if isinstance(exc, httpx.ProxyError):
         return APIConnectionError(f"the proxy failed: {detail}", request=info)
@@ -88,11 +87,14 @@ async def read_error(response: httpx.Response, info: RequestInfo) -> APIStatusEr
     """
     body = bytearray()
     try:
-        async for chunk in response.aiter_raw():
-            body += chunk
-            if len(body) >= ERROR_BODY_LIMIT:
-                del body[ERROR_BODY_LIMIT:]
-                break
+        # aiter_bytes() is an async generator: close it now rather than in the GC.
+        body_chunks = typing.cast("AsyncGenerator[bytes, None]", response.aiter_bytes())
+        async with contextlib.aclosing(body_chunks) as chunks:
+            async for chunk in chunks:
+                body += chunk
+                if len(body) >= ERROR_BODY_LIMIT:
+                    del body[ERROR_BODY_LIMIT:]
+                    break
     except httpx.HTTPError:
         pass  # the status already says what went wrong; a broken body adds nothing
     headers: Mapping[str, str] = dict(response.headers)

@@ -7,7 +7,7 @@ from typing import Literal, TypedDict
 
 from ._exceptions import InvalidRequestError
 
-__all__ = ["ROLES", "Message", "split_messages", "validate_messages"]
+__all__ = ["ROLES", "Message", "check_unicode", "split_messages", "validate_messages"]
 
 Role = Literal["system", "user", "assistant"]
 ROLES: tuple[Role, ...] = ("system", "user", "assistant")
@@ -18,6 +18,16 @@ class Message(TypedDict):
 
     role: Role
     content: str
+
+
+def check_unicode(field: str, text: str) -> None:
+    """Raise if ``text`` holds a lone surrogate, which no UTF-8 body can carry."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequestError(
+            f"{field} is not valid Unicode: a lone surrogate at index {exc.start}"
+        ) from None
 
 
 def _check_message(index: int, message: object) -> Message:
@@ -40,6 +50,7 @@ def _check_message(index: int, message: object) -> Message:
         )
     if not isinstance(content, str):
         raise InvalidRequestError(f"{where}.content must be a str, got {type(content).__name__}")
+    check_unicode(f"{where}.content", content)
     return {"role": role, "content": content}
 
 

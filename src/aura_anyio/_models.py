@@ -8,6 +8,7 @@ import typing
 from types import MappingProxyType
 
 from ._exceptions import InvalidRequestError
+from ._messages import check_unicode
 
 if typing.TYPE_CHECKING:
     from collections.abc import Mapping
@@ -44,6 +45,8 @@ class ModelSpec:
             raise InvalidRequestError(f"ModelSpec.id must be a non-empty str, got {self.id!r}")
         if not isinstance(self.name, str):
             raise InvalidRequestError(f"ModelSpec.name must be a str, got {self.name!r}")
+        check_unicode("ModelSpec.id", self.id)
+        check_unicode("ModelSpec.name", self.name)
         _check_positive_int("ModelSpec.max_length", self.max_length)
         _check_positive_int("ModelSpec.token_limit", self.token_limit)
 

@@ -10,7 +10,7 @@ import math
 from typing import TypedDict
 
 from ._exceptions import InvalidRequestError
-from ._messages import Message, split_messages
+from ._messages import Message, check_unicode, split_messages
 from ._models import DEFAULT_MODEL, ModelSpec, resolve_model
 
 __all__ = [
@@ -103,6 +103,7 @@ def build_payload(
     max_tokens = check_max_tokens(max_tokens)
     if not isinstance(key, str):
         raise InvalidRequestError(f"key must be a str, got {type(key).__name__}")
+    check_unicode("key", key)
     return {
         "model": {
             "id": spec.id,

@@ -12,9 +12,10 @@ import typing
 
 import anyio
 
-from ._client import DEFAULT_BASE_URL, AuraClient, check_str_mapping
+from ._client import DEFAULT_BASE_URL, AuraClient
 from ._exceptions import InvalidRequestError
 from ._models import DEFAULT_MODEL, MODELS, Timeouts
+from ._options import build_headers
 from ._payload import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, build_payload
 
 if typing.TYPE_CHECKING:
@@ -123,22 +124,24 @@ class Aura:
                 )
         owned = client is None
         if client is None:
-            headers = check_str_mapping("headers", settings.get("headers"))
-            cookies = check_str_mapping("cookies", settings.get("cookies"))
+            headers = settings.get("headers")
+            cookies = settings.get("cookies")
+            build_headers({}, headers, cookies)  # reject bad values before the webdriver's I/O
             if webdriver is not None:
                 # Selenium calls block on their own HTTP round trips: keep them off the loop.
                 driver_cookies, driver_headers = await anyio.to_thread.run_sync(
                     _webdriver_args, webdriver
                 )
-                cookies = {**driver_cookies, **cookies}
-                headers = {**driver_headers, **headers}
+                # What the caller passed wins over what the browser had.
+                cookies = {**driver_cookies, **typing.cast("Mapping[str, str]", cookies or {})}
+                headers = {**driver_headers, **typing.cast("Mapping[str, str]", headers or {})}
             client = AuraClient(
                 typing.cast("str", settings.get("base_url", cls.url)),
                 key=typing.cast("str", settings.get("key", "")),
                 proxy=proxy,
                 timeout=_timeouts(settings.get("timeout")),
-                headers=headers,
-                cookies=cookies,
+                headers=typing.cast("Mapping[str, str] | None", headers),
+                cookies=typing.cast("Mapping[str, str] | None", cookies),
             )
         try:
             async with client.stream(

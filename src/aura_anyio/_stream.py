@@ -52,8 +52,9 @@ class Exchange:
 
     http: httpx.AsyncClient
     url: str
-    body: bytes
-    headers: dict[str, str]
+    # The body holds the key and the headers the cookies: kept out of repr and tracebacks.
+    body: bytes = dataclasses.field(repr=False)
+    headers: dict[str, str] = dataclasses.field(repr=False)
     timeouts: Timeouts
     httpx_timeout: httpx.Timeout
     policy: RetryPolicy
@@ -108,11 +109,14 @@ class ChatStream:
         "_parts",
         "_pending",
         "_response",
+        "_state",
     )
 
     def __init__(self, exchange: Exchange, attempts: Attempts | None = None) -> None:
         self._exchange = exchange
-        self._attempts = attempts or Attempts(started=anyio.current_time())
+        # The clock of a stream of its own starts when it is entered, not when it is made.
+        self._attempts = attempts
+        self._state = "new"
         self._info = RequestInfo("POST", exchange.url)
         self._response: httpx.Response | None = None
         self._chunks: AsyncIterator[bytes] | None = None
@@ -132,7 +136,7 @@ class ChatStream:
     @property
     def attempts(self) -> int:
         """How many times the request was sent (1 when it was not retried)."""
-        return self._attempts.count
+        return 0 if self._attempts is None else self._attempts.count
 
     @property
     def status_code(self) -> int | None:
@@ -143,8 +147,13 @@ class ChatStream:
         return f"<ChatStream {self._info} attempts={self.attempts} chars={len(self.text)}>"
 
     async def __aenter__(self) -> ChatStream:
+        if self._state != "new":
+            raise RuntimeError("a ChatStream can be entered only once; call stream() again")
+        self._state = "open"
+        if self._attempts is None:
+            self._attempts = Attempts(started=anyio.current_time())
         try:
-            await self._open()
+            await self._open(self._attempts)
         except BaseException:
             await self._close()
             raise
@@ -156,45 +165,50 @@ class ChatStream:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._state = "closed"
         await self._close()
 
     def __aiter__(self) -> ChatStream:
         return self
 
     async def __anext__(self) -> str:
+        if self._state != "open":
+            raise RuntimeError(
+                "iterate a ChatStream inside its block: async with client.stream(...) as reply"
+                if self._state == "new"
+                else "this ChatStream's block has ended; its text is in .text"
+            )
         if self._pending is not None:
             text, self._pending = self._pending, None
             return text
         while not self._done:
             try:
                 text = await self._next_text(first=False)
+            except ResponseTooLargeError as error:
+                self._done = True
+                error.partial_text = self.text
+                raise
             except APIError as error:
                 self._done = True
-                raise self._incomplete(error) from error
+                raise IncompleteStreamError(
+                    f"the reply broke after {len(self.text)} characters: {error}",
+                    partial_text=self.text,
+                    request=self._info,
+                ) from error
             if text:
                 return text
         raise StopAsyncIteration
 
-    def _incomplete(self, error: APIError) -> APIError:
-        if isinstance(error, ResponseTooLargeError):
-            error.partial_text = self.text
-            return error
-        return IncompleteStreamError(
-            f"the reply broke after {len(self.text)} characters: {error}",
-            partial_text=self.text,
-            request=self._info,
-        )
-
-    async def _open(self) -> None:
+    async def _open(self, attempts: Attempts) -> None:
         """Send until a response gives its first text (or ends), retrying what may be."""
         exchange = self._exchange
         timeouts = exchange.timeouts
-        total_deadline = _deadline(self._attempts.started, timeouts.total)
+        total_deadline = _deadline(attempts.started, timeouts.total)
         while True:
-            self._attempts.count += 1
+            attempts.count += 1
             attempt_start = anyio.current_time()
             deadline = min(total_deadline, _deadline(attempt_start, timeouts.first_chunk))
-            logger.debug("POST %s (attempt %d)", exchange.url, self._attempts.count)
+            logger.debug("POST %s (attempt %d)", exchange.url, attempts.count)
             try:
                 with anyio.CancelScope(deadline=deadline) as scope:
                     self._pending = await self._first_text()
@@ -203,7 +217,7 @@ class ChatStream:
                 return
             except APIError as error:
                 await self._close()
-                delay = plan_retry(error, exchange, self._attempts)
+                delay = plan_retry(error, exchange, attempts)
                 if delay is None:
                     raise
             await anyio.sleep(delay)
@@ -222,17 +236,17 @@ class ChatStream:
 
     async def _first_text(self) -> str | None:
         exchange = self._exchange
-        request = exchange.http.build_request(
-            "POST",
-            exchange.url,
-            content=exchange.body,
-            headers=exchange.headers,
-            timeout=exchange.httpx_timeout,
-        )
-        self._info = request_info(request)
         self._bytes = 0
         self._done = False
         try:
+            request = exchange.http.build_request(
+                "POST",
+                exchange.url,
+                content=exchange.body,
+                headers=exchange.headers,
+                timeout=exchange.httpx_timeout,
+            )
+            self._info = request_info(request)
             response = await exchange.http.send(request, stream=True, follow_redirects=False)
         except httpx.HTTPError as exc:
             raise translate_error(exc, self._info) from exc
@@ -250,6 +264,7 @@ class ChatStream:
     async def _next_text(self, *, first: bool) -> str:
         """Read one chunk and return its text ("" when it completed no character)."""
         assert self._chunks is not None
+        assert self._attempts is not None
         deadline = _deadline(self._attempts.started, self._exchange.timeouts.total)
         try:
             if first or deadline == math.inf:
@@ -290,5 +305,5 @@ class ChatStream:
                     await chunks.aclose()
                 if response is not None:
                     await response.aclose()
-            except httpx.HTTPError as exc:
-                logger.debug("error while closing a response to %s: %r", self._info, exc)
+            except Exception as exc:
+                logger.warning("error while closing a response to %s: %r", self._info, exc)

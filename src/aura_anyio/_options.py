@@ -1,0 +1,134 @@
+"""Checking the client's connection options: URLs, headers and cookies; pure, no I/O.
+
+Headers and cookies are secrets as often as not (cookies, ``Authorization``), so no error
+raised here repeats a value: it names the field and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+from ._exceptions import InvalidRequestError
+
+__all__ = ["PROXY_SCHEMES", "build_headers", "check_base_url", "check_proxy", "redact_url"]
+
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+# RFC 9110 section 5.6.2 (token) and 5.5 (field values: visible ASCII, space and tab).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")
+# RFC 6265 section 4.1.1: cookie-octet, optionally in double quotes.
+_COOKIE_VALUE = re.compile(
+    r'[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*|"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*"'
+)
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any user name and password replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        has_credentials = parts.username is not None or parts.password is not None
+        port = parts.port
+    except ValueError:
+        return "<malformed URL>"
+    if not has_credentials:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal regains its brackets
+        host = f"[{host}]"
+    netloc = f"***@{host}" + (f":{port}" if port is not None else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _split(field: str, url: str) -> SplitResult:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parsing the port is what can fail)
+    except ValueError as exc:
+        raise InvalidRequestError(f"{field} is not a valid URL ({exc})") from None
+    return parts
+
+
+def check_base_url(base_url: object) -> str:
+    """Return ``base_url`` without a trailing slash, or raise if it is not a usable URL."""
+    if not isinstance(base_url, str):
+        raise InvalidRequestError(f"base_url must be a str, got {type(base_url).__name__}")
+    parts = _split("base_url", base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequestError(
+            f"base_url must be an http:// or https:// URL with a host, got {redact_url(base_url)!r}"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise InvalidRequestError(
+            "base_url must not carry credentials; pass the key with key= instead"
+        )
+    if parts.query or parts.fragment:
+        raise InvalidRequestError(
+            f"base_url must not have a query or fragment, got {redact_url(base_url)!r}"
+        )
+    return base_url.rstrip("/")
+
+
+def check_proxy(proxy: object) -> str | None:
+    """Return ``proxy``, or raise if it is neither ``None`` nor a proxy URL."""
+    if proxy is None:
+        return None
+    if not isinstance(proxy, str):
+        raise InvalidRequestError(f"proxy must be a URL str or None, got {type(proxy).__name__}")
+    parts = _split("proxy", proxy)
+    if parts.scheme not in PROXY_SCHEMES or not parts.hostname:
+        raise InvalidRequestError(
+            f"proxy must be a URL with scheme {', '.join(PROXY_SCHEMES)} and a host, "
+            f"got {redact_url(proxy)!r}"
+        )
+    return proxy
+
+
+def _str_items(field: str, value: object) -> list[tuple[str, str]]:
+    if value is None:
+        return []
+    if not isinstance(value, Mapping):
+        raise InvalidRequestError(
+            f"{field} must be a mapping of str to str or None, got {type(value).__name__}"
+        )
+    items: list[tuple[str, str]] = []
+    for name, item in value.items():
+        if not isinstance(name, str) or not isinstance(item, str):
+            raise InvalidRequestError(f"{field} must map str to str; the entry {name!r} does not")
+        if not _TOKEN.fullmatch(name):
+            raise InvalidRequestError(f"{field} has an invalid name {name!r}")
+        items.append((name, item))
+    return items
+
+
+def build_headers(
+    defaults: Mapping[str, str], headers: object = None, cookies: object = None
+) -> dict[str, str]:
+    """Merge request headers case-insensitively; ``cookies`` join any ``Cookie`` header.
+
+    Returns:
+        The headers under lower-case names: ``defaults``, then ``headers`` over them.
+
+    Raises:
+        InvalidRequestError: A name or value cannot travel in an HTTP/1.1 header (the error
+            names the entry, never its value).
+    """
+    merged = {name.lower(): value for name, value in defaults.items()}
+    for name, value in _str_items("headers", headers):
+        if not _FIELD_VALUE.fullmatch(value):
+            raise InvalidRequestError(
+                f"headers[{name!r}] must be printable ASCII without line breaks"
+            )
+        merged[name.lower()] = value
+    pairs = [merged["cookie"]] if merged.get("cookie") else []
+    for name, value in _str_items("cookies", cookies):
+        if not _COOKIE_VALUE.fullmatch(value):
+            raise InvalidRequestError(
+                f"cookies[{name!r}] has characters a cookie value cannot carry "
+                "(RFC 6265: no spaces, quotes inside, commas, semicolons or backslashes)"
+            )
+        pairs.append(f"{name}={value}")
+    if pairs:
+        merged["cookie"] = "; ".join(pairs)
+    return merged
