@@ -99,6 +99,7 @@ def test_custom_model_spec() -> None:
         ([{"role": "user", "content": 3}], {}, "messages[0].content must be a str"),
         ([USER], {"model": "gpt-4"}, "'openchat_3.6', 'openchat_v3.2_mistral'"),
         ([USER], {"model": ""}, "model must be a known model id"),
+        ([USER], {"model": 3}, "model must be a known model id"),
         ([USER], {"temperature": math.nan}, "temperature must be a finite number"),
         ([USER], {"temperature": 2.5}, "temperature"),
         ([USER], {"temperature": -0.1}, "temperature"),

@@ -61,6 +61,16 @@ async def test_aclosing_and_an_early_break_close_the_response() -> None:
         await server.wait_until(lambda: server.open_connections == 0)
 
 
+async def test_api_key_is_an_alias_of_key() -> None:
+    async with ReferenceServer() as server:
+        generator = Aura.create_async_generator(
+            "", HELLO, base_url=server.base_url, api_key="k-secret"
+        )
+        async with aclosing(generator) as pieces:
+            assert [t async for t in pieces]
+    assert server.requests[-1].json["key"] == "k-secret"  # type: ignore[index]
+
+
 async def test_a_reused_client_is_not_closed() -> None:
     async with ReferenceServer() as server, AuraClient(server.base_url) as client:
         async with aclosing(Aura.create_async_generator("", HELLO, client=client)) as pieces:

@@ -545,3 +545,8 @@ async def test_stream_response_status_reason_and_headers() -> None:
     assert (response.status_code, response.reason_phrase) == (500, "Rate limit reached")
     assert response.headers["x-test"] == "1"
     assert await response.aread() == b"Error"
+
+
+def test_stream_response_body_is_a_plain_async_iterator() -> None:
+    iterator = stream_response([b"a"]).stream.__aiter__()  # type: ignore[union-attr]
+    assert iterator.__aiter__() is iterator

@@ -98,10 +98,12 @@ class Timeouts:
     """How long each stage of a reply may take, in seconds; ``None`` means no limit.
 
     Args:
-        connect: Establishing the connection (TCP, proxy and TLS).
+        connect: Establishing the connection (TCP, proxy and TLS), and likewise waiting for a
+            free connection when the pool is full.
         read: The longest silence between two pieces of the reply.
-        first_chunk: From sending the request to the first text of the reply.
-        total: From sending the request to the end of the reply, retries included.
+        first_chunk: From sending a request to the first text of its reply, per attempt.
+        total: From entering the stream (or calling ``complete()``) to the end of the reply,
+            retries included.
     """
 
     connect: float | None = 10.0

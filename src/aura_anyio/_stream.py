@@ -294,16 +294,16 @@ class ChatStream:
         return text
 
     async def _close(self) -> None:
+        # The body iterator only exists while its response does.
         chunks, self._chunks = self._chunks, None
         response, self._response = self._response, None
-        if chunks is None and response is None:
+        if response is None:
             return
         with anyio.CancelScope(shield=True) as scope:
             scope.deadline = anyio.current_time() + CLOSE_TIMEOUT
             try:
                 if isinstance(chunks, AsyncGenerator):
                     await chunks.aclose()
-                if response is not None:
-                    await response.aclose()
+                await response.aclose()
             except Exception as exc:
                 logger.warning("error while closing a response to %s: %r", self._info, exc)
