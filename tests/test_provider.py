@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import aclosing
 
+import anyio
 import pytest
 
 from aura_anyio import Aura, AuraClient, InvalidRequestError, Timeouts
@@ -134,3 +135,23 @@ async def test_client_and_client_settings_conflict() -> None:
         generator = Aura.create_async_generator("", HELLO, client=client, key="k")
         with pytest.raises(InvalidRequestError, match="do not also pass key"):
             await generator.__anext__()
+
+
+async def test_no_cancel_scope_is_held_across_a_yield() -> None:
+    # Resuming the generator from another task would corrupt (and on Trio, fail) a cancel
+    # scope left open across a yield; with every deadline enabled it must just work.
+    timeouts = Timeouts(connect=5, read=5, first_chunk=5, total=30)
+    async with ReferenceServer(delay=0.01) as server:
+        generator = Aura.create_async_generator(
+            "", HELLO, base_url=server.base_url, timeout=timeouts
+        )
+        async with aclosing(generator) as pieces:
+            first = await pieces.__anext__()
+            rest: list[str] = []
+
+            async def finish() -> None:
+                rest.extend([text async for text in pieces])
+
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(finish)
+        assert first + "".join(rest) == default_reply(server.requests[-1])
