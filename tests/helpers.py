@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
 import httpx
 
-from aura_anyio import AuraClient, RetryPolicy, Timeouts
+from aura_anyio import AuraClient, ChatStream, RetryPolicy, Timeouts
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
     import respx
 
 FAST_RETRIES = RetryPolicy(max_retries=2, initial_delay=0.001, max_delay=0.01)
@@ -84,4 +85,7 @@ def route(router: respx.MockRouter, *responses: httpx.Response | Exception) -> r
     return router.post(URL).mock(side_effect=list(responses))
 
 
-Handler = Callable[[httpx.Request], httpx.Response]
+async def drain(chunks: ChatStream) -> None:
+    """Read a reply to its end."""
+    async for _ in chunks:
+        pass

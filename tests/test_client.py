@@ -25,14 +25,9 @@ from aura_anyio import (
     Timeouts,
 )
 
-from .helpers import URL, Pause, make_client, reply, route
+from .helpers import URL, Pause, drain, make_client, reply, route
 
 HELLO = [{"role": "user", "content": "hello"}]
-
-
-async def drain(chunks: ChatStream) -> None:
-    async for _ in chunks:
-        pass
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).parent.parent / "src" / "aura_anyio"
 PURE = [
+    "_checks",
     "_exceptions",
     "_messages",
     "_models",

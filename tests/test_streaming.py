@@ -12,7 +12,6 @@ from aura_anyio import (
     APIConnectionError,
     APITimeoutError,
     AuraClient,
-    ChatStream,
     IncompleteStreamError,
     ModelSpec,
     ServerError,
@@ -20,14 +19,9 @@ from aura_anyio import (
 )
 from aura_anyio.testing import DEFAULT_SYSTEM_PROMPT, ReferenceServer, default_reply
 
-from .helpers import FAST_RETRIES
+from .helpers import FAST_RETRIES, drain
 
 HELLO = [{"role": "user", "content": "hello there"}]
-
-
-async def drain(chunks: ChatStream) -> None:
-    async for _ in chunks:
-        pass
 
 
 async def test_streams_the_reference_reply() -> None:

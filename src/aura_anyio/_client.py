@@ -8,6 +8,7 @@ import typing
 import anyio
 import httpx
 
+from ._checks import is_int
 from ._exceptions import IncompleteStreamError, InvalidRequestError
 from ._models import DEFAULT_MODEL, ModelSpec, Timeouts
 from ._options import build_headers, check_base_url, check_proxy, redact_url
@@ -79,11 +80,7 @@ class AuraClient:
         self._policy = (
             max_retries if isinstance(max_retries, RetryPolicy) else RetryPolicy(max_retries)
         )
-        if (
-            isinstance(max_response_bytes, bool)
-            or not isinstance(max_response_bytes, int)
-            or max_response_bytes <= 0
-        ):
+        if not is_int(max_response_bytes) or max_response_bytes <= 0:
             raise InvalidRequestError(
                 f"max_response_bytes must be a positive int, got {max_response_bytes!r}"
             )

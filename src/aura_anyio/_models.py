@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import typing
 from types import MappingProxyType
 
+from ._checks import is_int, is_number
 from ._exceptions import InvalidRequestError
 from ._messages import check_unicode
 
@@ -19,7 +19,7 @@ DEFAULT_MODEL = "openchat_3.6"
 
 
 def _check_positive_int(field: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if not is_int(value) or value <= 0:
         raise InvalidRequestError(f"{field} must be a positive int, got {value!r}")
 
 
@@ -81,12 +81,7 @@ def resolve_model(model: object) -> ModelSpec:
 def _check_seconds(field: str, value: object) -> None:
     if value is None:
         return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
+    if not is_number(value) or value <= 0:
         raise InvalidRequestError(
             f"timeout.{field} must be a positive number of seconds or None, got {value!r}"
         )

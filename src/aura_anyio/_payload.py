@@ -6,9 +6,9 @@ the history, and ``model.tokenLimit`` is what the server trims the history again
 
 from __future__ import annotations
 
-import math
 from typing import TypedDict
 
+from ._checks import is_int, is_number
 from ._exceptions import InvalidRequestError
 from ._messages import Message, check_unicode, split_messages
 from ._models import DEFAULT_MODEL, ModelSpec, resolve_model
@@ -51,12 +51,7 @@ class Payload(TypedDict):
 
 def check_temperature(temperature: object) -> float:
     """Return ``temperature`` as a float, or raise if it is not a finite number in [0, 2]."""
-    if (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, (int, float))
-        or not math.isfinite(temperature)
-        or not 0 <= temperature <= 2
-    ):
+    if not is_number(temperature) or not 0 <= temperature <= 2:
         raise InvalidRequestError(
             f"temperature must be a finite number between 0 and 2, got {temperature!r}"
         )
@@ -65,7 +60,7 @@ def check_temperature(temperature: object) -> float:
 
 def check_max_tokens(max_tokens: object, *, minimum: int = RESERVED_TOKENS + 1) -> int:
     """Return ``max_tokens``, or raise if it is not an int of at least ``minimum``."""
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < minimum:
+    if not is_int(max_tokens) or max_tokens < minimum:
         why = (
             f" (the server reserves {RESERVED_TOKENS} tokens and would drop the whole history)"
             if minimum > RESERVED_TOKENS

@@ -12,6 +12,7 @@ import typing
 
 import anyio
 
+from ._checks import is_number
 from ._client import DEFAULT_BASE_URL, AuraClient
 from ._exceptions import InvalidRequestError
 from ._models import DEFAULT_MODEL, MODELS, Timeouts
@@ -57,7 +58,7 @@ def _timeouts(timeout: object) -> Timeouts:
         return Timeouts()
     if isinstance(timeout, Timeouts):
         return timeout
-    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+    if is_number(timeout):
         # gpt4free's timeout bounds the whole call; each stage gets the same bound.
         return Timeouts(connect=timeout, read=timeout, total=timeout)
     raise InvalidRequestError(f"timeout must be seconds or a Timeouts, got {timeout!r}")

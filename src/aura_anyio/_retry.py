@@ -12,6 +12,7 @@ import math
 import typing
 from email.utils import parsedate_to_datetime
 
+from ._checks import is_int, is_number
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -59,20 +60,11 @@ class RetryPolicy:
     max_retry_after: float = 60.0
 
     def __post_init__(self) -> None:
-        if (
-            isinstance(self.max_retries, bool)
-            or not isinstance(self.max_retries, int)
-            or self.max_retries < 0
-        ):
+        if not is_int(self.max_retries) or self.max_retries < 0:
             raise InvalidRequestError(f"max_retries must be an int >= 0, got {self.max_retries!r}")
         for name in ("initial_delay", "max_delay", "max_retry_after"):
             value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not math.isfinite(value)
-                or value < 0
-            ):
+            if not is_number(value) or value < 0:
                 raise InvalidRequestError(f"{name} must be a finite number >= 0, got {value!r}")
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import math
 import typing
 from types import MappingProxyType
 
@@ -19,6 +18,7 @@ import anyio.lowlevel
 import h11
 from anyio.abc import SocketAttribute, SocketStream, TaskGroup, TaskStatus
 
+from .._checks import is_number
 from .._models import MODELS
 from ._chat import ReceivedRequest, inspect_request
 from ._plan import Reply, ResponsePlan, plan_response
@@ -105,12 +105,7 @@ class ReferenceServer:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        if (
-            isinstance(delay, bool)
-            or not isinstance(delay, (int, float))
-            or not math.isfinite(delay)
-            or delay < 0
-        ):
+        if not is_number(delay) or delay < 0:
             raise ValueError(f"delay must be a finite number of seconds >= 0, got {delay!r}")
         self._delay = float(delay)
         self._reply = reply
