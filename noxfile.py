@@ -45,10 +45,12 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """Type-check the package with mypy --strict."""
+    """Type-check: mypy --strict on the package and tests, pyright strict, --verifytypes."""
     session.install(".[trio]")
     install_groups(session, "typing")
-    session.run("mypy", "--strict", "src")
+    session.run("mypy", "--strict", "src", "tests")
+    session.run("pyright")
+    session.run("pyright", "--verifytypes", "aura_anyio", "--ignoreexternal")
 
 
 @nox.session(default=False)

@@ -51,9 +51,14 @@ __all__ = (
     "split_messages",
 )
 
-# Tracebacks and reprs show the public path, as in httpx and trio.
-for _name in __all__:
-    _value = globals()[_name]
-    if getattr(_value, "__module__", "").startswith("aura_anyio._"):
-        _value.__module__ = __name__
-del _name, _value
+
+def _show_public_module() -> None:
+    # Tracebacks and reprs show the public path, as in httpx and trio.
+    for name in __all__:
+        value = globals()[name]
+        if getattr(value, "__module__", "").startswith("aura_anyio._"):
+            value.__module__ = __name__
+
+
+_show_public_module()
+del _show_public_module

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Literal, TypedDict
 
@@ -36,6 +37,7 @@ def _check_message(index: int, message: object) -> Message:
         raise InvalidRequestError(
             f"{where} must be a mapping with 'role' and 'content', got {type(message).__name__}"
         )
+    message = typing.cast("Mapping[object, object]", message)
     try:
         role = message["role"]
     except KeyError:
@@ -61,12 +63,13 @@ def validate_messages(messages: object) -> list[Message]:
         InvalidRequestError: ``messages`` is not a sequence of messages, a message is malformed
             (the error names its index), or there is no user or assistant message.
     """
+    kind = type(messages).__name__
     if isinstance(messages, (str, bytes, bytearray, Mapping)) or not isinstance(messages, Sequence):
         raise InvalidRequestError(
-            "messages must be a sequence of {'role', 'content'} mappings, "
-            f"got {type(messages).__name__}"
+            f"messages must be a sequence of {{'role', 'content'}} mappings, got {kind}"
         )
-    checked = [_check_message(index, message) for index, message in enumerate(messages)]
+    items = typing.cast("Sequence[object]", messages)
+    checked = [_check_message(index, message) for index, message in enumerate(items)]
     if not any(message["role"] != "system" for message in checked):
         raise InvalidRequestError(
             "messages must contain at least one 'user' or 'assistant' message"

@@ -7,6 +7,7 @@ raised here repeats a value: it names the field and what is wrong with it.
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import Mapping
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
@@ -93,7 +94,7 @@ def _str_items(field: str, value: object) -> list[tuple[str, str]]:
             f"{field} must be a mapping of str to str or None, got {type(value).__name__}"
         )
     items: list[tuple[str, str]] = []
-    for name, item in value.items():
+    for name, item in typing.cast("Mapping[object, object]", value).items():
         if not isinstance(name, str) or not isinstance(item, str):
             raise InvalidRequestError(f"{field} must map str to str; the entry {name!r} does not")
         if not _TOKEN.fullmatch(name):

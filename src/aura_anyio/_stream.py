@@ -270,6 +270,7 @@ class ChatStream:
             if first or deadline == math.inf:
                 chunk = await self._chunks.__anext__()
             else:
+                chunk = b""
                 with anyio.CancelScope(deadline=deadline) as scope:
                     chunk = await self._chunks.__anext__()
                 if scope.cancelled_caught:

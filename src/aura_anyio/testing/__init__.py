@@ -28,9 +28,14 @@ __all__ = (
     "trim_history",
 )
 
-# Tracebacks and reprs show the public module, not the private one defining the name.
-for _name in __all__:
-    _obj = globals()[_name]
-    if isinstance(_obj, type) or callable(_obj):
-        _obj.__module__ = __name__
-del _name, _obj
+
+def _show_public_module() -> None:
+    # Tracebacks and reprs show the public module, not the private one defining the name.
+    for name in __all__:
+        value = globals()[name]
+        if isinstance(value, type) or callable(value):
+            value.__module__ = __name__
+
+
+_show_public_module()
+del _show_public_module

@@ -191,14 +191,19 @@ def load_json(body: bytes) -> object:
     return value
 
 
+def _json_object(field: str, value: object) -> dict[str, object]:
+    if not isinstance(value, dict):
+        raise _wrong_type(field, "an object", value)
+    return typing.cast("dict[str, object]", value)  # JSON object keys are always str
+
+
 def _check_messages(value: object) -> tuple[Message, ...]:
     if not isinstance(value, list):
         raise _wrong_type("messages", "an array", value)
     checked: list[Message] = []
-    for index, item in enumerate(value):
+    for index, element in enumerate(typing.cast("list[object]", value)):
         where = f"messages[{index}]"
-        if not isinstance(item, dict):
-            raise _wrong_type(where, "an object", item)
+        item = _json_object(where, element)
         role = _field(item, "role", f"{where}.")
         content = _field(item, "content", f"{where}.")
         if not isinstance(role, str) or role not in ROLES:
@@ -215,11 +220,8 @@ def parse_chat_body(data: object, *, models: Container[str]) -> ChatBody:
     Raises:
         RejectedError: A field is missing or has the wrong type, or the model is unknown.
     """
-    if not isinstance(data, dict):
-        raise _wrong_type("body", "an object", data)
-    model = _field(data, "model")
-    if not isinstance(model, dict):
-        raise _wrong_type("model", "an object", model)
+    body = _json_object("body", data)
+    model = _json_object("model", _field(body, "model"))
     model_id = _field(model, "id", "model.")
     if not isinstance(model_id, str):
         raise _wrong_type("model.id", "a string", model_id)
@@ -228,14 +230,14 @@ def parse_chat_body(data: object, *, models: Container[str]) -> ChatBody:
     token_limit = _field(model, "tokenLimit", "model.")
     if isinstance(token_limit, bool) or not isinstance(token_limit, int):
         raise _wrong_type("model.tokenLimit", "an integer", token_limit)
-    messages = _check_messages(_field(data, "messages"))
-    key = _field(data, "key")
+    messages = _check_messages(_field(body, "messages"))
+    key = _field(body, "key")
     if not isinstance(key, str):
         raise _wrong_type("key", "a string", key)
-    prompt = _field(data, "prompt")
+    prompt = _field(body, "prompt")
     if not isinstance(prompt, str):
         raise _wrong_type("prompt", "a string", prompt)
-    temperature = _field(data, "temperature")
+    temperature = _field(body, "temperature")
     if (
         isinstance(temperature, bool)
         or not isinstance(temperature, (int, float))
@@ -276,8 +278,12 @@ def inspect_request(
     try:
         chat = parse_chat_body(data, models=models)
     except RejectedError as exc:
-        model = data.get("model") if isinstance(data, dict) else None
-        model_id = model.get("id") if isinstance(model, dict) else None
+        model = (
+            typing.cast("dict[str, object]", data).get("model") if isinstance(data, dict) else None
+        )
+        model_id = (
+            typing.cast("dict[str, object]", model).get("id") if isinstance(model, dict) else None
+        )
         return dataclasses.replace(
             base,
             json=data,
