@@ -11,7 +11,7 @@ import httpx
 from aura_anyio import AuraClient, ChatStream, RetryPolicy, Timeouts
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Iterator, Sequence
 
     import respx
 
@@ -30,23 +30,39 @@ Step = bytes | str | Exception | Pause
 
 
 class ScriptedStream(httpx.AsyncByteStream):
-    """A response body that sends chunks, pauses or fails, step by step."""
+    """A response body that sends chunks, pauses or fails, step by step.
+
+    A plain iterator rather than an async generator: Trio warns about generators left
+    unfinished, and tests stop reading early on purpose.
+    """
 
     def __init__(self, steps: Sequence[Step]) -> None:
         self.steps = list(steps)
         self.closed = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for step in self.steps:
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _Steps(iter(self.steps))
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class _Steps:
+    def __init__(self, steps: Iterator[Step]) -> None:
+        self._steps = steps
+
+    def __aiter__(self) -> _Steps:
+        return self
+
+    async def __anext__(self) -> bytes:
+        for step in self._steps:
             if isinstance(step, Pause):
                 await anyio.sleep(step.seconds)
             elif isinstance(step, Exception):
                 raise step
             else:
-                yield step.encode() if isinstance(step, str) else step
-
-    async def aclose(self) -> None:
-        self.closed = True
+                return step.encode() if isinstance(step, str) else step
+        raise StopAsyncIteration
 
 
 def reply(

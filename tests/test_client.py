@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 
@@ -428,3 +429,10 @@ async def test_a_closed_borrowed_client_is_a_clear_error() -> None:
     client = AuraClient(http_client=http)
     with pytest.raises(RuntimeError, match="lent to this AuraClient is closed"):
         client.stream(HELLO)
+
+
+async def test_a_content_encoded_reply_is_decoded(router: respx.MockRouter) -> None:
+    body = gzip.compress("naïve ✓ reply".encode())
+    route(router, reply(body[:7], body[7:], headers={"content-encoding": "gzip"}))
+    async with make_client(router) as client:
+        assert await client.complete(HELLO) == "naïve ✓ reply"
