@@ -95,7 +95,7 @@ class ChatStream:
     Entering sends the request, retrying as the client's policy allows until the first text
     arrives; iterating yields the reply's text piece by piece; leaving closes the response at
     once, even when cancelled. ``text`` is everything received so far, so a reply that breaks
-    part-way loses nothing.
+    part-way loses nothing. Made by :meth:`AuraClient.stream`, not directly.
     """
 
     __slots__ = (
