@@ -10,6 +10,7 @@ measured in the same run, since the machines here are shared and noisy.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import subprocess
 import sys
@@ -107,8 +108,8 @@ def bench_decoder(rounds: int) -> tuple[float, float]:
     costs without an incremental decoder, and it garbles every character cut in two.
     """
     raw = ("naïve café 日本語 😀 " * 40).encode()
-    step = len(raw) // 50 + 1
-    chunks = [raw[i : i + step] for i in range(0, len(raw), step)]
+    cuts = [len(raw) * n // 50 for n in range(51)]  # 50 chunks, most cut inside a character
+    chunks = [raw[a:b] for a, b in itertools.pairwise(cuts)]
     loops = 2000
     ours, baseline = [], []
     for _ in range(rounds):

@@ -72,7 +72,7 @@ def reply(
     headers: dict[str, str] | None = None,
 ) -> httpx.Response:
     """A response whose body follows ``steps``; ``reason`` sets the reason phrase."""
-    extensions = {} if reason is None else {"reason_phrase": reason.encode()}
+    extensions = {} if reason is None else {"reason_phrase": reason.encode("latin-1")}
     return httpx.Response(
         status, headers=headers, stream=ScriptedStream(steps), extensions=extensions
     )

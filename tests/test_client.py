@@ -436,3 +436,16 @@ async def test_a_content_encoded_reply_is_decoded(router: respx.MockRouter) -> N
     route(router, reply(body[:7], body[7:], headers={"content-encoding": "gzip"}))
     async with make_client(router) as client:
         assert await client.complete(HELLO) == "naïve ✓ reply"
+
+
+async def test_a_latin1_reason_phrase_survives_and_a_long_one_is_bounded(
+    router: respx.MockRouter,
+) -> None:
+    route(router, reply(status=400, reason="Limite de débit atteinte " + "x" * 5000))
+    async with make_client(router) as client:
+        with pytest.raises(APIStatusError) as caught:
+            await client.complete(HELLO)
+    assert caught.value.reason.startswith("Limite de débit atteinte")
+    assert len(caught.value.reason) > 5000
+    assert "400 Limite de débit atteinte xxx" in str(caught.value)
+    assert len(str(caught.value)) < 800

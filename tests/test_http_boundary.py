@@ -96,6 +96,7 @@ async def test_an_empty_reply_is_an_empty_string(router: respx.MockRouter) -> No
             assert [text async for text in chunks] == []
             assert chunks.status_code == 200
             assert "attempts=1" in repr(chunks)
+        assert chunks.status_code == 200  # still known after the block
 
 
 class FailingClose(ScriptedStream):

@@ -116,7 +116,7 @@ def test_custom_model_spec() -> None:
 def test_invalid_input_names_the_field(messages: object, kwargs: object, needle: str) -> None:
     assert isinstance(kwargs, dict)
     with pytest.raises(InvalidRequestError) as caught:
-        build_payload(messages, **kwargs)
+        build_payload(messages, **kwargs)  # type: ignore[arg-type]
     assert needle in str(caught.value)
     assert isinstance(caught.value, ValueError)
 
@@ -146,7 +146,7 @@ def test_junk_raises_invalid_request_error_or_builds(
 ) -> None:
     try:
         payload = build_payload(
-            junk_messages,
+            junk_messages,  # type: ignore[arg-type]
             model=model,  # type: ignore[arg-type]
             temperature=temperature,  # type: ignore[arg-type]
             max_tokens=max_tokens,  # type: ignore[arg-type]
@@ -175,4 +175,4 @@ def test_every_payload_built_encodes_as_utf8(junk: list[dict[str, str]], key: st
 @given(st.lists(json_junk, max_size=5))
 def test_junk_messages_only_raise_invalid_request_error(junk: list[object]) -> None:
     with contextlib.suppress(InvalidRequestError):
-        split_messages(junk)
+        split_messages(junk)  # type: ignore[arg-type]

@@ -137,7 +137,7 @@ async def test_configured_models() -> None:
         pytest.param(body(model={"id": "openchat_3.6"}), "Missing field 'model.tokenLimit'"),
         pytest.param(
             body(model={"id": "openchat_3.6", "tokenLimit": True}),
-            "Invalid field 'model.tokenLimit': expected an integer, got boolean",
+            "Invalid field 'model.tokenLimit': expected a number, got boolean",
             id="token-limit-bool",
         ),
         pytest.param(
@@ -166,7 +166,8 @@ async def test_configured_models() -> None:
             "Invalid field 'messages[0].content': expected a string, got array",
             id="content-list",
         ),
-        pytest.param(body(key=None), "Invalid field 'key': expected a string, got null", id="key"),
+        pytest.param(body(key=3), "Invalid field 'key': expected a string, got number", id="key"),
+        pytest.param(b"[" * 100_000, "Invalid JSON body: nested too deeply", id="deep-nesting"),
         pytest.param(
             body(prompt=1.5), "Invalid field 'prompt': expected a string, got number", id="prompt"
         ),
@@ -193,16 +194,31 @@ async def test_bad_bodies_are_500_with_reason(
 
 async def test_reason_phrase_is_sanitized() -> None:
     payload = body()
-    payload["model"] = {"id": "bad\r\nmodel é" + "x" * 300, "tokenLimit": 8192}
+    payload["model"] = {"id": "bad\r\nmodel é✓" + "x" * 2000, "tokenLimit": 8192}
     async with (
         ReferenceServer() as server,
         httpx.AsyncClient(base_url=server.base_url) as client,
     ):
         response, _ = await post_chat(client, payload)
     assert response.status_code == 500
-    assert response.reason_phrase.startswith("Unknown model: bad model \\xe9xxx")
-    assert response.reason_phrase.endswith("...")
-    assert len(response.reason_phrase) == 200
+    reason = response.extensions["reason_phrase"].decode("latin-1")
+    assert reason.startswith("Unknown model: bad model é\\u2713xxx")
+    assert reason.endswith("...")
+    assert len(reason) == 1000
+
+
+async def test_optional_fields_fall_back_like_chat_ts() -> None:
+    payload = body(model={"id": "openchat_3.6", "tokenLimit": 8192.0})
+    for field in ("key", "prompt", "temperature"):
+        del payload[field]
+    async with (
+        ReferenceServer() as server,
+        httpx.AsyncClient(base_url=server.base_url) as client,
+    ):
+        response, _ = await post_chat(client, payload)
+    assert response.status_code == 200
+    assert server.requests[-1].system_prompt == DEFAULT_SYSTEM_PROMPT
+    assert server.requests[-1].token_limit == 8192.0
 
 
 async def test_not_found_and_method_not_allowed() -> None:
@@ -550,3 +566,12 @@ async def test_stream_response_status_reason_and_headers() -> None:
 def test_stream_response_body_is_a_plain_async_iterator() -> None:
     iterator = stream_response([b"a"]).stream.__aiter__()  # type: ignore[union-attr]
     assert iterator.__aiter__() is iterator
+
+
+async def test_a_bytes_reply_is_one_chunk() -> None:
+    async with (
+        ReferenceServer(reply=lambda _: b"one \xe2\x9c\x93 chunk") as server,
+        httpx.AsyncClient(base_url=server.base_url) as client,
+    ):
+        _, chunks = await post_chat(client, body())
+    assert chunks == [b"one \xe2\x9c\x93 chunk"]

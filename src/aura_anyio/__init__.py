@@ -17,9 +17,13 @@ from ._exceptions import (
     ResponseTooLargeError as ResponseTooLargeError,
     ServerError as ServerError,
 )
-from ._messages import Message as Message, split_messages as split_messages
+from ._messages import (
+    Message as Message,
+    Messages as Messages,
+    split_messages as split_messages,
+)
 from ._models import MODELS as MODELS, ModelSpec as ModelSpec, Timeouts as Timeouts
-from ._payload import build_payload as build_payload
+from ._payload import Payload as Payload, build_payload as build_payload
 from ._provider import Aura as Aura, WebDriver as WebDriver
 from ._retry import RetryPolicy as RetryPolicy
 from ._stream import ChatStream as ChatStream
@@ -38,7 +42,9 @@ __all__ = (
     "IncompleteStreamError",
     "InvalidRequestError",
     "Message",
+    "Messages",
     "ModelSpec",
+    "Payload",
     "RateLimitError",
     "RequestInfo",
     "ResponseTooLargeError",

@@ -21,6 +21,8 @@ if typing.TYPE_CHECKING:
     from collections.abc import Mapping
     from types import TracebackType
 
+    from ._messages import Messages
+
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_MAX_RESPONSE_BYTES", "AuraClient"]
 
 DEFAULT_BASE_URL = "https://openchat.team"
@@ -159,7 +161,7 @@ class AuraClient:
 
     def _exchange(
         self,
-        messages: object,
+        messages: Messages,
         *,
         model: str | ModelSpec,
         temperature: float,
@@ -185,7 +187,7 @@ class AuraClient:
 
     def stream(
         self,
-        messages: object,
+        messages: Messages,
         *,
         model: str | ModelSpec = DEFAULT_MODEL,
         temperature: float = DEFAULT_TEMPERATURE,
@@ -208,6 +210,7 @@ class AuraClient:
 
         Raises:
             InvalidRequestError: An argument is invalid (raised by this call).
+            RuntimeError: The client, or the httpx client lent to it, is closed.
             APIError: When entering or iterating: the request failed (see the error table).
         """
         return ChatStream(
@@ -216,7 +219,7 @@ class AuraClient:
 
     async def complete(
         self,
-        messages: object,
+        messages: Messages,
         *,
         model: str | ModelSpec = DEFAULT_MODEL,
         temperature: float = DEFAULT_TEMPERATURE,
@@ -224,12 +227,18 @@ class AuraClient:
     ) -> str:
         """Return the whole reply to ``messages``.
 
-        Takes the same arguments as :meth:`stream`. Since the caller sees no text until the
-        end, a reply cut part-way is retried too. Blocks until the reply is complete;
-        cancellation closes the response and propagates.
+        Since the caller sees no text until the end, a reply cut part-way is retried too.
+        Blocks until the reply is complete; cancellation closes the response and propagates.
+
+        Args:
+            messages: A sequence of ``{"role", "content"}`` mappings.
+            model: A model id from ``MODELS`` or a :class:`ModelSpec`.
+            temperature: Sampling temperature in [0, 2].
+            max_tokens: The server's token limit for the conversation (above 768).
 
         Raises:
             InvalidRequestError: An argument is invalid; nothing was sent.
+            RuntimeError: The client, or the httpx client lent to it, is closed.
             APIError: The request failed after any retries; an
                 :class:`IncompleteStreamError` keeps the last attempt's ``partial_text``.
         """

@@ -42,8 +42,10 @@ __all__ = [
     "make_status_error",
 ]
 
-# How much of an error body goes into str(error); the body itself is bounded by the reader.
+# How much of an error body and a reason phrase go into str(error); the attributes keep all
+# of what was read, and the body itself is bounded by the reader.
 BODY_EXCERPT_CHARS = 200
+REASON_EXCERPT_CHARS = 300
 
 
 @typing.final
@@ -171,10 +173,10 @@ class ResponseTooLargeError(APIError):
         self.partial_text = partial_text
 
 
-def _excerpt(body: str) -> str:
-    text = " ".join(body.split())
-    if len(text) > BODY_EXCERPT_CHARS:
-        text = text[:BODY_EXCERPT_CHARS] + "…"
+def _excerpt(text: str, limit: int = BODY_EXCERPT_CHARS) -> str:
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[:limit] + "…"
     return text
 
 
@@ -193,7 +195,7 @@ def make_status_error(
     a bounded excerpt of the body.
     """
     where = f" from {request}" if request is not None else ""
-    message = f"HTTP {status_code} {reason}".rstrip() + where
+    message = f"HTTP {status_code} {_excerpt(reason, REASON_EXCERPT_CHARS)}".rstrip() + where
     excerpt = _excerpt(body)
     if excerpt:
         message += f"; body: {excerpt!r}"

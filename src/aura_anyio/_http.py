@@ -99,7 +99,12 @@ async def read_error(response: httpx.Response, info: RequestInfo) -> APIStatusEr
         pass  # the status already says what went wrong; a broken body adds nothing
     headers: Mapping[str, str] = dict(response.headers)
     retry_after = parse_retry_after(headers, now=time.time())
-    reason = response.reason_phrase
+    # httpx decodes the reason phrase as ASCII, dropping what it cannot; HTTP allows Latin-1
+    # there (obs-text), and openchat-ui's upstream messages may use it.
+    raw_reason = response.extensions.get("reason_phrase")
+    reason = (
+        raw_reason.decode("latin-1") if isinstance(raw_reason, bytes) else response.reason_phrase
+    )
     if response.is_redirect:
         location = response.headers.get("location", "")
         reason = f"{reason} (redirect to {redact_url(location)!r} not followed)"

@@ -8,7 +8,14 @@ from typing import Literal, TypedDict
 
 from ._exceptions import InvalidRequestError
 
-__all__ = ["ROLES", "Message", "check_unicode", "split_messages", "validate_messages"]
+__all__ = [
+    "ROLES",
+    "Message",
+    "Messages",
+    "check_unicode",
+    "split_messages",
+    "validate_messages",
+]
 
 Role = Literal["system", "user", "assistant"]
 ROLES: tuple[Role, ...] = ("system", "user", "assistant")
@@ -19,6 +26,11 @@ class Message(TypedDict):
 
     role: Role
     content: str
+
+
+#: What the API accepts as a conversation: ``Message`` dicts, or any mappings with ``role``
+#: and ``content`` (extra keys are dropped). It is checked at run time all the same.
+Messages: typing.TypeAlias = Sequence[Mapping[str, object]]
 
 
 def check_unicode(field: str, text: str) -> None:
@@ -56,7 +68,7 @@ def _check_message(index: int, message: object) -> Message:
     return {"role": role, "content": content}
 
 
-def validate_messages(messages: object) -> list[Message]:
+def validate_messages(messages: Messages) -> list[Message]:
     """Check a conversation and return it as plain ``{"role", "content"}`` dicts, in order.
 
     Raises:
@@ -77,7 +89,7 @@ def validate_messages(messages: object) -> list[Message]:
     return checked
 
 
-def split_messages(messages: object) -> tuple[str, list[Message]]:
+def split_messages(messages: Messages) -> tuple[str, list[Message]]:
     """Split a conversation into the system prompt and the rest.
 
     Returns:

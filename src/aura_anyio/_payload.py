@@ -10,7 +10,7 @@ from typing import TypedDict
 
 from ._checks import is_int, is_number
 from ._exceptions import InvalidRequestError
-from ._messages import Message, check_unicode, split_messages
+from ._messages import Message, Messages, check_unicode, split_messages
 from ._models import DEFAULT_MODEL, ModelSpec, resolve_model
 
 __all__ = [
@@ -73,7 +73,7 @@ def check_max_tokens(max_tokens: object, *, minimum: int = RESERVED_TOKENS + 1) 
 
 
 def build_payload(
-    messages: object,
+    messages: Messages,
     *,
     model: str | ModelSpec = DEFAULT_MODEL,
     temperature: float = DEFAULT_TEMPERATURE,

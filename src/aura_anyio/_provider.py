@@ -20,7 +20,9 @@ from ._options import build_headers
 from ._payload import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, build_payload
 
 if typing.TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Mapping, Sequence
+    from collections.abc import AsyncGenerator, Mapping
+
+    from ._messages import Messages
 
 __all__ = ["Aura", "WebDriver"]
 
@@ -80,7 +82,7 @@ class Aura:
     async def create_async_generator(
         cls,
         model: str,
-        messages: Sequence[Mapping[str, str]],
+        messages: Messages,
         proxy: str | None = None,
         temperature: float = DEFAULT_TEMPERATURE,
         max_tokens: int = DEFAULT_MAX_TOKENS,
@@ -89,12 +91,21 @@ class Aura:
     ) -> AsyncGenerator[str, None]:
         """Stream the reply to ``messages`` as text pieces, as gpt4free's ``Aura`` did.
 
-        Works on asyncio and Trio; close it deterministically with
-        ``contextlib.aclosing``. An empty ``model`` means :attr:`default_model`. Keyword
-        arguments: ``base_url``, ``key`` (or ``api_key``), ``timeout`` (seconds, or
-        :class:`Timeouts`), ``headers``, ``cookies``, and ``client`` (an :class:`AuraClient`
-        to reuse; it is not closed and its own settings apply). ``webdriver``, if given, lends
-        its cookies and user agent.
+        Works on asyncio and Trio; close it deterministically with ``contextlib.aclosing``,
+        which closes the response at once.
+
+        Args:
+            model: A model id; ``""`` means :attr:`default_model`.
+            messages: A sequence of ``{"role", "content"}`` mappings.
+            proxy: A proxy URL (``http``, ``https`` or ``socks5``).
+            temperature: Sampling temperature in [0, 2].
+            max_tokens: The server's token limit for the conversation (above 768).
+            webdriver: A Selenium-like driver whose cookies and user agent are borrowed.
+            **kwargs: ``base_url``, ``key`` (or ``api_key``), ``timeout`` (seconds, or
+                :class:`Timeouts`), ``headers``, ``cookies``, or ``client`` (an
+                :class:`AuraClient` to reuse, which is not closed and brings its own
+                settings). gpt4free's ``stream``, ``web_search``, ``images``, ``image`` and
+                ``media`` are accepted and ignored.
 
         Raises:
             InvalidRequestError: An argument is invalid; raised at the first ``anext``,

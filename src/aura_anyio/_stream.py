@@ -110,6 +110,7 @@ class ChatStream:
         "_pending",
         "_response",
         "_state",
+        "_status",
     )
 
     def __init__(self, exchange: Exchange, attempts: Attempts | None = None) -> None:
@@ -117,6 +118,7 @@ class ChatStream:
         # The clock of a stream of its own starts when it is entered, not when it is made.
         self._attempts = attempts
         self._state = "new"
+        self._status: int | None = None
         self._info = RequestInfo("POST", exchange.url)
         self._response: httpx.Response | None = None
         self._chunks: AsyncIterator[bytes] | None = None
@@ -140,8 +142,8 @@ class ChatStream:
 
     @property
     def status_code(self) -> int | None:
-        """The status of the response being read, once there is one."""
-        return None if self._response is None else self._response.status_code
+        """The status of the last response received, or ``None`` before there is one."""
+        return self._status
 
     def __repr__(self) -> str:
         return f"<ChatStream {self._info} attempts={self.attempts} chars={len(self.text)}>"
@@ -254,6 +256,7 @@ class ChatStream:
         except httpx.HTTPError as exc:
             raise translate_error(exc, self._info) from exc
         self._response = response
+        self._status = response.status_code
         if not response.is_success:
             raise await read_error(response, self._info)
         self._decoder = TextDecoder(charset_from_content_type(response.headers.get("content-type")))

@@ -7,27 +7,23 @@ reference server's deterministic reply all live here, so the server module only 
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import re
 import typing
 
-from .._messages import ROLES, Message
 from .._payload import RESERVED_TOKENS
+from ._body import RejectedError, load_json, parse_chat_body
 
 if typing.TYPE_CHECKING:
     from collections.abc import Container, Mapping, Sequence
 
+    from .._messages import Message
+
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
     "MAX_REASON_CHARS",
-    "ChatBody",
     "ReceivedRequest",
-    "RejectedError",
     "approx_tokens",
     "default_reply",
-    "load_json",
-    "parse_chat_body",
     "sanitize_reason",
     "split_words",
     "trim_history",
@@ -39,8 +35,8 @@ DEFAULT_SYSTEM_PROMPT = (
     "Respond using markdown."
 )
 
-# Long enough for any message the server writes, short enough for any HTTP client's limits.
-MAX_REASON_CHARS = 200
+# Longer than upstream rate-limit messages, well inside every HTTP client's line limit.
+MAX_REASON_CHARS = 1000
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _WORD_PIECE = re.compile(r"\S+\s*|\s+")
@@ -58,7 +54,7 @@ def approx_tokens(text: str) -> int:
 
 
 def trim_history(
-    system_prompt: str, messages: Sequence[Message], *, token_limit: int
+    system_prompt: str, messages: Sequence[Message], *, token_limit: float
 ) -> list[Message]:
     """Keep the newest messages that fit in ``token_limit``, exactly as openchat-ui does.
 
@@ -87,9 +83,11 @@ def split_words(text: str) -> list[str]:
 
 
 def sanitize_reason(text: str) -> bytes:
-    """Make ``text`` a valid HTTP reason phrase: one line of printable ASCII, bounded in length."""
-    # Escapes keep non-ASCII model ids readable instead of silently dropping them.
-    line = _CONTROL_OR_SPACE.sub(" ", text).strip().encode("ascii", "backslashreplace")
+    """Make ``text`` a valid HTTP reason phrase: one line of Latin-1, bounded in length.
+
+    Node writes a status message as Latin-1, so é survives; characters past U+00FF are escaped.
+    """
+    line = _CONTROL_OR_SPACE.sub(" ", text).strip().encode("latin-1", "backslashreplace")
     if len(line) > MAX_REASON_CHARS:
         line = line[: MAX_REASON_CHARS - 3] + b"..."
     return line or b"Internal Server Error"
@@ -120,7 +118,7 @@ class ReceivedRequest:
     body: bytes
     json: object = None
     model_id: str | None = None
-    token_limit: int | None = None
+    token_limit: float | None = None
     system_prompt: str | None = None
     kept_messages: tuple[Message, ...] = ()
     error: str | None = None
@@ -139,112 +137,6 @@ def default_reply(request: ReceivedRequest) -> str:
     return (
         f"Hello from the reference server ✓ — you said «{said}» ({count} message{plural} kept) 👋"
     )
-
-
-class RejectedError(Exception):
-    """The body is not a request openchat-ui could serve; ``str()`` is the reason phrase."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ChatBody:
-    """The parts of a valid ``/api/chat`` body the server acts on."""
-
-    model_id: str
-    token_limit: int
-    prompt: str
-    messages: tuple[Message, ...]
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
-
-
-def _wrong_type(field: str, expected: str, value: object) -> RejectedError:
-    return RejectedError(f"Invalid field '{field}': expected {expected}, got {_json_type(value)}")
-
-
-def _field(obj: Mapping[str, object], name: str, where: str = "") -> object:
-    try:
-        return obj[name]
-    except KeyError:
-        raise RejectedError(f"Missing field '{where}{name}'") from None
-
-
-def _reject_constant(name: str) -> typing.NoReturn:
-    # JSON.parse rejects NaN and Infinity; Python's json module would accept them.
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def load_json(body: bytes) -> object:
-    """Parse ``body`` as JSON the way JavaScript's ``JSON.parse`` would, or raise ``ValueError``."""
-    value: object = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    return value
-
-
-def _json_object(field: str, value: object) -> dict[str, object]:
-    if not isinstance(value, dict):
-        raise _wrong_type(field, "an object", value)
-    return typing.cast("dict[str, object]", value)  # JSON object keys are always str
-
-
-def _check_messages(value: object) -> tuple[Message, ...]:
-    if not isinstance(value, list):
-        raise _wrong_type("messages", "an array", value)
-    checked: list[Message] = []
-    for index, element in enumerate(typing.cast("list[object]", value)):
-        where = f"messages[{index}]"
-        item = _json_object(where, element)
-        role = _field(item, "role", f"{where}.")
-        content = _field(item, "content", f"{where}.")
-        if not isinstance(role, str) or role not in ROLES:
-            raise RejectedError(f"Invalid field '{where}.role': {role!r} is not a known role")
-        if not isinstance(content, str):
-            raise _wrong_type(f"{where}.content", "a string", content)
-        checked.append({"role": role, "content": content})
-    return tuple(checked)
-
-
-def parse_chat_body(data: object, *, models: Container[str]) -> ChatBody:
-    """Validate a parsed ``/api/chat`` body.
-
-    Raises:
-        RejectedError: A field is missing or has the wrong type, or the model is unknown.
-    """
-    body = _json_object("body", data)
-    model = _json_object("model", _field(body, "model"))
-    model_id = _field(model, "id", "model.")
-    if not isinstance(model_id, str):
-        raise _wrong_type("model.id", "a string", model_id)
-    if model_id not in models:
-        raise RejectedError(f"Unknown model: {model_id}")
-    token_limit = _field(model, "tokenLimit", "model.")
-    if isinstance(token_limit, bool) or not isinstance(token_limit, int):
-        raise _wrong_type("model.tokenLimit", "an integer", token_limit)
-    messages = _check_messages(_field(body, "messages"))
-    key = _field(body, "key")
-    if not isinstance(key, str):
-        raise _wrong_type("key", "a string", key)
-    prompt = _field(body, "prompt")
-    if not isinstance(prompt, str):
-        raise _wrong_type("prompt", "a string", prompt)
-    temperature = _field(body, "temperature")
-    if (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, (int, float))
-        or not math.isfinite(temperature)
-    ):
-        raise _wrong_type("temperature", "a number", temperature)
-    return ChatBody(model_id, token_limit, prompt, messages)
 
 
 #: The only route the server answers; anything else is a test convenience (404 or 405).

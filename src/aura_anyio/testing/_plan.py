@@ -14,8 +14,9 @@ from ._chat import CHAT_PATH, ReceivedRequest, default_reply, sanitize_reason, s
 
 __all__ = ["Reply", "ResponsePlan", "plan_response", "reply_chunks"]
 
-#: Computes a reply: a ``str`` is sent one word per chunk; a sequence one element per chunk.
-Reply = Callable[[ReceivedRequest], "str | Sequence[str | bytes]"]
+#: Computes a reply: a ``str`` is sent one word per chunk, ``bytes`` as one chunk, and a
+#: sequence one element per chunk.
+Reply = Callable[[ReceivedRequest], "str | bytes | Sequence[str | bytes]"]
 
 _ERROR_HEADERS = ((b"content-type", b"text/plain;charset=UTF-8"),)
 
@@ -45,12 +46,14 @@ def _error(status: int, reason: str, body: bytes, *extra: tuple[bytes, bytes]) -
     return ResponsePlan(status, sanitize_reason(reason), (*_ERROR_HEADERS, length, *extra), (body,))
 
 
-def reply_chunks(result: str | Sequence[str | bytes]) -> tuple[bytes, ...]:
+def reply_chunks(result: str | bytes | Sequence[str | bytes]) -> tuple[bytes, ...]:
     """Turn what a :data:`Reply` returned into the body's chunks, UTF-8 encoded.
 
     Raises:
         TypeError: ``result`` is neither a ``str`` nor a sequence of ``str`` and ``bytes``.
     """
+    if isinstance(result, bytes):
+        return (result,)
     pieces = split_words(result) if isinstance(result, str) else result
     chunks: list[bytes] = []
     for piece in pieces:

@@ -83,11 +83,11 @@ class ReferenceServer:
 
     Args:
         delay: Seconds to wait between two chunks of a reply.
-        reply: Computes the reply to a valid request; a ``str`` is sent one word (with its
-            trailing whitespace) per chunk, a sequence one element per chunk, ``bytes`` as
-            they are. If it raises, the client gets ``500`` with the exception's message as
-            the reason phrase, as openchat-ui reports upstream failures. Defaults to
-            :func:`default_reply`.
+        reply: Computes the reply to a valid request: a ``str`` is sent one word (with its
+            trailing whitespace) per chunk, ``bytes`` as one chunk, and a sequence of ``str``
+            and ``bytes`` one element per chunk. If it raises, the client gets ``500`` with
+            the exception's message as the reason phrase, as openchat-ui reports upstream
+            failures. Defaults to :func:`default_reply`.
         models: The model ids the server knows; by default the keys of ``MODELS``.
         host: The address to listen on.
         port: The port to listen on; ``0`` picks a free one.

@@ -61,11 +61,11 @@ def stream_response(
         status: The status code.
         headers: The response headers.
         reason: The reason phrase (openchat-ui puts its error messages there); by default the
-            standard phrase for ``status``. Must be ASCII.
+            standard phrase for ``status``. Must be Latin-1, as HTTP allows.
 
     Returns:
         A response for a mock transport's handler or a respx route.
     """
     body = tuple(c.encode("utf-8") if isinstance(c, str) else bytes(c) for c in chunks)
-    extensions = {} if reason is None else {"reason_phrase": reason.encode("ascii")}
+    extensions = {} if reason is None else {"reason_phrase": reason.encode("latin-1")}
     return httpx.Response(status, headers=headers, stream=_ChunkStream(body), extensions=extensions)

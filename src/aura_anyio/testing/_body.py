@@ -1,0 +1,122 @@
+"""Parsing and validating an ``/api/chat`` body as openchat-ui's ``chat.ts`` would; pure, no I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+
+from .._checks import is_number
+from .._messages import ROLES, Message
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Container, Mapping
+
+__all__ = ["ChatBody", "RejectedError", "load_json", "parse_chat_body"]
+
+
+class RejectedError(Exception):
+    """The body is not a request openchat-ui could serve; ``str()`` is the reason phrase."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChatBody:
+    """The parts of a valid ``/api/chat`` body the server acts on."""
+
+    model_id: str
+    token_limit: float
+    prompt: str
+    messages: tuple[Message, ...]
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _wrong_type(field: str, expected: str, value: object) -> RejectedError:
+    return RejectedError(f"Invalid field '{field}': expected {expected}, got {_json_type(value)}")
+
+
+def _field(obj: Mapping[str, object], name: str, where: str = "") -> object:
+    try:
+        return obj[name]
+    except KeyError:
+        raise RejectedError(f"Missing field '{where}{name}'") from None
+
+
+def _reject_constant(name: str) -> typing.NoReturn:
+    # JSON.parse rejects NaN and Infinity; Python's json module would accept them.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def load_json(body: bytes) -> object:
+    """Parse ``body`` as JSON the way JavaScript's ``JSON.parse`` would, or raise ``ValueError``."""
+    try:
+        value: object = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+    except RecursionError:  # deeply nested arrays: a rejected body, not a crashed server
+        raise ValueError("nested too deeply") from None
+    return value
+
+
+def _json_object(field: str, value: object) -> dict[str, object]:
+    if not isinstance(value, dict):
+        raise _wrong_type(field, "an object", value)
+    return typing.cast("dict[str, object]", value)  # JSON object keys are always str
+
+
+def _check_messages(value: object) -> tuple[Message, ...]:
+    if not isinstance(value, list):
+        raise _wrong_type("messages", "an array", value)
+    checked: list[Message] = []
+    for index, element in enumerate(typing.cast("list[object]", value)):
+        where = f"messages[{index}]"
+        item = _json_object(where, element)
+        role = _field(item, "role", f"{where}.")
+        content = _field(item, "content", f"{where}.")
+        if not isinstance(role, str) or role not in ROLES:
+            raise RejectedError(f"Invalid field '{where}.role': {role!r} is not a known role")
+        if not isinstance(content, str):
+            raise _wrong_type(f"{where}.content", "a string", content)
+        checked.append({"role": role, "content": content})
+    return tuple(checked)
+
+
+def parse_chat_body(data: object, *, models: Container[str]) -> ChatBody:
+    """Validate a parsed ``/api/chat`` body.
+
+    Raises:
+        RejectedError: A field is missing or has the wrong type, or the model is unknown.
+    """
+    body = _json_object("body", data)
+    model = _json_object("model", _field(body, "model"))
+    model_id = _field(model, "id", "model.")
+    if not isinstance(model_id, str):
+        raise _wrong_type("model.id", "a string", model_id)
+    if model_id not in models:
+        raise RejectedError(f"Unknown model: {model_id}")
+    token_limit = _field(model, "tokenLimit", "model.")
+    if not is_number(token_limit):  # a JavaScript number: 8192.0 is as good as 8192
+        raise _wrong_type("model.tokenLimit", "a number", token_limit)
+    messages = _check_messages(_field(body, "messages"))
+    # chat.ts falls back to its defaults when these are absent or null (`!prompt`,
+    # `temperature == null`, `key ? key : env`); a value of the wrong type fails upstream.
+    key = body.get("key")
+    if key is not None and not isinstance(key, str):
+        raise _wrong_type("key", "a string", key)
+    prompt = body.get("prompt")
+    if prompt is not None and not isinstance(prompt, str):
+        raise _wrong_type("prompt", "a string", prompt)
+    temperature = body.get("temperature")
+    if temperature is not None and not is_number(temperature):
+        raise _wrong_type("temperature", "a number", temperature)
+    return ChatBody(model_id, token_limit, prompt or "", messages)
