@@ -72,7 +72,9 @@ class ReferenceServer:
     Only ``POST /api/chat`` is served; other paths get ``404`` and other methods ``405``. A valid
     body gets ``200`` with a chunked body and no ``Content-Type``, one chunk per word of the
     reply; anything else gets ``500``, the body ``Error`` and the detail in the reason phrase.
-    The history is trimmed as openchat-ui trims it (see :func:`trim_history`).
+    The history is trimmed as openchat-ui trims it (see :func:`trim_history`). A client that
+    closes its side of the connection (even a half-close) counts as gone: the reply stops and
+    is recorded as :attr:`Outcome.ABORTED`, so tests see a cancellation at once.
 
     Use it as an async context manager; it listens from ``__aenter__`` until ``__aexit__``::
 
