@@ -39,6 +39,16 @@ def body(**changes: object) -> dict[str, object]:
     return payload
 
 
+async def chat_once(
+    content: bytes | dict[str, object], server: ReferenceServer | None = None
+) -> tuple[ReferenceServer, httpx.Response, list[bytes]]:
+    """Start ``server`` (a default one if not given), POST one body, and read the reply."""
+    server = server or ReferenceServer()
+    async with server, httpx.AsyncClient(base_url=server.base_url) as client:
+        response, chunks = await post_chat(client, content)
+    return server, response, chunks
+
+
 async def post_chat(
     client: httpx.AsyncClient, content: bytes | dict[str, object]
 ) -> tuple[httpx.Response, list[bytes]]:
@@ -50,11 +60,7 @@ async def post_chat(
 
 
 async def test_default_reply_streams_in_chunks_without_content_type() -> None:
-    async with (
-        ReferenceServer() as server,
-        httpx.AsyncClient(base_url=server.base_url) as client,
-    ):
-        response, chunks = await post_chat(client, body())
+    server, response, chunks = await chat_once(body())
     assert response.status_code == 200
     assert response.reason_phrase == "OK"
     assert "content-type" not in response.headers
@@ -68,11 +74,7 @@ async def test_default_reply_streams_in_chunks_without_content_type() -> None:
 
 
 async def test_received_request_is_recorded() -> None:
-    async with (
-        ReferenceServer() as server,
-        httpx.AsyncClient(base_url=server.base_url) as client,
-    ):
-        response, _ = await post_chat(client, body(prompt="Be brief."))
+    server, response, _ = await chat_once(body(prompt="Be brief."))
     assert response.status_code == 200
     (request,) = server.requests
     assert request.method == "POST"
@@ -89,11 +91,7 @@ async def test_received_request_is_recorded() -> None:
 async def test_unknown_model_is_500_with_reason() -> None:
     payload = body()
     payload["model"] = {"id": "gpt-9", "name": "x", "maxLength": 1, "tokenLimit": 8192}
-    async with (
-        ReferenceServer() as server,
-        httpx.AsyncClient(base_url=server.base_url) as client,
-    ):
-        response, chunks = await post_chat(client, payload)
+    server, response, chunks = await chat_once(payload)
     assert response.status_code == 500
     assert response.reason_phrase == "Unknown model: gpt-9"
     assert b"".join(chunks) == b"Error"
@@ -181,11 +179,7 @@ async def test_configured_models() -> None:
 async def test_bad_bodies_are_500_with_reason(
     content: bytes | dict[str, object], reason: str
 ) -> None:
-    async with (
-        ReferenceServer() as server,
-        httpx.AsyncClient(base_url=server.base_url) as client,
-    ):
-        response, chunks = await post_chat(client, content)
+    server, response, chunks = await chat_once(content)
     assert response.status_code == 500
     assert response.reason_phrase.startswith(reason)
     assert b"".join(chunks) == b"Error"
@@ -195,11 +189,7 @@ async def test_bad_bodies_are_500_with_reason(
 async def test_reason_phrase_is_sanitized() -> None:
     payload = body()
     payload["model"] = {"id": "bad\r\nmodel é✓" + "x" * 2000, "tokenLimit": 8192}
-    async with (
-        ReferenceServer() as server,
-        httpx.AsyncClient(base_url=server.base_url) as client,
-    ):
-        response, _ = await post_chat(client, payload)
+    _server, response, _ = await chat_once(payload)
     assert response.status_code == 500
     reason = response.extensions["reason_phrase"].decode("latin-1")
     assert reason.startswith("Unknown model: bad model é\\u2713xxx")
@@ -211,11 +201,7 @@ async def test_optional_fields_fall_back_like_chat_ts() -> None:
     payload = body(model={"id": "openchat_3.6", "tokenLimit": 8192.0})
     for field in ("key", "prompt", "temperature"):
         del payload[field]
-    async with (
-        ReferenceServer() as server,
-        httpx.AsyncClient(base_url=server.base_url) as client,
-    ):
-        response, _ = await post_chat(client, payload)
+    server, response, _ = await chat_once(payload)
     assert response.status_code == 200
     assert server.requests[-1].system_prompt == DEFAULT_SYSTEM_PROMPT
     assert server.requests[-1].token_limit == 8192.0
@@ -252,11 +238,7 @@ async def test_history_is_trimmed_like_openchat_ui() -> None:
     payload = body(prompt=prompt)
     payload["model"] = {"id": "openchat_3.6", "tokenLimit": 820}
     payload["messages"] = history
-    async with (
-        ReferenceServer() as server,
-        httpx.AsyncClient(base_url=server.base_url) as client,
-    ):
-        response, chunks = await post_chat(client, payload)
+    server, response, chunks = await chat_once(payload)
     assert response.status_code == 200
     kept = server.requests[-1].kept_messages
     assert list(kept) == history[-4:]
@@ -284,11 +266,7 @@ def test_approx_tokens() -> None:
 
 
 async def test_default_system_prompt_when_prompt_empty() -> None:
-    async with (
-        ReferenceServer() as server,
-        httpx.AsyncClient(base_url=server.base_url) as client,
-    ):
-        response, _ = await post_chat(client, body(prompt=""))
+    server, response, _ = await chat_once(body(prompt=""))
     assert response.status_code == 200
     assert server.requests[-1].system_prompt == DEFAULT_SYSTEM_PROMPT
 
@@ -314,11 +292,7 @@ async def test_custom_reply_chunks_arrive_exactly() -> None:
         seen.append(request)
         return pieces
 
-    async with (
-        ReferenceServer(reply=reply) as server,
-        httpx.AsyncClient(base_url=server.base_url) as client,
-    ):
-        response, chunks = await post_chat(client, body())
+    server, response, chunks = await chat_once(body(), ReferenceServer(reply=reply))
     assert response.status_code == 200
     # The empty piece is not sent: an empty chunk would end the body.
     assert chunks == ["Hé".encode(), check[:1], check[1:], b" end"]
@@ -327,11 +301,9 @@ async def test_custom_reply_chunks_arrive_exactly() -> None:
 
 
 async def test_custom_reply_str_is_split_into_words() -> None:
-    async with (
-        ReferenceServer(reply=lambda _: "  one two  three ") as server,
-        httpx.AsyncClient(base_url=server.base_url) as client,
-    ):
-        _, chunks = await post_chat(client, body())
+    _server, _, chunks = await chat_once(
+        body(), ReferenceServer(reply=lambda _: "  one two  three ")
+    )
     assert chunks == [b"  ", b"one ", b"two  ", b"three "]
 
 
@@ -339,11 +311,7 @@ async def test_reply_that_raises_is_500_with_its_message() -> None:
     def reply(request: ReceivedRequest) -> str:
         raise RuntimeError("Rate limit reached for requests")
 
-    async with (
-        ReferenceServer(reply=reply) as server,
-        httpx.AsyncClient(base_url=server.base_url) as client,
-    ):
-        response, chunks = await post_chat(client, body())
+    _server, response, chunks = await chat_once(body(), ReferenceServer(reply=reply))
     assert (response.status_code, response.reason_phrase) == (
         500,
         "Rate limit reached for requests",
@@ -569,9 +537,7 @@ def test_stream_response_body_is_a_plain_async_iterator() -> None:
 
 
 async def test_a_bytes_reply_is_one_chunk() -> None:
-    async with (
-        ReferenceServer(reply=lambda _: b"one \xe2\x9c\x93 chunk") as server,
-        httpx.AsyncClient(base_url=server.base_url) as client,
-    ):
-        _, chunks = await post_chat(client, body())
+    _server, _, chunks = await chat_once(
+        body(), ReferenceServer(reply=lambda _: b"one \xe2\x9c\x93 chunk")
+    )
     assert chunks == [b"one \xe2\x9c\x93 chunk"]
