@@ -11,6 +11,7 @@ PACKAGE = Path(__file__).parent.parent / "src" / "aura_anyio"
 PURE = [
     "_checks",
     "_exceptions",
+    "_exports",
     "_messages",
     "_models",
     "_payload",

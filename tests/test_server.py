@@ -49,6 +49,16 @@ async def chat_once(
     return server, response, chunks
 
 
+async def read_to_end(stream: anyio.abc.ByteReceiveStream) -> bytes:
+    """Read what the server sends until it closes the connection."""
+    received = b""
+    try:
+        while True:
+            received += await stream.receive()
+    except anyio.EndOfStream:
+        return received
+
+
 async def post_chat(
     client: httpx.AsyncClient, content: bytes | dict[str, object]
 ) -> tuple[httpx.Response, list[bytes]]:
@@ -392,12 +402,7 @@ async def test_malformed_request_gets_400() -> None:
         await anyio.connect_tcp("127.0.0.1", server.port) as stream,
     ):
         await stream.send(b"NOT HTTP AT ALL\r\n\r\n")
-        reply = b""
-        try:
-            while True:
-                reply += await stream.receive()
-        except anyio.EndOfStream:
-            pass
+        reply = await read_to_end(stream)
     assert reply.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert server.requests == []
 
@@ -424,12 +429,7 @@ async def test_expect_100_continue() -> None:
         await stream.send(head)
         interim = await stream.receive()
         await stream.send(raw)
-        reply = b""
-        try:
-            while True:
-                reply += await stream.receive()
-        except anyio.EndOfStream:
-            pass
+        reply = await read_to_end(stream)
     assert interim.startswith(b"HTTP/1.1 100 ")
     assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
     assert server.completed == 1

@@ -17,6 +17,7 @@ from ._exceptions import (
     ResponseTooLargeError as ResponseTooLargeError,
     ServerError as ServerError,
 )
+from ._exports import show_public_module as _show_public_module
 from ._messages import (
     Message as Message,
     Messages as Messages,
@@ -58,13 +59,6 @@ __all__ = (
 )
 
 
-def _show_public_module() -> None:
-    # Tracebacks and reprs show the public path, as in httpx and trio.
-    for name in __all__:
-        value = globals()[name]
-        if getattr(value, "__module__", "").startswith("aura_anyio._"):
-            value.__module__ = __name__
-
-
-_show_public_module()
+# Tracebacks and reprs show the public module, not the private one defining a name.
+_show_public_module(globals(), __all__)
 del _show_public_module

@@ -7,6 +7,7 @@ exact chunk boundaries for ``httpx.MockTransport`` and respx.
 
 from __future__ import annotations
 
+from .._exports import show_public_module as _show_public_module
 from ._chat import (
     DEFAULT_SYSTEM_PROMPT as DEFAULT_SYSTEM_PROMPT,
     ReceivedRequest as ReceivedRequest,
@@ -29,13 +30,6 @@ __all__ = (
 )
 
 
-def _show_public_module() -> None:
-    # Tracebacks and reprs show the public module, not the private one defining the name.
-    for name in __all__:
-        value = globals()[name]
-        if isinstance(value, type) or callable(value):
-            value.__module__ = __name__
-
-
-_show_public_module()
+# Tracebacks and reprs show the public module, not the private one defining a name.
+_show_public_module(globals(), __all__)
 del _show_public_module
