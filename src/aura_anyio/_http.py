@@ -29,17 +29,11 @@ if typing.TYPE_CHECKING:
 __all__ = [
     "ERROR_BODY_LIMIT",
     "read_error",
-    "request_info",
     "translate_error",
 ]
 
 # An error body is read only this far: a hostile or broken server cannot make us buffer more.
 ERROR_BODY_LIMIT = 8192
-
-
-def request_info(request: httpx.Request) -> RequestInfo:
-    """Describe ``request`` for an error, without its body, headers or credentials."""
-    return RequestInfo(request.method, redact_url(str(request.url)))
 
 
 def translate_error(exc: httpx.HTTPError, info: RequestInfo) -> APIError:

@@ -21,7 +21,7 @@ from ._exceptions import (
     RequestInfo,
     ResponseTooLargeError,
 )
-from ._http import read_error, request_info, translate_error
+from ._http import read_error, translate_error
 from ._retry import RetryPolicy, retry_delay
 
 if typing.TYPE_CHECKING:
@@ -119,6 +119,7 @@ class ChatStream:
         self._attempts = attempts
         self._state = "new"
         self._status: int | None = None
+        # check_base_url() refuses credentials, so the URL is safe to show as it is.
         self._info = RequestInfo("POST", exchange.url)
         self._response: httpx.Response | None = None
         self._chunks: AsyncIterator[bytes] | None = None
@@ -251,7 +252,6 @@ class ChatStream:
                 headers=exchange.headers,
                 timeout=exchange.httpx_timeout,
             )
-            self._info = request_info(request)
             response = await exchange.http.send(request, stream=True, follow_redirects=False)
         except httpx.HTTPError as exc:
             raise translate_error(exc, self._info) from exc
