@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 from hypothesis import strategies as st
+
+from aura_anyio.testing import Fault
 
 ROLES = ("system", "user", "assistant")
 
@@ -50,3 +53,35 @@ def chunkings(draw: st.DrawFn, data: bytes) -> list[bytes]:
     cuts = sorted(draw(st.sets(st.integers(1, len(data) - 1), max_size=len(data))))
     bounds = [0, *cuts, len(data)]
     return [data[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+_header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=12)
+_count = st.none() | st.integers(0, 10_000)
+
+
+@st.composite
+def faults(draw: st.DrawFn) -> Fault:
+    """Any valid :class:`Fault`: a status fault, or a cut with body faults."""
+    if draw(st.booleans()):
+        return Fault(
+            status=draw(st.integers(300, 599)),
+            reason=draw(st.none() | _header_text),
+            retry_after=draw(st.none() | _header_text),
+            location=draw(st.none() | _header_text),
+            error_body_bytes=draw(_count),
+            times=draw(st.none() | st.integers(1, 5)),
+        )
+    cut = draw(st.sampled_from((None, "stall_before_status", "stall_after", "reset_after")))
+    cuts: dict[str, object] = {}
+    if cut == "stall_before_status":
+        cuts[cut] = True
+    elif cut is not None:
+        cuts[cut] = draw(st.integers(0, 10_000))
+    body_faults = Fault(
+        drip=draw(st.none() | st.floats(0, 10)),
+        chunk_size=draw(st.none() | st.integers(1, 64)),
+        invalid_utf8=draw(st.booleans()),
+        endless=draw(st.booleans()),
+        times=draw(st.none() | st.integers(1, 5)),
+    )
+    return dataclasses.replace(body_faults, **cuts)  # type: ignore[arg-type]

@@ -15,11 +15,13 @@ from ._chat import (
     default_reply as default_reply,
     trim_history as trim_history,
 )
+from ._faults import Fault as Fault
 from ._server import Outcome as Outcome, ReferenceServer as ReferenceServer
 from ._streams import stream_response as stream_response
 
 __all__ = (
     "DEFAULT_SYSTEM_PROMPT",
+    "Fault",
     "Outcome",
     "ReceivedRequest",
     "ReferenceServer",

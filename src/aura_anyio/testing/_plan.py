@@ -8,17 +8,49 @@ mid-chunk) are new plan fields plus a few lines in the handler, not a new code p
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+import enum
+import http
+import itertools
+import typing
+from collections.abc import Callable, Iterable, Sequence
 
 from ._chat import CHAT_PATH, ReceivedRequest, default_reply, sanitize_reason, split_words
 
-__all__ = ["Reply", "ResponsePlan", "plan_response", "reply_chunks"]
+if typing.TYPE_CHECKING:
+    from ._faults import Fault
+
+__all__ = [
+    "Ending",
+    "Reply",
+    "ResponsePlan",
+    "apply_fault",
+    "bad_request",
+    "plan_response",
+    "reply_chunks",
+]
 
 #: Computes a reply: a ``str`` is sent one word per chunk, ``bytes`` as one chunk, and a
 #: sequence one element per chunk.
 Reply = Callable[[ReceivedRequest], "str | bytes | Sequence[str | bytes]"]
 
 _ERROR_HEADERS = ((b"content-type", b"text/plain;charset=UTF-8"),)
+# A huge error body is sent as many references to one block, so planning it costs no memory.
+_BLOCK = b"Error " * 8192
+# The one byte that is never valid anywhere in UTF-8.
+INVALID_UTF8 = b"\xff"
+
+
+class Ending(enum.Enum):
+    """How a response's body ends."""
+
+    #: The final chunk is sent and the connection can carry the next request.
+    END = "end"
+    #: Nothing more is sent until the client leaves.
+    STALL = "stall"
+    #: The connection is reset (TCP RST).
+    RESET = "reset"
+    #: The connection is closed without the final chunk.
+    CLOSE = "close"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -32,6 +64,9 @@ class ResponsePlan:
         chunks: The body, one element per HTTP chunk (empty elements are skipped: an empty
             chunk would end a chunked body).
         delay: Seconds to wait between two chunks.
+        stall_before_head: Send nothing at all, until the client leaves.
+        endless: Send ``chunks`` over and over, forever.
+        ending: What follows the last chunk.
     """
 
     status: int
@@ -39,11 +74,87 @@ class ResponsePlan:
     headers: tuple[tuple[bytes, bytes], ...] = ()
     chunks: tuple[bytes, ...] = ()
     delay: float = 0.0
+    stall_before_head: bool = False
+    endless: bool = False
+    ending: Ending = Ending.END
 
 
-def _error(status: int, reason: str, body: bytes, *extra: tuple[bytes, bytes]) -> ResponsePlan:
-    length = (b"content-length", str(len(body)).encode("ascii"))
-    return ResponsePlan(status, sanitize_reason(reason), (*_ERROR_HEADERS, length, *extra), (body,))
+def _error(
+    status: int, reason: str, body: tuple[bytes, ...], *extra: tuple[bytes, bytes]
+) -> ResponsePlan:
+    length = (b"content-length", str(sum(map(len, body))).encode("ascii"))
+    return ResponsePlan(status, sanitize_reason(reason), (*_ERROR_HEADERS, length, *extra), body)
+
+
+def bad_request(reason: str = "Bad Request") -> ResponsePlan:
+    """Return a ``400`` response with ``reason`` as its reason phrase."""
+    return _error(400, reason, (b"Bad Request",))
+
+
+def _sized_body(size: int) -> tuple[bytes, ...]:
+    full, rest = divmod(size, len(_BLOCK))
+    return (_BLOCK,) * full + ((_BLOCK[:rest],) if rest else ())
+
+
+def _take(chunks: Iterable[bytes], size: int) -> tuple[bytes, ...]:
+    """The first ``size`` bytes of ``chunks``, keeping their boundaries."""
+    taken: list[bytes] = []
+    for chunk in chunks:
+        if size <= 0:
+            break
+        taken.append(chunk[:size])
+        size -= len(chunk)
+    return tuple(taken)
+
+
+def _rechunk(chunks: tuple[bytes, ...], size: int) -> tuple[bytes, ...]:
+    body = b"".join(chunks)
+    return tuple(body[i : i + size] for i in range(0, len(body), size))
+
+
+_ENDINGS = {"stall_after": Ending.STALL, "reset_after": Ending.RESET, "close_after": Ending.CLOSE}
+
+
+def apply_fault(plan: ResponsePlan, fault: Fault) -> ResponsePlan:
+    """Return ``plan`` changed as ``fault`` says.
+
+    A status fault replaces the response; the body faults apply to a successful reply only
+    (an error response stays as it is).
+    """
+    if fault.stall_before_status:
+        return dataclasses.replace(plan, stall_before_head=True)
+    if fault.status is not None:
+        extra: list[tuple[bytes, bytes]] = []
+        if fault.retry_after is not None:
+            extra.append((b"retry-after", fault.retry_after.encode("ascii")))
+        if fault.location is not None:
+            extra.append((b"location", fault.location.encode("ascii")))
+        try:
+            standard = http.HTTPStatus(fault.status).phrase
+        except ValueError:
+            standard = "Error"
+        size = fault.error_body_bytes
+        body = (b"Error",) if size is None else _sized_body(size)
+        return _error(fault.status, fault.reason or standard, body, *extra)
+    if plan.status != 200:
+        return plan
+    chunks = tuple(chunk for chunk in plan.chunks if chunk)
+    if fault.invalid_utf8:
+        chunks = (*chunks[:1], INVALID_UTF8, *chunks[1:])
+    endless = fault.endless
+    if endless and not chunks:
+        chunks = (b" ",)
+    ending = Ending.END
+    cut = fault.cut
+    if cut is not None:
+        size = typing.cast("int", getattr(fault, cut))
+        chunks = _take(itertools.cycle(chunks) if endless else chunks, size)
+        endless = False
+        ending = _ENDINGS[cut]
+    if fault.chunk_size is not None:
+        chunks = _rechunk(chunks, fault.chunk_size)
+    delay = plan.delay if fault.drip is None else fault.drip
+    return dataclasses.replace(plan, chunks=chunks, delay=delay, endless=endless, ending=ending)
 
 
 def reply_chunks(result: str | bytes | Sequence[str | bytes]) -> tuple[bytes, ...]:
@@ -75,16 +186,16 @@ def plan_response(
     the detail in the reason phrase, the way openchat-ui reports upstream failures.
     """
     if request.path != CHAT_PATH:
-        plan = _error(404, "Not Found", b"Not Found")
+        plan = _error(404, "Not Found", (b"Not Found",))
     elif request.method != "POST":
-        plan = _error(405, "Method Not Allowed", b"Method Not Allowed", (b"allow", b"POST"))
+        plan = _error(405, "Method Not Allowed", (b"Method Not Allowed",), (b"allow", b"POST"))
     elif request.error is not None:
-        plan = _error(500, request.error, b"Error")
+        plan = _error(500, request.error, (b"Error",))
     else:
         try:
             chunks = reply_chunks((reply or default_reply)(request))
         except Exception as exc:  # a test's reply function reports failures this way
-            plan = _error(500, str(exc) or type(exc).__name__, b"Error")
+            plan = _error(500, str(exc) or type(exc).__name__, (b"Error",))
         else:
             # No content-type: openchat-ui answers with a bare ReadableStream.
             plan = ResponsePlan(200, b"OK", ((b"transfer-encoding", b"chunked"),), chunks, delay)

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import itertools
+import socket
+import struct
 import typing
+from collections import Counter
 from types import MappingProxyType
 
 import anyio
@@ -21,7 +25,8 @@ from anyio.abc import SocketAttribute, SocketStream, TaskGroup, TaskStatus
 from .._checks import is_number
 from .._models import MODELS
 from ._chat import ReceivedRequest, inspect_request
-from ._plan import Reply, ResponsePlan, plan_response
+from ._faults import Fault, find_fault
+from ._plan import Ending, Reply, ResponsePlan, apply_fault, bad_request, plan_response
 
 if typing.TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable
@@ -35,12 +40,7 @@ __all__ = ["Outcome", "ReferenceServer"]
 # we closed ourselves meanwhile.
 _GONE = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError)
 
-_BAD_REQUEST = ResponsePlan(
-    400,
-    b"Bad Request",
-    ((b"content-type", b"text/plain;charset=UTF-8"), (b"content-length", b"11")),
-    (b"Bad Request",),
-)
+_BAD_REQUEST = bad_request()
 
 
 @typing.final
@@ -53,6 +53,8 @@ class Outcome(enum.Enum):
     COMPLETED = "completed"
     #: The client closed or reset the connection before the end of the response.
     ABORTED = "aborted"
+    #: The server cut the connection on purpose, as a :class:`Fault` asked.
+    CUT = "cut"
 
 
 def _decode_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -76,6 +78,10 @@ class ReferenceServer:
     closes its side of the connection (even a half-close) counts as gone: the reply stops and
     is recorded as :attr:`Outcome.ABORTED`, so tests see a cancellation at once.
 
+    A :class:`Fault` makes a response go wrong on purpose: ``fault=`` applies one to every
+    request, and a marker (``Fault.marker()``) in the content of a request's last message
+    applies one to that request, taking precedence. An invalid marker gets ``400``.
+
     Use it as an async context manager; it listens from ``__aenter__`` until ``__aexit__``::
 
         async with ReferenceServer(delay=0.01) as server:
@@ -91,11 +97,13 @@ class ReferenceServer:
             the exception's message as the reason phrase, as openchat-ui reports upstream
             failures. Defaults to :func:`default_reply`.
         models: The model ids the server knows; by default the keys of ``MODELS``.
+        fault: A fault for every request that carries no marker of its own.
         host: The address to listen on.
         port: The port to listen on; ``0`` picks a free one.
 
     Raises:
         ValueError: ``delay`` is not a finite number of seconds of at least 0.
+        TypeError: ``fault`` is not a :class:`Fault`.
     """
 
     def __init__(
@@ -104,6 +112,7 @@ class ReferenceServer:
         delay: float = 0.0,
         reply: Reply | None = None,
         models: Collection[str] = MODELS.keys(),
+        fault: Fault | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -112,6 +121,11 @@ class ReferenceServer:
         self._delay = float(delay)
         self._reply = reply
         self._models = frozenset(models)
+        if fault is not None and not isinstance(fault, Fault):
+            raise TypeError(f"fault must be a Fault or None, got {type(fault).__name__}")
+        self._fault = fault
+        self._fault_counts: Counter[tuple[Fault, str]] = Counter()
+        self._faults: list[Fault | None] = []
         self._host = host
         self._wanted_port = port
         self._port: int | None = None
@@ -157,6 +171,11 @@ class ReferenceServer:
     def outcomes(self) -> list[Outcome]:
         """How each response in :attr:`requests` ended, in the same order (a copy)."""
         return list(self._outcomes)
+
+    @property
+    def faults(self) -> list[Fault | None]:
+        """The fault applied to each response in :attr:`requests`, or ``None`` (a copy)."""
+        return list(self._faults)
 
     @property
     def completed(self) -> int:
@@ -300,17 +319,41 @@ class ReferenceServer:
             body,
             models=self._models,
         )
+        plan = plan_response(record, reply=self._reply, delay=self._delay)
+        try:
+            fault = self._choose_fault(record)
+        except ValueError as exc:
+            fault = None
+            plan = bad_request(f"Invalid fault marker: {exc}")
+        if fault is not None:
+            plan = apply_fault(plan, fault)
         index = len(self._requests)
         self._requests.append(record)
         self._outcomes.append(Outcome.PENDING)
+        self._faults.append(fault)
         self._changed_now()
-        plan = plan_response(record, reply=self._reply, delay=self._delay)
         outcome = await self._respond(conn, stream, plan, index)
         return (
             outcome is Outcome.COMPLETED
             and conn.our_state is h11.DONE
             and conn.their_state is h11.DONE
         )
+
+    def _choose_fault(self, record: ReceivedRequest) -> Fault | None:
+        """The fault for this request, counted against its ``times``.
+
+        Raises:
+            ValueError: The request's marker is invalid.
+        """
+        found = find_fault(record.json)
+        fault, key = found if found is not None else (self._fault, "")
+        if fault is None:
+            return None
+        used = self._fault_counts[fault, key]
+        if fault.times is not None and used >= fault.times:
+            return None
+        self._fault_counts[fault, key] = used + 1
+        return fault
 
     async def _read_request(
         self, conn: h11.Connection, stream: SocketStream
@@ -361,10 +404,9 @@ class ReferenceServer:
 
             task_group.start_soon(watch)
             with contextlib.suppress(*_GONE):
-                await self._send_plan(conn, stream, plan)
                 # Recorded before any further await: a client that has read the whole response
                 # may stop the server before this task runs again.
-                self._outcomes[index] = Outcome.COMPLETED
+                self._outcomes[index] = await self._send_plan(conn, stream, plan)
                 self._changed_now()
             task_group.cancel_scope.cancel()
         if self._outcomes[index] is Outcome.PENDING:
@@ -374,15 +416,29 @@ class ReferenceServer:
 
     async def _send_plan(
         self, conn: h11.Connection, stream: SocketStream, plan: ResponsePlan
-    ) -> None:
+    ) -> Outcome:
+        """Send ``plan``; return ``COMPLETED``, or ``CUT`` if it ends by breaking the connection."""
+        if plan.stall_before_head:
+            await anyio.sleep_forever()
         head = h11.Response(status_code=plan.status, reason=plan.reason, headers=list(plan.headers))
         await stream.send(conn.send(head))
         # An empty chunk would end a chunked body, so h11 sends nothing for it: skip it here too.
-        for index, chunk in enumerate(chunk for chunk in plan.chunks if chunk):
+        chunks = [chunk for chunk in plan.chunks if chunk]
+        for index, chunk in enumerate(itertools.cycle(chunks) if plan.endless else chunks):
             if index and plan.delay:
                 await anyio.sleep(plan.delay)
             await stream.send(conn.send(h11.Data(data=chunk)))
-        await stream.send(conn.send(h11.EndOfMessage()))
+        if plan.ending is Ending.END:
+            await stream.send(conn.send(h11.EndOfMessage()))
+            return Outcome.COMPLETED
+        if plan.ending is Ending.STALL:
+            await anyio.sleep_forever()
+        if plan.ending is Ending.RESET:
+            # A zero linger time makes closing send RST instead of FIN (RFC 9293 3.6).
+            sock = stream.extra(SocketAttribute.raw_socket)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # The connection handler closes the connection as soon as this is recorded.
+        return Outcome.CUT
 
     async def _send_bad_request(self, conn: h11.Connection, stream: SocketStream) -> None:
         # Protocol errors only arise while reading a request, before any response began, and
