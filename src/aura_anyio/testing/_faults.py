@@ -82,7 +82,7 @@ class Fault:
             for name in ("reason", "retry_after", "location", "error_body_bytes"):
                 if getattr(self, name) is not None:
                     raise ValueError(f"Fault.{name} needs a status")
-        cuts = [name for name in _CUTS if getattr(self, name) not in (None, False)]
+        cuts = [name for name in _CUTS if _is_set(getattr(self, name))]
         if len(cuts) > 1:
             raise ValueError(f"Fault takes at most one cut, got {' and '.join(cuts)}")
         body_faults = [*cuts, *self._body_faults()]
@@ -91,13 +91,13 @@ class Fault:
 
     def _body_faults(self) -> list[str]:
         names = ("drip", "chunk_size", "invalid_utf8", "endless")
-        return [name for name in names if getattr(self, name) not in (None, False)]
+        return [name for name in names if _is_set(getattr(self, name))]
 
     @property
     def cut(self) -> str | None:
         """The name of the cut that is set, or ``None``."""
         for name in _CUTS:
-            if getattr(self, name) not in (None, False):
+            if _is_set(getattr(self, name)):
                 return name
         return None
 
@@ -116,6 +116,11 @@ class Fault:
             else:
                 parts.append(f"{field.name}={quote(str(value), safe='')}")
         return " ".join(parts) + "]]"
+
+
+def _is_set(value: object) -> bool:
+    # Not `value not in (None, False)`: 0 == False, and a cut after 0 bytes is a real fault.
+    return value is not None and value is not False
 
 
 def _kind(field: dataclasses.Field[object]) -> str:
