@@ -19,7 +19,7 @@ def install_groups(session: nox.Session, *groups: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the suite; every async test runs on asyncio, asyncio+uvloop and trio."""
-    session.install(".[trio]")
+    session.install(".[trio,socks]")
     install_groups(session, "test")
     session.run("coverage", "run", "-m", "pytest", *session.posargs)
     if not session.posargs:  # a partial run (-k ...) cannot reach full coverage

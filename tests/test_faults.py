@@ -145,6 +145,11 @@ def test_body_faults_keep_the_body_a_prefix_of_the_reply(fault: Fault, chunks: l
     assert changed.delay == (REPLY.delay if fault.drip is None else fault.drip)
 
 
+def test_an_empty_endless_reply_repeats_a_space() -> None:
+    plan = apply_fault(dataclasses.replace(REPLY, chunks=(b"",)), Fault(endless=True))
+    assert (plan.chunks, plan.endless) == ((b" ",), True)
+
+
 def test_body_faults_leave_error_responses_alone() -> None:
     error = dataclasses.replace(REPLY, status=500)
     assert apply_fault(error, Fault(close_after=1, chunk_size=1)) == error

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
+import sys
 
 import httpx
 import pytest
@@ -17,7 +17,7 @@ from aura_anyio import (
     InvalidRequestError,
 )
 from aura_anyio._exceptions import RequestInfo
-from aura_anyio._http import translate_error
+from aura_anyio._http import _leaked_errors, translate_error
 from aura_anyio._options import redact_url
 
 from .helpers import ScriptedStream, make_client, reply, route
@@ -48,6 +48,36 @@ def test_translate_error(exc: httpx.HTTPError, error_type: type[APIError], needl
     assert needle in str(error)
     assert error.request is INFO
     assert "c-secret" not in str(error)
+
+
+def test_a_socks_protocol_error_leaking_from_httpcore_is_translated() -> None:
+    from socksio.exceptions import ProtocolError
+
+    error = translate_error(ProtocolError("Malformed reply"), INFO)
+    assert type(error) is APIConnectionError
+    assert str(error) == "the SOCKS proxy handshake failed: Malformed reply"
+
+
+async def test_a_leaked_socks_error_from_the_transport_becomes_ours() -> None:
+    from socksio.exceptions import ProtocolError
+
+    async with make_client(respx.MockRouter(using=None)) as client:
+        client._http._transport = httpx.MockTransport(ProtocolErrorRaiser(ProtocolError("x")))
+        with pytest.raises(APIConnectionError, match="SOCKS proxy handshake failed"):
+            await client.complete(HELLO)
+
+
+class ProtocolErrorRaiser:
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        raise self.exc
+
+
+def test_without_socksio_nothing_leaks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "socksio.exceptions", None)
+    assert _leaked_errors() == ()
 
 
 @pytest.mark.parametrize(
@@ -123,7 +153,8 @@ async def test_the_api_key_alias_and_closing_twice(router: respx.MockRouter) -> 
     assert client.retry_policy.max_retries == 2
 
 
-@pytest.mark.skipif(importlib.util.find_spec("socksio") is not None, reason="socksio is installed")
-def test_a_socks_proxy_without_socksio_is_a_clear_error() -> None:
-    with pytest.raises(InvalidRequestError, match="needs an extra package"):
+def test_a_socks_proxy_without_socksio_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "socksio", None)
+    with pytest.raises(InvalidRequestError, match=r"install 'aura_anyio\[socks\]'") as caught:
         AuraClient(proxy="socks5://user:p-secret@127.0.0.1:1080")
+    assert "p-secret" not in str(caught.value)

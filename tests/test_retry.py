@@ -53,6 +53,7 @@ def status_error(code: int, headers: dict[str, str] | None = None) -> APIStatusE
         (status_error(404), False),
         (status_error(302), False),
         (APIConnectionError("refused"), True),
+        (APIConnectionError("untrusted certificate", retryable=False), False),
         (APITimeoutError("slow"), True),
         (IncompleteStreamError("cut", partial_text="ab"), True),
         (ResponseTooLargeError("big", limit=1), False),

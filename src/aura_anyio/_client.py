@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import typing
 
 import anyio
@@ -47,7 +48,10 @@ class AuraClient:
     Args:
         base_url: The service's root URL (``/api/chat`` is appended).
         key: An upstream API key sent in the body; a secret, never shown in ``repr`` or errors.
-        proxy: A proxy URL (``http``, ``https`` or ``socks5``); credentials in it stay secret.
+        proxy: A proxy URL (``http``, ``https`` or ``socks5``; SOCKS needs the ``socks``
+            extra); credentials in it stay secret.
+        verify: Check the server's TLS certificate against the system's CAs (``True``), against
+            an ``ssl.SSLContext`` of yours, or not at all (``False``: insecure, and explicit).
         timeout: Limits on each stage of a reply.
         max_retries: Retries after the first attempt, or a full :class:`RetryPolicy`.
         headers: Extra request headers.
@@ -65,6 +69,7 @@ class AuraClient:
         *,
         key: str = "",
         proxy: str | None = None,
+        verify: bool | ssl.SSLContext = True,
         timeout: Timeouts = Timeouts(),  # noqa: B008 (immutable)
         max_retries: int | RetryPolicy = DEFAULT_MAX_RETRIES,
         headers: Mapping[str, str] | None = None,
@@ -87,11 +92,18 @@ class AuraClient:
                 f"max_response_bytes must be a positive int, got {max_response_bytes!r}"
             )
         self._proxy = check_proxy(proxy)
-        if http_client is not None and self._proxy is not None:
+        if not isinstance(verify, (bool, ssl.SSLContext)):
             raise InvalidRequestError(
-                "proxy cannot be combined with http_client; configure the proxy on the "
-                "http_client you pass in"
+                f"verify must be a bool or an ssl.SSLContext, got {type(verify).__name__}"
             )
+        self._verify = verify
+        if http_client is not None:
+            for name, value, default in (("proxy", self._proxy, None), ("verify", verify, True)):
+                if value is not default:
+                    raise InvalidRequestError(
+                        f"{name} cannot be combined with http_client; configure it on the "
+                        "http_client you pass in"
+                    )
         self._key = key
         self._timeouts = timeout
         self._max_response_bytes = max_response_bytes
@@ -106,11 +118,15 @@ class AuraClient:
     def _make_http_client(self) -> httpx.AsyncClient:
         try:
             return httpx.AsyncClient(
-                proxy=self._proxy, timeout=self._httpx_timeout, follow_redirects=False
+                proxy=self._proxy,
+                verify=self._verify,
+                timeout=self._httpx_timeout,
+                follow_redirects=False,
             )
         except ImportError as exc:  # httpx needs socksio for socks5 proxies
             raise InvalidRequestError(
-                f"proxy {redact_url(self._proxy or '')!r} needs an extra package: {exc}"
+                f"proxy {redact_url(self._proxy or '')!r} needs the socks extra: "
+                f"pip install 'aura_anyio[socks]' ({exc})"
             ) from None
 
     @property
@@ -136,6 +152,8 @@ class AuraClient:
             parts.append(f"proxy={redact_url(self._proxy)!r}")
         if "cookie" in self._headers:
             parts.append("cookies=<hidden>")
+        if self._verify is False:
+            parts.append("verify=False")
         return f"AuraClient({', '.join(parts)})"
 
     async def __aenter__(self) -> AuraClient:

@@ -79,7 +79,19 @@ class APIError(AuraError):
 
 
 class APIConnectionError(APIError):
-    """The connection could not be made, or it broke before the reply was complete."""
+    """The connection could not be made, or it broke before the reply was complete.
+
+    ``retryable`` is false when another attempt cannot help, as when the server's TLS
+    certificate is not trusted.
+    """
+
+    retryable: bool
+
+    def __init__(
+        self, message: str, *, request: RequestInfo | None = None, retryable: bool = True
+    ) -> None:
+        super().__init__(message, request=request)
+        self.retryable = retryable
 
 
 class APITimeoutError(APIConnectionError):

@@ -7,6 +7,8 @@ httpx exception escapes the public API.
 from __future__ import annotations
 
 import contextlib
+import importlib
+import ssl
 import time
 import typing
 
@@ -28,6 +30,7 @@ if typing.TYPE_CHECKING:
 
 __all__ = [
     "ERROR_BODY_LIMIT",
+    "TRANSPORT_ERRORS",
     "read_error",
     "translate_error",
 ]
@@ -36,9 +39,28 @@ __all__ = [
 ERROR_BODY_LIMIT = 8192
 
 
-def translate_error(exc: httpx.HTTPError, info: RequestInfo) -> APIError:
-    """Return the aura_anyio error for an httpx error; the caller raises it ``from exc``."""
+def _leaked_errors() -> tuple[type[Exception], ...]:
+    # httpcore 1.0 lets socksio's ProtocolError out of a failed SOCKS5 handshake unwrapped,
+    # such as when the proxy hangs up on a client that offered no credentials.
+    try:
+        module = importlib.import_module("socksio.exceptions")
+    except ImportError:
+        return ()
+    return (typing.cast("type[Exception]", module.ProtocolError),)
+
+
+#: What sending a request or reading its body can raise besides cancellation.
+TRANSPORT_ERRORS: tuple[type[Exception], ...] = (httpx.HTTPError, *_leaked_errors())
+
+
+def translate_error(exc: Exception, info: RequestInfo) -> APIError:
+    """Return the aura_anyio error for one of :data:`TRANSPORT_ERRORS`.
+
+    The caller raises it ``from exc``.
+    """
     detail = str(exc) or type(exc).__name__
+    if not isinstance(exc, httpx.HTTPError):
+        return APIConnectionError(f"the SOCKS proxy handshake failed: {detail}", request=info)
     if isinstance(exc, httpx.ConnectTimeout):
         return APITimeoutError(
             f"connect timeout: could not connect to {info.url} in time ({detail})", request=info
@@ -57,6 +79,16 @@ def translate_error(exc: httpx.HTTPError, info: RequestInfo) -> APIError:
         )
     if isinstance(exc, httpx.TimeoutException):
         return APITimeoutError(f"timeout talking to {info.url} ({detail})", request=info)
+    certificate = _certificate_error(exc)
+    if certificate is not None:
+        return APIConnectionError(
+            f"TLS certificate verification failed for {info.url}: "
+            f"{certificate.verify_message or certificate.reason}; the server's certificate is "
+            "not trusted. Pass verify= an ssl.SSLContext that trusts its CA (or verify=False, "
+            "which is insecure)",
+            request=info,
+            retryable=False,
+        )
     if isinstance(exc, httpx.ConnectError):
         return APIConnectionError(
             f"could not connect to {info.url}: {detail}; check the URL, network and proxy",
@@ -72,6 +104,18 @@ def translate_error(exc: httpx.HTTPError, info: RequestInfo) -> APIError:
     if isinstance(exc, (httpx.TransportError, httpx.DecodingError)):
         return APIConnectionError(f"the connection to {info.url} broke: {detail}", request=info)
     return APIError(f"HTTP error talking to {info.url}: {detail}", request=info)
+
+
+def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate failure behind ``exc``: httpcore chains it as cause, httpx as context."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 async def read_error(response: httpx.Response, info: RequestInfo) -> APIStatusError:

@@ -117,12 +117,15 @@ def backoff_delay(attempt: int, policy: RetryPolicy, *, random: float) -> float:
 def is_retryable(error: APIError, *, text_received: bool = False) -> bool:
     """Tell whether ``error`` is worth another attempt.
 
-    Connection failures and timeouts are, unless text already reached the caller; so are
-    408, 429 and 5xx statuses. An :class:`IncompleteStreamError` is, when the caller saw none
-    of its text (``complete()`` buffers the reply, ``stream()`` does not).
+    Connection failures and timeouts are, unless text already reached the caller or the
+    failure is permanent (``retryable`` is false); so are 408, 429 and 5xx statuses. An
+    :class:`IncompleteStreamError` is, when the caller saw none of its text (``complete()``
+    buffers the reply, ``stream()`` does not).
     """
     if isinstance(error, APIStatusError):
         return error.status_code in RETRYABLE_STATUSES or error.status_code >= 500
+    if isinstance(error, APIConnectionError) and not error.retryable:
+        return False
     if isinstance(error, (APIConnectionError, IncompleteStreamError)):
         return not text_received
     return False

@@ -11,7 +11,6 @@ import typing
 from collections.abc import AsyncGenerator, AsyncIterator
 
 import anyio
-import httpx
 
 from ._decoding import TextDecoder, charset_from_content_type
 from ._exceptions import (
@@ -21,11 +20,13 @@ from ._exceptions import (
     RequestInfo,
     ResponseTooLargeError,
 )
-from ._http import read_error, translate_error
+from ._http import TRANSPORT_ERRORS, read_error, translate_error
 from ._retry import RetryPolicy, retry_delay
 
 if typing.TYPE_CHECKING:
     from types import TracebackType
+
+    import httpx
 
     from ._models import Timeouts
 
@@ -253,7 +254,7 @@ class ChatStream:
                 timeout=exchange.httpx_timeout,
             )
             response = await exchange.http.send(request, stream=True, follow_redirects=False)
-        except httpx.HTTPError as exc:
+        except TRANSPORT_ERRORS as exc:
             raise translate_error(exc, self._info) from exc
         self._response = response
         self._status = response.status_code
@@ -287,7 +288,7 @@ class ChatStream:
         except StopAsyncIteration:
             self._done = True
             text = self._decoder.flush()
-        except httpx.HTTPError as exc:
+        except TRANSPORT_ERRORS as exc:
             raise translate_error(exc, self._info) from exc
         else:
             self._bytes += len(chunk)

@@ -20,7 +20,8 @@ from types import MappingProxyType
 import anyio
 import anyio.lowlevel
 import h11
-from anyio.abc import SocketAttribute, SocketStream, TaskGroup, TaskStatus
+from anyio.abc import ByteStream, SocketAttribute, TaskGroup, TaskStatus
+from anyio.streams.tls import TLSListener
 
 from .._checks import is_number
 from .._models import MODELS
@@ -29,6 +30,7 @@ from ._faults import Fault, find_fault
 from ._plan import Ending, Reply, ResponsePlan, apply_fault, bad_request, plan_response
 
 if typing.TYPE_CHECKING:
+    import ssl
     from collections.abc import Callable, Collection, Iterable
     from types import TracebackType
 
@@ -98,6 +100,8 @@ class ReferenceServer:
             failures. Defaults to :func:`default_reply`.
         models: The model ids the server knows; by default the keys of ``MODELS``.
         fault: A fault for every request that carries no marker of its own.
+        ssl_context: Serve HTTPS with this server-side context (``https://`` in
+            :attr:`base_url`); for TLS tests, with a certificate from ``trustme``, say.
         host: The address to listen on.
         port: The port to listen on; ``0`` picks a free one.
 
@@ -113,6 +117,7 @@ class ReferenceServer:
         reply: Reply | None = None,
         models: Collection[str] = MODELS.keys(),
         fault: Fault | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -124,6 +129,7 @@ class ReferenceServer:
         if fault is not None and not isinstance(fault, Fault):
             raise TypeError(f"fault must be a Fault or None, got {type(fault).__name__}")
         self._fault = fault
+        self._ssl_context = ssl_context
         self._fault_counts: Counter[tuple[Fault, str]] = Counter()
         self._faults: list[Fault | None] = []
         self._host = host
@@ -160,7 +166,8 @@ class ReferenceServer:
             RuntimeError: The server was never started.
         """
         host = f"[{self._host}]" if ":" in self._host else self._host
-        return f"http://{host}:{self.port}"
+        scheme = "http" if self._ssl_context is None else "https"
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def requests(self) -> list[ReceivedRequest]:
@@ -253,10 +260,15 @@ class ReferenceServer:
             local_host=self._host, local_port=self._wanted_port
         )
         self._port = listener.extra(SocketAttribute.local_port)
+        served: Listener[ByteStream] = listener
+        if self._ssl_context is not None:
+            # Not standard-compatible: HTTP/1.1 frames its own end, so clients may skip
+            # close_notify, and most do.
+            served = TLSListener(listener, self._ssl_context, standard_compatible=False)
         # Entering an AnyIO task group neither blocks nor fails, so the listener cannot leak.
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
-        task_group.start_soon(self._serve, listener, task_group)
+        task_group.start_soon(self._serve, served, task_group)
         self._task_group = task_group
         return self
 
@@ -283,12 +295,12 @@ class ReferenceServer:
             self._changed.set()
             self._changed = None
 
-    async def _serve(self, listener: Listener[SocketStream], task_group: TaskGroup) -> None:
+    async def _serve(self, listener: Listener[ByteStream], task_group: TaskGroup) -> None:
         # Listener.serve() does not close the listener, so the server does.
         async with listener:
             await listener.serve(self._handle, task_group)
 
-    async def _handle(self, stream: SocketStream) -> None:
+    async def _handle(self, stream: ByteStream) -> None:
         self._accepted_connections += 1
         self._open_connections += 1
         self._changed_now()
@@ -305,7 +317,7 @@ class ReferenceServer:
             self._open_connections -= 1
             self._changed_now()
 
-    async def _exchange(self, conn: h11.Connection, stream: SocketStream) -> bool:
+    async def _exchange(self, conn: h11.Connection, stream: ByteStream) -> bool:
         """Serve one request; return whether the connection can carry another."""
         received = await self._read_request(conn, stream)
         if received is None:
@@ -356,7 +368,7 @@ class ReferenceServer:
         return fault
 
     async def _read_request(
-        self, conn: h11.Connection, stream: SocketStream
+        self, conn: h11.Connection, stream: ByteStream
     ) -> tuple[h11.Request, bytes] | None:
         """Read one whole request; ``None`` if the client closed the connection between requests.
 
@@ -388,7 +400,7 @@ class ReferenceServer:
                 return None
 
     async def _respond(
-        self, conn: h11.Connection, stream: SocketStream, plan: ResponsePlan, index: int
+        self, conn: h11.Connection, stream: ByteStream, plan: ResponsePlan, index: int
     ) -> Outcome:
         """Send ``plan`` while watching for the client going away; record how it ended."""
         async with anyio.create_task_group() as task_group:
@@ -415,7 +427,7 @@ class ReferenceServer:
         return self._outcomes[index]
 
     async def _send_plan(
-        self, conn: h11.Connection, stream: SocketStream, plan: ResponsePlan
+        self, conn: h11.Connection, stream: ByteStream, plan: ResponsePlan
     ) -> Outcome:
         """Send ``plan``; return ``COMPLETED``, or ``CUT`` if it ends by breaking the connection."""
         if plan.stall_before_head:
@@ -440,7 +452,7 @@ class ReferenceServer:
         # The connection handler closes the connection as soon as this is recorded.
         return Outcome.CUT
 
-    async def _send_bad_request(self, conn: h11.Connection, stream: SocketStream) -> None:
+    async def _send_bad_request(self, conn: h11.Connection, stream: ByteStream) -> None:
         # Protocol errors only arise while reading a request, before any response began, and
         # h11 still lets a server answer them; a client this broken must not stop the server.
         with contextlib.suppress(*_GONE, h11.LocalProtocolError):
