@@ -177,8 +177,9 @@ async def test_a_socks_proxy_through_tls(
 # Secrets
 
 
+@pytest.mark.parametrize("scheme", ["http", "socks5"])
 async def test_secrets_never_reach_reprs_errors_or_debug_logs(
-    proxy_port: int, caplog: pytest.LogCaptureFixture
+    scheme: str, proxy_port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)  # every logger: aura_anyio, httpx, httpcore
     failing = Fault(status=500, reason="Upstream failed", times=2)
@@ -187,7 +188,7 @@ async def test_secrets_never_reach_reprs_errors_or_debug_logs(
             server.base_url,
             key=KEY,
             cookies={"session": COOKIE},
-            proxy=proxy_url("http", proxy_port),
+            proxy=proxy_url(scheme, proxy_port),
             max_retries=FAST_RETRIES.max_retries - 1,
             timeout=Timeouts(read=5.0),
         )
@@ -203,6 +204,9 @@ async def test_secrets_never_reach_reprs_errors_or_debug_logs(
     assert text == default_reply(received)
     assert "retrying POST" in caplog.text
     assert "HTTP Request: POST" in caplog.text  # httpx's own log of each request
+    if scheme == "socks5":  # httpcore logs the handshake's arguments, credentials cut out
+        assert "setup_socks5_connection.started" in caplog.text
+        assert "auth=<hidden>" in caplog.text
     shown = [caplog.text, repr(client), str(error), repr(error), repr(error.request)]
     shown += [repr(record.args) for record in caplog.records]
     for secret in SECRETS:

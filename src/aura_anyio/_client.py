@@ -16,6 +16,7 @@ from ._options import build_headers, check_base_url, check_proxy, redact_url
 from ._payload import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, build_payload
 from ._retry import DEFAULT_MAX_RETRIES, RetryPolicy
 from ._stream import Attempts, ChatStream, Exchange, plan_retry
+from ._transport import make_http_client
 from ._version import __version__
 
 if typing.TYPE_CHECKING:
@@ -24,10 +25,16 @@ if typing.TYPE_CHECKING:
 
     from ._messages import Messages
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_MAX_RESPONSE_BYTES", "AuraClient"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "AuraClient",
+]
 
 DEFAULT_BASE_URL = "https://openchat.team"
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+DEFAULT_MAX_CONNECTIONS = 100  # httpx's default pool size
 CHAT_PATH = "/api/chat"
 DEFAULT_HEADERS = {
     "accept": "*/*",
@@ -57,7 +64,10 @@ class AuraClient:
         headers: Extra request headers.
         cookies: Cookies sent with every request (a secret, like the key).
         max_response_bytes: The largest reply body accepted.
-        http_client: An ``httpx.AsyncClient`` to borrow; it is never closed by this client.
+        max_connections: The most requests in flight at once; more wait for a free one, for
+            up to ``timeout.connect`` seconds. Applies to the client's own connection pool.
+        http_client: An ``httpx.AsyncClient`` to borrow; it is never closed by this client,
+            and its own limits apply instead of ``proxy``, ``verify`` and ``max_connections``.
 
     Raises:
         InvalidRequestError: An argument is invalid.
@@ -75,6 +85,7 @@ class AuraClient:
         headers: Mapping[str, str] | None = None,
         cookies: Mapping[str, str] | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         self._base_url = check_base_url(base_url)
@@ -91,6 +102,11 @@ class AuraClient:
             raise InvalidRequestError(
                 f"max_response_bytes must be a positive int, got {max_response_bytes!r}"
             )
+        if not is_int(max_connections) or max_connections < 1:
+            raise InvalidRequestError(
+                f"max_connections must be an int >= 1, got {max_connections!r}"
+            )
+        self._max_connections = max_connections
         self._proxy = check_proxy(proxy)
         if not isinstance(verify, (bool, ssl.SSLContext)):
             raise InvalidRequestError(
@@ -113,15 +129,18 @@ class AuraClient:
         )
         self._owns_http = http_client is None
         self._http = http_client if http_client is not None else self._make_http_client()
+        self._slots = (
+            anyio.Semaphore(max_connections, fast_acquire=True) if self._owns_http else None
+        )
         self._closed = False
 
     def _make_http_client(self) -> httpx.AsyncClient:
         try:
-            return httpx.AsyncClient(
+            return make_http_client(
                 proxy=self._proxy,
                 verify=self._verify,
                 timeout=self._httpx_timeout,
-                follow_redirects=False,
+                max_connections=self._max_connections,
             )
         except ImportError as exc:  # httpx needs socksio for socks5 proxies
             raise InvalidRequestError(
@@ -201,6 +220,7 @@ class AuraClient:
             httpx_timeout=self._httpx_timeout,
             policy=self._policy,
             max_response_bytes=self._max_response_bytes,
+            slots=self._slots,
         )
 
     def stream(

@@ -60,6 +60,8 @@ class Exchange:
     httpx_timeout: httpx.Timeout
     policy: RetryPolicy
     max_response_bytes: int
+    # At most this many requests in flight; None for a borrowed httpx client (see _transport).
+    slots: anyio.Semaphore | None = None
 
 
 def plan_retry(error: APIError, exchange: Exchange, attempts: Attempts) -> float | None:
@@ -110,6 +112,7 @@ class ChatStream:
         "_parts",
         "_pending",
         "_response",
+        "_slot",
         "_state",
         "_status",
     )
@@ -129,6 +132,7 @@ class ChatStream:
         self._pending: str | None = None
         self._bytes = 0
         self._done = False
+        self._slot = False
 
     @property
     def text(self) -> str:
@@ -241,10 +245,23 @@ class ChatStream:
             request=self._info,
         )
 
+    async def _take_slot(self, slots: anyio.Semaphore) -> None:
+        with anyio.move_on_after(self._exchange.timeouts.connect):
+            await slots.acquire()
+            self._slot = True
+            return
+        raise APITimeoutError(
+            f"pool timeout: every connection stayed busy for {self._exchange.timeouts.connect:g} "
+            "s (raise max_connections or lower the concurrency)",
+            request=self._info,
+        )
+
     async def _first_text(self) -> str | None:
         exchange = self._exchange
         self._bytes = 0
         self._done = False
+        if exchange.slots is not None:
+            await self._take_slot(exchange.slots)
         try:
             request = exchange.http.build_request(
                 "POST",
@@ -308,13 +325,16 @@ class ChatStream:
         # The body iterator only exists while its response does.
         chunks, self._chunks = self._chunks, None
         response, self._response = self._response, None
-        if response is None:
-            return
-        with anyio.CancelScope(shield=True) as scope:
-            scope.deadline = anyio.current_time() + CLOSE_TIMEOUT
-            try:
-                if isinstance(chunks, AsyncGenerator):
-                    await chunks.aclose()
-                await response.aclose()
-            except Exception as exc:
-                logger.warning("error while closing a response to %s: %r", self._info, exc)
+        if response is not None:
+            with anyio.CancelScope(shield=True) as scope:
+                scope.deadline = anyio.current_time() + CLOSE_TIMEOUT
+                try:
+                    if isinstance(chunks, AsyncGenerator):
+                        await chunks.aclose()
+                    await response.aclose()
+                except Exception as exc:
+                    logger.warning("error while closing a response to %s: %r", self._info, exc)
+        if self._slot:
+            self._slot = False
+            assert self._exchange.slots is not None
+            self._exchange.slots.release()

@@ -1,0 +1,153 @@
+"""How bytes move: the httpx client an AuraClient owns, with guards against httpcore 1.0 bugs.
+
+httpx's own transport does the work. Three httpcore 1.0.9 bugs are guarded here:
+
+- A request cancelled while it waits for a pooled connection can leave a new connection
+  stuck in the pool for good, holding a slot (encode/httpcore#1093, open). The client admits
+  at most ``max_connections`` requests with its own semaphore, so none waits inside httpcore,
+  and httpcore's pool gets no connection limit: the stray object the race can still leave
+  holds no socket and blocks no one.
+- Cancelling a TLS handshake leaks the TCP socket: ``start_tls`` closes it on ``Exception``
+  only, and cancellation is not one. :class:`_GuardedBackend` closes it.
+- httpcore's DEBUG log of a SOCKS5 handshake prints the proxy's user name and password;
+  :class:`_HideSocksAuth` cuts them out of the record.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import typing
+
+import anyio
+import httpcore
+import httpx
+
+if typing.TYPE_CHECKING:
+    import ssl
+    from collections.abc import Iterable
+
+__all__ = ["make_http_client"]
+
+_SOCKS_AUTH = re.compile(r"\bauth=.*")
+
+
+class _HideSocksAuth(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "auth=" in record.msg:
+            record.msg = _SOCKS_AUTH.sub("auth=<hidden>", record.msg)
+        return True
+
+
+_SOCKS_LOG_FILTER = _HideSocksAuth()
+
+
+@typing.final
+class _GuardedStream(httpcore.AsyncNetworkStream):
+    """A network stream whose TLS upgrade closes it when cancelled."""
+
+    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
+        self._stream = stream
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._stream.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._stream.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            upgraded = await self._stream.start_tls(ssl_context, server_hostname, timeout)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._stream.aclose()
+            raise
+        return _GuardedStream(upgraded)
+
+    def get_extra_info(self, info: str) -> object:
+        return self._stream.get_extra_info(info)
+
+
+@typing.final
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's own network backend, handing out :class:`_GuardedStream`s."""
+
+    def __init__(self, backend: httpcore.AsyncNetworkBackend) -> None:
+        self._backend = backend
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._backend.connect_tcp(
+            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
+        return _GuardedStream(stream)
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._backend.connect_unix_socket(
+            path, timeout=timeout, socket_options=socket_options
+        )
+        return _GuardedStream(stream)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+
+def _guard(transport: object) -> None:
+    # httpx keeps its httpcore pool in ``_pool``, and httpcore its backend in
+    # ``_network_backend``; if a release renames either, the guard is skipped, not the request.
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if isinstance(backend, httpcore.AsyncNetworkBackend) and not isinstance(
+        backend, _GuardedBackend
+    ):
+        pool._network_backend = _GuardedBackend(backend)  # type: ignore[union-attr]
+
+
+def make_http_client(
+    *,
+    proxy: str | None,
+    verify: bool | ssl.SSLContext,
+    timeout: httpx.Timeout,
+    max_connections: int,
+) -> httpx.AsyncClient:
+    """Return the httpx client an AuraClient owns, with the guards above in place.
+
+    Raises:
+        ImportError: ``proxy`` is a SOCKS proxy and socksio is not installed.
+    """
+    socks_logger = logging.getLogger("httpcore.socks")
+    if _SOCKS_LOG_FILTER not in socks_logger.filters:
+        socks_logger.addFilter(_SOCKS_LOG_FILTER)
+    client = httpx.AsyncClient(
+        proxy=proxy,
+        verify=verify,
+        timeout=timeout,
+        follow_redirects=False,
+        # The AuraClient's semaphore is the limit (see the module docstring).
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=max_connections),
+    )
+    # Proxies, including those from the environment, are mounted transports of their own.
+    mounts = getattr(client, "_mounts", None)
+    mounted = typing.cast("dict[object, object]", mounts) if isinstance(mounts, dict) else {}
+    for transport in (getattr(client, "_transport", None), *mounted.values()):
+        _guard(transport)
+    return client

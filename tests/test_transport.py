@@ -1,0 +1,69 @@
+"""The guards around httpcore in ``_transport``: they wrap, delegate and stay out of the way."""
+
+from __future__ import annotations
+
+import logging
+import typing
+
+import anyio
+import httpcore
+import httpx
+import pytest
+
+from aura_anyio._transport import _guard, _GuardedBackend, _HideSocksAuth, make_http_client
+
+if typing.TYPE_CHECKING:
+    import pathlib
+
+    from anyio.abc import SocketStream
+
+
+def test_the_guard_wraps_each_pool_once_and_skips_what_it_does_not_know() -> None:
+    client = make_http_client(
+        proxy="socks5://user:secret@127.0.0.1:1080",
+        verify=True,
+        timeout=httpx.Timeout(5.0),
+        max_connections=3,
+    )
+    transports = [client._transport, *client._mounts.values()]
+    for transport in transports:
+        _guard(transport)  # a second time changes nothing
+        backend = transport._pool._network_backend  # type: ignore[union-attr]
+        assert isinstance(backend, _GuardedBackend)
+        assert not isinstance(backend._backend, _GuardedBackend)
+    _guard(object())  # no pool at all: nothing to guard, and no error
+
+
+async def test_a_guarded_unix_socket_connection(tmp_path: pathlib.Path) -> None:
+    path = str(tmp_path / "sock")
+
+    async def echo(stream: SocketStream) -> None:
+        async with stream:
+            await stream.send(await stream.receive())
+
+    async with await anyio.create_unix_listener(path) as listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, echo)
+        backend = _GuardedBackend(httpcore.AnyIOBackend())
+        stream = await backend.connect_unix_socket(path, timeout=5.0)
+        await stream.write(b"ping", timeout=5.0)
+        assert await stream.read(10, timeout=5.0) == b"ping"
+        assert stream.get_extra_info("socket") is not None
+        await stream.aclose()
+        await backend.sleep(0)
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        (
+            "setup_socks5_connection.started stream=<S> host='h' port=1 auth=(b'u', b'pw')",
+            "setup_socks5_connection.started stream=<S> host='h' port=1 auth=<hidden>",
+        ),
+        ("connect_tcp.started host='127.0.0.1' port=1080", None),
+    ],
+)
+def test_socks_credentials_are_cut_from_httpcore_logs(message: str, shown: str | None) -> None:
+    record = logging.LogRecord("httpcore.socks", logging.DEBUG, __file__, 1, message, (), None)
+    assert _HideSocksAuth().filter(record)
+    assert record.getMessage() == (shown or message)
