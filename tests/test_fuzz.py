@@ -1,0 +1,100 @@
+"""Fuzzing the client with server behaviour drawn by Hypothesis, on every backend.
+
+Whatever the server does (chunking, status, body, where it cuts, stalls or repeats), the
+client returns exactly the text that was sent, or raises an AuraError; never anything else,
+and never hangs. Text kept from a reply that broke is always a prefix of the reply.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import anyio
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from aura_anyio import AuraClient, AuraError, RetryPolicy, Timeouts
+from aura_anyio.testing import Fault, ReferenceServer
+
+from .strategies import chunkings
+
+RETRIES = RetryPolicy(max_retries=1, initial_delay=0.001, max_delay=0.001, max_retry_after=0.01)
+TIMEOUTS = Timeouts(connect=2.0, read=0.1, total=3.0)
+LIMIT = 2000  # max_response_bytes: an endless body passes it quickly
+HELLO = [{"role": "user", "content": "hi"}]
+
+
+@st.composite
+def server_faults(draw: st.DrawFn) -> Fault:
+    """A fault of any kind, or none; stalls are rare, since each costs a read timeout."""
+    kind = draw(
+        st.sampled_from(["none", "none", "status", "close", "reset", "body", "body", "stall"])
+    )
+    if kind == "status":
+        return Fault(
+            status=draw(st.sampled_from([302, 400, 404, 408, 429, 500, 502, 503])),
+            retry_after=draw(st.none() | st.sampled_from(["0", "0.001", "junk", "3600"])),
+            error_body_bytes=draw(st.none() | st.integers(0, 20_000)),
+        )
+    body = Fault(
+        chunk_size=draw(st.none() | st.integers(1, 7)),
+        invalid_utf8=draw(st.booleans()),
+        endless=draw(st.booleans()) if kind == "body" else False,
+        drip=draw(st.none() | st.just(0.0005)),
+    )
+    if kind in ("close", "reset", "stall"):
+        return dataclasses.replace(body, **{f"{kind}_after": draw(st.integers(0, 60))})
+    return body
+
+
+def sent_bytes(reply: bytes, chunks: list[bytes], fault: Fault) -> bytes:
+    """The body the server sends if nothing cuts it (an endless one up to past LIMIT)."""
+    if fault.invalid_utf8:
+        first = len(chunks[0]) if chunks else 0
+        reply = reply[:first] + b"\xff" + reply[first:]
+    if fault.endless:
+        reply = (reply or b" ") * (LIMIT // max(1, len(reply)) + 2)
+    return reply
+
+
+def is_benign(fault: Fault) -> bool:
+    return fault.status is None and fault.cut is None and not fault.endless
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data(), text=st.text(max_size=80), fault=server_faults(), streamed=st.booleans())
+async def test_the_client_returns_the_text_sent_or_an_aura_error(
+    data: st.DataObject, text: str, fault: Fault, streamed: bool
+) -> None:
+    reply = text.encode()
+    chunks = [chunk for chunk in data.draw(chunkings(reply)) if chunk]
+    received = ""
+    error: AuraError | None = None
+    async with ReferenceServer(reply=lambda _: chunks, fault=fault) as server:
+        client = AuraClient(
+            server.base_url, timeout=TIMEOUTS, max_retries=RETRIES, max_response_bytes=LIMIT
+        )
+        # Never hangs: every fault ends within the timeouts.
+        with anyio.fail_after(10):
+            async with client:
+                try:
+                    if streamed:
+                        async with client.stream(HELLO) as stream:
+                            async for piece in stream:
+                                received += piece
+                    else:
+                        received = await client.complete(HELLO)
+                except AuraError as exc:
+                    error = exc
+        # And leaves no connection open once the client is closed.
+        await server.wait_until(lambda: server.open_connections == 0)
+    expected = sent_bytes(reply, chunks, fault).decode("utf-8", errors="replace")
+    if error is None:
+        assert received == expected
+    else:
+        assert not is_benign(fault), error
+        assert expected.startswith(getattr(error, "partial_text", ""))
+        assert expected.startswith(received)
