@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import anyio
 import httpx
+import pytest
 
 from aura_anyio import AuraClient, ChatStream, RetryPolicy, Timeouts
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
     import respx
+
+T = TypeVar("T")
 
 FAST_RETRIES = RetryPolicy(max_retries=2, initial_delay=0.001, max_delay=0.01)
 URL = "https://chat.test/api/chat"
@@ -105,3 +108,8 @@ async def drain(chunks: ChatStream) -> None:
     """Read a reply to its end."""
     async for _ in chunks:
         pass
+
+
+def fault_row(name: str) -> Callable[[T], T]:
+    """Mark a test as the proof of the README fault-table row ``name`` (see test_readme.py)."""
+    return cast("Callable[[T], T]", pytest.mark.fault_row(name))

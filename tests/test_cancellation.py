@@ -19,7 +19,7 @@ import pytest
 from aura_anyio import APITimeoutError, AuraClient, RetryPolicy, Timeouts, build_payload
 from aura_anyio.testing import Fault, Outcome, ReferenceServer, default_reply
 
-from .helpers import drain
+from .helpers import drain, fault_row
 
 if typing.TYPE_CHECKING:
     from anyio.abc import SocketStream
@@ -68,6 +68,7 @@ async def test_cancelled_while_connecting() -> None:
         server.cancel_scope.cancel()
 
 
+@fault_row("cancelled before the reply")
 @pytest.mark.parametrize("method", ["stream", "complete"])
 async def test_cancelled_while_waiting_for_the_status_line(method: str) -> None:
     async with (
@@ -90,6 +91,7 @@ async def test_cancelled_while_waiting_for_the_status_line(method: str) -> None:
         await server.wait_until(lambda: server.open_connections == 0, timeout=PROMPTLY)
 
 
+@fault_row("cancelled mid-body")
 async def test_cancelled_mid_body_keeps_the_text_so_far() -> None:
     async with (
         ReferenceServer(fault=Fault(stall_after=12, times=1)) as server,

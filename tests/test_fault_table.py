@@ -1,8 +1,8 @@
 """The README's fault table, row by row, against the reference server on every backend.
 
-Each test is marked with the row it proves (``@fault_row("...")``); ``test_readme.py`` checks
-that every row of the README table has one. Most rows run through both ``stream()`` and
-``complete()``, which differ only in what they may retry once text has arrived.
+Each test is marked with ``fault_row`` and the name of the row it proves; ``test_readme.py``
+checks that every row of the README table has one. Most rows run through both ``stream()``
+and ``complete()``, which differ only in what they may retry once text has arrived.
 """
 
 from __future__ import annotations
@@ -26,22 +26,18 @@ from aura_anyio import (
 )
 from aura_anyio.testing import Fault, Outcome, ReferenceServer, default_reply
 
+from .helpers import fault_row
+
 if typing.TYPE_CHECKING:
     from collections.abc import Callable
 
     from aura_anyio.testing import ReceivedRequest
 
-T = typing.TypeVar("T")
 E = typing.TypeVar("E", bound=BaseException)
 
 RETRIES = RetryPolicy(max_retries=2, initial_delay=0.001, max_delay=0.01)
 TIMEOUTS = Timeouts(connect=2.0, read=0.3)
 ALL_ATTEMPTS = 1 + RETRIES.max_retries
-
-
-def fault_row(name: str) -> Callable[[T], T]:
-    """Mark a test as the proof of the README fault-table row ``name``."""
-    return typing.cast("Callable[[T], T]", pytest.mark.fault_row(name))
 
 
 @pytest.fixture(params=["stream", "complete"])

@@ -41,8 +41,13 @@ def server_faults(draw: st.DrawFn) -> Fault:
         endless=draw(st.booleans()) if kind == "body" else False,
         drip=draw(st.none() | st.just(0.0005)),
     )
-    if kind in ("close", "reset", "stall"):
-        return dataclasses.replace(body, **{f"{kind}_after": draw(st.integers(0, 60))})
+    after = draw(st.integers(0, 60))
+    if kind == "close":
+        return dataclasses.replace(body, close_after=after)
+    if kind == "reset":
+        return dataclasses.replace(body, reset_after=after)
+    if kind == "stall":
+        return dataclasses.replace(body, stall_after=after)
     return body
 
 

@@ -22,8 +22,7 @@ import trustme
 from aura_anyio import APIConnectionError, APIStatusError, AuraClient, ServerError, Timeouts
 from aura_anyio.testing import Fault, ReferenceServer, default_reply
 
-from .helpers import FAST_RETRIES
-from .test_fault_table import fault_row
+from .helpers import FAST_RETRIES, fault_row
 
 if typing.TYPE_CHECKING:
     from collections.abc import Iterator
