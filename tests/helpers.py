@@ -44,20 +44,24 @@ class ScriptedStream(httpx.AsyncByteStream):
         self.closed = False
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return _Steps(iter(self.steps))
+        self.closed = False  # a route may hand the same response to several requests
+        return _Steps(iter(self.steps), self)
 
     async def aclose(self) -> None:
         self.closed = True
 
 
 class _Steps:
-    def __init__(self, steps: Iterator[Step]) -> None:
+    def __init__(self, steps: Iterator[Step], stream: ScriptedStream) -> None:
         self._steps = steps
+        self._stream = stream
 
     def __aiter__(self) -> _Steps:
         return self
 
     async def __anext__(self) -> bytes:
+        if self._stream.closed:  # as a closed connection would, it gives nothing more
+            raise httpx.ReadError("the connection is closed")
         for step in self._steps:
             if isinstance(step, Pause):
                 await anyio.sleep(step.seconds)

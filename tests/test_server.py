@@ -14,6 +14,7 @@ import pytest
 from anyio.abc import SocketAttribute
 
 from aura_anyio import MODELS, build_payload
+from aura_anyio._http import close_response
 from aura_anyio.testing import (
     DEFAULT_SYSTEM_PROMPT,
     Outcome,
@@ -362,9 +363,12 @@ async def test_client_disconnect_mid_reply_is_observed() -> None:
     ):
         raw = json.dumps(body()).encode()
         async with client.stream("POST", "/api/chat", content=raw) as response:
-            async for _ in response.aiter_raw():
+            chunks = response.aiter_raw()
+            async for _ in chunks:
                 started.set()
                 break
+            # Closing this way ends httpx's generators too (Trio warns of any left half-way).
+            await close_response(response, chunks)
         # Two waiters at once share the server's change notifications.
         async with anyio.create_task_group() as task_group:
             task_group.start_soon(server.wait_until, lambda: server.aborted >= 1)
@@ -467,9 +471,14 @@ async def test_outer_cancellation_stops_the_server() -> None:
             httpx.AsyncClient(base_url=server.base_url) as client,
             client.stream("POST", "/api/chat", content=raw) as response,
         ):
-            async for _ in response.aiter_raw():
-                scope.cancel()  # the server is now mid-reply
-                await anyio.lowlevel.checkpoint()
+            chunks = response.aiter_raw()
+            try:
+                async for _ in chunks:
+                    scope.cancel()  # the server is now mid-reply
+                    await anyio.lowlevel.checkpoint()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await close_response(response, chunks)
     assert scope.cancelled_caught
     # PENDING if the server stopped first, ABORTED if it saw the client leave first.
     assert server.outcomes[0] is not Outcome.COMPLETED
@@ -534,6 +543,15 @@ async def test_stream_response_status_reason_and_headers() -> None:
 def test_stream_response_body_is_a_plain_async_iterator() -> None:
     iterator = stream_response([b"a"]).stream.__aiter__()  # type: ignore[union-attr]
     assert iterator.__aiter__() is iterator
+
+
+async def test_a_closed_stream_response_gives_nothing_more() -> None:
+    response = stream_response([b"a", b"b", b"c"])
+    chunks = response.aiter_raw()
+    assert await chunks.__anext__() == b"a"
+    await response.aclose()
+    with pytest.raises(httpx.ReadError, match="closed"):
+        await chunks.__anext__()  # as a closed connection would: the generators all end
 
 
 async def test_a_bytes_reply_is_one_chunk() -> None:

@@ -10,10 +10,18 @@ import httpcore
 import httpx
 import pytest
 
-from aura_anyio._transport import _guard, _GuardedBackend, _HideSocksAuth, make_http_client
+from aura_anyio._http import _LEFTOVER_CHUNKS, close_response
+from aura_anyio._transport import (
+    RequestBody,
+    _guard,
+    _GuardedBackend,
+    _HideSocksAuth,
+    make_http_client,
+)
 
 if typing.TYPE_CHECKING:
     import pathlib
+    from collections.abc import AsyncGenerator
 
     from anyio.abc import SocketStream
 
@@ -67,3 +75,42 @@ def test_socks_credentials_are_cut_from_httpcore_logs(message: str, shown: str |
     record = logging.LogRecord("httpcore.socks", logging.DEBUG, __file__, 1, message, (), None)
     assert _HideSocksAuth().filter(record)
     assert record.getMessage() == (shown or message)
+
+
+def test_a_request_body_can_be_sent_again() -> None:
+    body = RequestBody(b"payload")
+    assert list(body) == [b"payload"]
+    assert list(body) == [b"payload"]
+
+
+async def test_a_request_body_is_iterated_without_a_generator() -> None:
+    body = RequestBody(b"payload")
+    for _ in range(2):  # once per attempt
+        chunks = body.__aiter__()
+        assert chunks.__aiter__() is chunks
+        assert [chunk async for chunk in chunks] == [b"payload"]
+
+
+class _Endless(httpx.AsyncByteStream):
+    """A body that ignores being closed: the drain must still stop."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def __aiter__(self) -> _Endless:
+        return self
+
+    async def __anext__(self) -> bytes:
+        self.reads += 1
+        return b"x"
+
+
+async def test_draining_a_closed_response_is_bounded() -> None:
+    stream = _Endless()
+    response = httpx.Response(200, stream=stream)
+    chunks = typing.cast("AsyncGenerator[bytes, None]", response.aiter_raw())
+    assert await chunks.__anext__() == b"x"
+    await close_response(response, chunks)
+    assert response.is_closed
+    assert stream.reads == 1 + _LEFTOVER_CHUNKS
+    await chunks.aclose()  # what the bound left suspended, closed here for Trio's sake

@@ -26,17 +26,20 @@ from ._options import redact_url
 from ._retry import parse_retry_after
 
 if typing.TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Mapping
+    from collections.abc import AsyncIterator, Mapping
 
 __all__ = [
     "ERROR_BODY_LIMIT",
     "TRANSPORT_ERRORS",
+    "close_response",
     "read_error",
     "translate_error",
 ]
 
 # An error body is read only this far: a hostile or broken server cannot make us buffer more.
 ERROR_BODY_LIMIT = 8192
+# Chunks still buffered in h11 when a response is closed are fewer than this.
+_LEFTOVER_CHUNKS = 256
 
 
 def _leaked_errors() -> tuple[type[Exception], ...]:
@@ -118,21 +121,36 @@ def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | Non
     return None
 
 
-async def read_error(response: httpx.Response, info: RequestInfo) -> APIStatusError:
+async def close_response(response: httpx.Response, chunks: AsyncIterator[bytes]) -> None:
+    """Close ``response``, then run ``chunks``, its body iterator, to its end.
+
+    httpx and httpcore read a body through a chain of nested async generators, and closing
+    the response does not close them; Trio reports each one collected half-way with a
+    ResourceWarning (encode/httpx#3686). Once the response, and so its connection, is closed,
+    reading on makes every generator of the chain end with the error of a closed connection.
+    """
+    await response.aclose()
+    # A closed connection ends the chain at once; the bound only guards against surprises.
+    with contextlib.suppress(Exception):
+        for _ in range(_LEFTOVER_CHUNKS):
+            await chunks.__anext__()
+
+
+async def read_error(
+    response: httpx.Response, chunks: AsyncIterator[bytes], info: RequestInfo
+) -> APIStatusError:
     """Read at most :data:`ERROR_BODY_LIMIT` bytes of an error response and build its error.
 
-    The response is not closed here: the caller's ``finally`` does it.
+    ``chunks`` is the response's body iterator. Neither is closed here: the caller closes
+    both with :func:`close_response`.
     """
     body = bytearray()
     try:
-        # aiter_bytes() is an async generator: close it now rather than in the GC.
-        body_chunks = typing.cast("AsyncGenerator[bytes, None]", response.aiter_bytes())
-        async with contextlib.aclosing(body_chunks) as chunks:
-            async for chunk in chunks:
-                body += chunk
-                if len(body) >= ERROR_BODY_LIMIT:
-                    del body[ERROR_BODY_LIMIT:]
-                    break
+        async for chunk in chunks:
+            body += chunk
+            if len(body) >= ERROR_BODY_LIMIT:
+                del body[ERROR_BODY_LIMIT:]
+                break
     except httpx.HTTPError:
         pass  # the status already says what went wrong; a broken body adds nothing
     headers: Mapping[str, str] = dict(response.headers)

@@ -8,7 +8,6 @@ import math
 import random
 import time
 import typing
-from collections.abc import AsyncGenerator, AsyncIterator
 
 import anyio
 
@@ -20,10 +19,12 @@ from ._exceptions import (
     RequestInfo,
     ResponseTooLargeError,
 )
-from ._http import TRANSPORT_ERRORS, read_error, translate_error
+from ._http import TRANSPORT_ERRORS, close_response, read_error, translate_error
 from ._retry import RetryPolicy, retry_delay
+from ._transport import RequestBody
 
 if typing.TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from types import TracebackType
 
     import httpx
@@ -270,18 +271,19 @@ class ChatStream:
                 headers=exchange.headers,
                 timeout=exchange.httpx_timeout,
             )
+            request.stream = RequestBody(exchange.body)  # keeps the Content-Length just set
             response = await exchange.http.send(request, stream=True, follow_redirects=False)
         except TRANSPORT_ERRORS as exc:
             raise translate_error(exc, self._info) from exc
         self._response = response
         self._status = response.status_code
-        if not response.is_success:
-            raise await read_error(response, self._info)
-        self._decoder = TextDecoder(charset_from_content_type(response.headers.get("content-type")))
         # aiter_raw() skips httpx's decoder and re-chunker, which cost a tenth of the client's
         # CPU per reply; they are needed only when the body is content-encoded.
         encoded = "content-encoding" in response.headers
         self._chunks = response.aiter_bytes() if encoded else response.aiter_raw()
+        if not response.is_success:
+            raise await read_error(response, self._chunks, self._info)
+        self._decoder = TextDecoder(charset_from_content_type(response.headers.get("content-type")))
         while not self._done:
             text = await self._next_text(first=True)
             if text:
@@ -329,9 +331,8 @@ class ChatStream:
             with anyio.CancelScope(shield=True) as scope:
                 scope.deadline = anyio.current_time() + CLOSE_TIMEOUT
                 try:
-                    if isinstance(chunks, AsyncGenerator):
-                        await chunks.aclose()
-                    await response.aclose()
+                    assert chunks is not None  # made with the response
+                    await close_response(response, chunks)
                 except Exception as exc:
                     logger.warning("error while closing a response to %s: %r", self._info, exc)
         if self._slot:

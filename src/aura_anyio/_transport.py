@@ -25,9 +25,9 @@ import httpx
 
 if typing.TYPE_CHECKING:
     import ssl
-    from collections.abc import Iterable
+    from collections.abc import AsyncIterator, Iterable, Iterator
 
-__all__ = ["make_http_client"]
+__all__ = ["RequestBody", "make_http_client"]
 
 _SOCKS_AUTH = re.compile(r"\bauth=.*")
 
@@ -109,6 +109,39 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._backend.sleep(seconds)
+
+
+@typing.final
+class _OneChunk:
+    # A plain iterator, not an async generator: httpx's own request body is one, and Trio
+    # reports it with a ResourceWarning when a request is cancelled while it is being sent.
+    __slots__ = ("_data",)
+
+    def __init__(self, data: bytes) -> None:
+        self._data: bytes | None = data
+
+    def __aiter__(self) -> _OneChunk:
+        return self
+
+    async def __anext__(self) -> bytes:
+        data, self._data = self._data, None
+        if data is None:
+            raise StopAsyncIteration
+        return data
+
+
+@typing.final
+class RequestBody(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A request body sent in one piece; it can be sent again, for a retry or a redirect."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter((self._data,))
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return _OneChunk(self._data)
 
 
 def _guard(transport: object) -> None:

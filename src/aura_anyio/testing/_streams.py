@@ -16,15 +16,18 @@ __all__ = ["stream_response"]
 class _ChunkIterator:
     # A plain iterator, not an async generator: Trio warns about a generator left unfinished
     # when a client stops reading early, and stopping early is what tests do.
-    __slots__ = ("_chunks",)
+    __slots__ = ("_chunks", "_stream")
 
-    def __init__(self, chunks: tuple[bytes, ...]) -> None:
-        self._chunks = iter(chunks)
+    def __init__(self, stream: _ChunkStream) -> None:
+        self._stream = stream
+        self._chunks = iter(stream.chunks)
 
     def __aiter__(self) -> _ChunkIterator:
         return self
 
     async def __anext__(self) -> bytes:
+        if self._stream.closed:  # as a closed connection would, it gives nothing more
+            raise httpx.ReadError("the connection is closed")
         try:
             return next(self._chunks)
         except StopIteration:
@@ -36,10 +39,15 @@ class _ChunkStream(httpx.AsyncByteStream):
     """Yields fixed chunks one by one; it can be iterated again, so a route can reuse it."""
 
     def __init__(self, chunks: tuple[bytes, ...]) -> None:
-        self._chunks = chunks
+        self.chunks = chunks
+        self.closed = False
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return _ChunkIterator(self._chunks)
+        self.closed = False  # a route may hand the same stream to another response
+        return _ChunkIterator(self)
+
+    async def aclose(self) -> None:
+        self.closed = True
 
 
 def stream_response(
