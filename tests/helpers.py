@@ -117,3 +117,10 @@ async def drain(chunks: ChatStream) -> None:
 def fault_row(name: str) -> Callable[[T], T]:
     """Mark a test as the proof of the README fault-table row ``name`` (see test_readme.py)."""
     return cast("Callable[[T], T]", pytest.mark.fault_row(name))
+
+
+async def until(predicate: Callable[[], bool], *, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    """Wait until ``predicate()`` holds, for state that no event reports (httpcore's pool, say)."""
+    with anyio.fail_after(timeout):
+        while not predicate():  # noqa: ASYNC110 (nothing to wait on but time)
+            await anyio.sleep(0.001)

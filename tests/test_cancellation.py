@@ -6,6 +6,8 @@ The server is the witness: a cancelled request must show up there as a closed co
 
 from __future__ import annotations
 
+import gc
+import logging
 import random
 import typing
 from collections import Counter
@@ -19,7 +21,7 @@ import pytest
 from aura_anyio import APITimeoutError, AuraClient, RetryPolicy, Timeouts, build_payload
 from aura_anyio.testing import Fault, Outcome, ReferenceServer, default_reply
 
-from .helpers import drain, fault_row
+from .helpers import drain, fault_row, until
 
 if typing.TYPE_CHECKING:
     from anyio.abc import SocketStream
@@ -42,6 +44,7 @@ async def read_until_closed(stream: SocketStream) -> bytes:
         return received
 
 
+@fault_row("cancelled before the reply")
 async def test_cancelled_while_connecting() -> None:
     """The TLS handshake never completes; cancelling closes the half-made connection."""
     accepted: list[SocketStream] = []
@@ -109,32 +112,43 @@ async def test_cancelled_mid_body_keeps_the_text_so_far() -> None:
         assert await client.complete(ask("again")) != ""
 
 
-async def test_cancelled_while_waiting_for_a_pool_slot() -> None:
-    async with ReferenceServer(fault=Fault(stall_before_status=True, times=1)) as server:
-        http = httpx.AsyncClient(limits=httpx.Limits(max_connections=1))
-        async with http, AuraClient(server.base_url, timeout=PATIENT, http_client=http) as client:
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(client.complete, ask("holds the only connection"))
-                await server.wait_until(lambda: len(server.requests) == 1)
-                with anyio.move_on_after(0.1) as waited:
-                    await client.complete(ask("waits for it"))
-                assert waited.cancelled_caught
-                tasks.cancel_scope.cancel()
-            with anyio.fail_after(2):
-                text = await client.complete(ask("now"))
+async def wait_for_waiters(client: AuraClient, count: int) -> None:
+    """Wait until ``count`` requests wait for one of the client's connections."""
+    slots = client._slots
+    assert slots is not None
+    await until(lambda: slots.statistics().tasks_waiting >= count)
+
+
+@fault_row("cancelled before the reply")
+async def test_cancelled_while_waiting_for_a_free_connection() -> None:
+    async with (
+        ReferenceServer(fault=Fault(stall_before_status=True, times=1)) as server,
+        AuraClient(server.base_url, timeout=PATIENT, max_connections=1) as client,
+    ):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(client.complete, ask("holds the only connection"))
+            await server.wait_until(lambda: len(server.requests) == 1)
+            tasks.start_soon(client.complete, ask("waits for it"))
+            await wait_for_waiters(client, 1)
+            tasks.cancel_scope.cancel()  # the waiting request, and the one holding the slot
+        with anyio.fail_after(2):
+            text = await client.complete(ask("now"))
     assert text == default_reply(server.requests[-1])
     assert len(server.requests) == 2  # the waiting request never went out
 
 
-async def test_cancelled_during_the_retry_backoff() -> None:
+async def test_cancelled_during_the_retry_backoff(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="aura_anyio")
     slow = RetryPolicy(max_retries=3, initial_delay=30.0, max_delay=30.0)
     async with (
         ReferenceServer(fault=Fault(status=503)) as server,
         AuraClient(server.base_url, max_retries=slow) as client,
     ):
-        with anyio.move_on_after(0.3) as scope:
-            await client.complete(ask("hi"))
-        assert scope.cancelled_caught
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(client.complete, ask("hi"))
+            # The retry is logged just before the 30 s sleep.
+            await until(lambda: "retrying POST" in caplog.text)
+            tasks.cancel_scope.cancel()
         assert server.outcomes == [Outcome.COMPLETED]  # one attempt, then the sleep
         await server.wait_until(lambda: server.open_connections <= 1)
 
@@ -163,7 +177,7 @@ async def test_a_thousand_cancelled_requests_leave_the_pool_healthy() -> None:
             fault = rng.choice(faults)
             content = f"{index} {fault.marker()}" if fault else str(index)
             stage = "before the first text"
-            with anyio.move_on_after(rng.uniform(0, 0.2)) as scope:
+            with anyio.move_on_after(rng.uniform(0, 1.0)) as scope:
                 async with client.stream(ask(content)) as reply:
                     stage = "mid-body"
                     async for _ in reply:
@@ -175,6 +189,10 @@ async def test_a_thousand_cancelled_requests_leave_the_pool_healthy() -> None:
                 tasks.start_soon(cancelled, index)
         # Every response the server began has ended: sent whole, or cut by the client.
         await server.wait_until(lambda: Outcome.PENDING not in server.outcomes)
+        # And the client's pool holds no request and no connection stuck half-made.
+        pool = client._http._transport._pool  # type: ignore[attr-defined]
+        assert pool._requests == []
+        assert all(connection.is_idle() for connection in pool.connections), pool.connections
         with anyio.fail_after(5):
             async with anyio.create_task_group() as tasks:
                 for index in range(100):
@@ -182,7 +200,8 @@ async def test_a_thousand_cancelled_requests_leave_the_pool_healthy() -> None:
             text = await client.complete(ask("still healthy?"))
         assert text == default_reply(server.requests[-1])
         await server.wait_until(lambda: server.open_connections <= 100)
-    assert stages["before the first text"] + stages["mid-body"] > 500, stages
+    assert stages["before the first text"] > 100, stages
+    assert stages["mid-body"] > 10, stages
 
 
 async def poison_the_pool(server: ReferenceServer, client: httpx.AsyncClient) -> None:
@@ -214,7 +233,7 @@ async def poison_the_pool(server: ReferenceServer, client: httpx.AsyncClient) ->
         connection = pool.connections[0]
         tasks.start_soon(queued, b_scope)
         tasks.start_soon(queued, c_scope)
-        await anyio.sleep(0.05)  # B and C now wait for the pool
+        await until(lambda: len(pool._requests) == 3)  # B and C wait for the pool
         a_scope.cancel()
         while not connection.is_closed():
             await anyio.lowlevel.checkpoint()
@@ -268,7 +287,7 @@ async def test_the_race_of_httpcore_1093_leaves_our_pool_healthy() -> None:
             await reading.wait()
             tasks.start_soon(queued, b_scope)
             tasks.start_soon(queued, c_scope)
-            await anyio.sleep(0.05)
+            await wait_for_waiters(client, 2)
             a_scope.cancel()
             await server.wait_until(lambda: server.aborted == 1)
             b_scope.cancel()
@@ -297,3 +316,19 @@ def test_max_connections_is_checked() -> None:
     for bad in (0, 1.5, True, None):
         with pytest.raises(ValueError, match="max_connections must be an int >= 1"):
             AuraClient(max_connections=bad)  # type: ignore[arg-type]
+
+
+async def test_leaving_early_with_thousands_of_chunks_buffered_leaves_nothing_behind() -> None:
+    """httpx's and httpcore's body generators all finish, however much is still buffered.
+
+    Trio reports a generator collected half-way with a ResourceWarning, an error here.
+    """
+    async with ReferenceServer(reply=lambda _: [b"x"] * 30_000) as server:
+        async with AuraClient(server.base_url) as client, client.stream(ask("hi")) as reply:
+            await server.wait_until(lambda: server.completed == 1)  # all of it in the buffers
+            async for _ in reply:
+                if len(reply.text) == 3:
+                    break
+        gc.collect()
+        await anyio.lowlevel.checkpoint()  # where Trio's finalizer would warn
+    assert reply.text == "xxx"

@@ -36,7 +36,9 @@ if typing.TYPE_CHECKING:
 E = typing.TypeVar("E", bound=BaseException)
 
 RETRIES = RetryPolicy(max_retries=2, initial_delay=0.001, max_delay=0.01)
-TIMEOUTS = Timeouts(connect=2.0, read=0.3)
+TIMEOUTS = Timeouts(connect=5.0, read=5.0)
+# For the stalls, which only a read timeout ends; nothing else may wait this short.
+SHORT_READ = Timeouts(connect=5.0, read=0.3)
 ALL_ATTEMPTS = 1 + RETRIES.max_retries
 
 
@@ -165,7 +167,9 @@ async def test_a_huge_error_body_is_read_only_to_its_bound(mode: str) -> None:
 
 @fault_row("stall before the status line")
 async def test_stall_before_the_status_line(mode: str) -> None:
-    error, server = await fail(Fault(stall_before_status=True), mode, APITimeoutError)
+    error, server = await fail(
+        Fault(stall_before_status=True), mode, APITimeoutError, timeout=SHORT_READ
+    )
     assert str(error).startswith("read timeout")
     assert server.outcomes == [Outcome.ABORTED] * ALL_ATTEMPTS
 
@@ -174,14 +178,16 @@ async def test_stall_before_the_status_line(mode: str) -> None:
 async def test_stall_inside_the_first_character_is_before_any_text(mode: str) -> None:
     # One byte of "✓" arrives: no character was complete, so no text reached the caller.
     _error, server = await fail(
-        Fault(stall_after=1), mode, APITimeoutError, reply=lambda _: "✓ done"
+        Fault(stall_after=1), mode, APITimeoutError, reply=lambda _: "✓ done", timeout=SHORT_READ
     )
     assert len(server.requests) == ALL_ATTEMPTS
 
 
 @fault_row("stall after text")
 async def test_stall_after_text(mode: str) -> None:
-    error, server = await fail(Fault(stall_after=12), mode, IncompleteStreamError)
+    error, server = await fail(
+        Fault(stall_after=12), mode, IncompleteStreamError, timeout=SHORT_READ
+    )
     assert error.partial_text == "Hello from t"
     assert isinstance(error.__cause__, APITimeoutError)
     assert len(server.requests) == (1 if mode == "stream" else ALL_ATTEMPTS)

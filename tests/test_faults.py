@@ -50,7 +50,10 @@ def test_marker_text() -> None:
         ("[[fault drip=inf]]", "drip='inf' is not a number"),
         ("[[fault status]]", "status needs a value"),
         ("[[fault endless=1]]", "the flag endless takes no value"),
-        ("[[fault status=200]]", "Fault.status must be from 300 to 599, got 200"),
+        ("[[fault status=200]]", "Fault.status must be from 300 to 599 and not 304, got 200"),
+        ("[[fault status=304]]", "Fault.status must be from 300 to 599 and not 304, got 304"),
+        ("[[fault status=500 retry_after=%202]]", "not starting or ending with a space"),
+        ("[[fault status=500 status=502]]", "the fault field status is given twice"),
         ("[[fault stall_after=-1]]", "Fault.stall_after must be an int >= 0, got -1"),
         ("[[fault chunk_size=0]]", "Fault.chunk_size must be at least 1, got 0"),
         ("[[fault reason=x]]", "Fault.reason needs a status"),
@@ -184,6 +187,18 @@ async def test_times_counts_per_marker_and_a_marker_beats_the_server_fault() -> 
     assert marked == other == [500, 200]
 
 
+async def test_a_head_request_gets_the_status_fault_without_a_body() -> None:
+    async with (
+        ReferenceServer(fault=Fault(status=503, error_body_bytes=100)) as server,
+        httpx.AsyncClient(base_url=server.base_url) as client,
+    ):
+        response = await client.head("/api/chat")
+        again = await client.head("/api/chat")  # the connection is still usable
+    assert (response.status_code, response.content) == (503, b"")
+    assert response.headers["content-length"] == "100"
+    assert again.status_code == 503
+
+
 async def test_an_invalid_marker_is_400_with_the_reason() -> None:
     async with ReferenceServer() as server:
         response, _ = await post(server, "[[fault nope]]")
@@ -196,8 +211,13 @@ def test_server_fault_must_be_a_fault() -> None:
         ReferenceServer(fault="500")  # type: ignore[arg-type]
 
 
-async def read_raw(server: ReferenceServer, content: str) -> tuple[bytes, BaseException | None]:
-    """Send one request over a raw socket; return what came back and how reading ended."""
+async def read_raw(
+    server: ReferenceServer, content: str, *, stall: float = 5.0
+) -> tuple[bytes, BaseException | None]:
+    """Send one request over a raw socket; return what came back and how reading ended.
+
+    A silence of ``stall`` seconds ends the reading too (with ``TimeoutError``).
+    """
     payload = httpx.Request("POST", f"{server.base_url}/api/chat", json=ask(content))
     head = f"POST /api/chat HTTP/1.1\r\nhost: x\r\ncontent-length: {len(payload.content)}\r\n"
     received = b""
@@ -206,7 +226,7 @@ async def read_raw(server: ReferenceServer, content: str) -> tuple[bytes, BaseEx
             head.encode() + b"content-type: application/json\r\n\r\n" + payload.content
         )
         try:
-            with anyio.fail_after(0.5):
+            with anyio.fail_after(stall):
                 while True:
                     received += await stream.receive()
         except (anyio.EndOfStream, anyio.BrokenResourceError, TimeoutError) as exc:
@@ -227,7 +247,8 @@ async def test_cuts_after_n_bytes(
     fault: Fault, ending: type[BaseException] | tuple[type[BaseException], ...], outcome: Outcome
 ) -> None:
     async with ReferenceServer() as server:
-        received, how = await read_raw(server, fault.marker())
+        stall = 0.5 if outcome is Outcome.ABORTED else 5.0  # only the stall needs the silence
+        received, how = await read_raw(server, fault.marker(), stall=stall)
         await server.wait_until(lambda: server.outcomes == [outcome])
     head, _, body = received.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK")
@@ -240,7 +261,7 @@ async def test_cuts_after_n_bytes(
 
 async def test_stall_before_the_status_line() -> None:
     async with ReferenceServer() as server:
-        received, how = await read_raw(server, Fault(stall_before_status=True).marker())
+        received, how = await read_raw(server, Fault(stall_before_status=True).marker(), stall=0.5)
         await server.wait_until(lambda: server.outcomes == [Outcome.ABORTED])
     assert received == b""
     assert isinstance(how, TimeoutError)
@@ -248,7 +269,9 @@ async def test_stall_before_the_status_line() -> None:
 
 async def test_an_endless_body_goes_on_until_the_client_leaves() -> None:
     async with ReferenceServer() as server:
-        received, how = await read_raw(server, Fault(endless=True, chunk_size=3).marker())
+        received, how = await read_raw(
+            server, Fault(endless=True, chunk_size=3).marker(), stall=0.5
+        )
         await server.wait_until(lambda: server.outcomes == [Outcome.ABORTED])
     reply = default_reply(server.requests[0]).encode()
     assert isinstance(how, TimeoutError)

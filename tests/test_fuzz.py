@@ -18,7 +18,9 @@ from aura_anyio.testing import Fault, ReferenceServer
 from .strategies import chunkings
 
 RETRIES = RetryPolicy(max_retries=1, initial_delay=0.001, max_delay=0.001, max_retry_after=0.01)
-TIMEOUTS = Timeouts(connect=2.0, read=0.1, total=3.0)
+# Only a read timeout ends a stall, so stalls get a short one; nothing else may wait that short.
+TIMEOUTS = Timeouts(connect=5.0, read=5.0, total=8.0)
+STALL_TIMEOUTS = Timeouts(connect=5.0, read=0.1, total=8.0)
 LIMIT = 2000  # max_response_bytes: an endless body passes it quickly
 HELLO = [{"role": "user", "content": "hi"}]
 
@@ -80,10 +82,13 @@ async def test_the_client_returns_the_text_sent_or_an_aura_error(
     error: AuraError | None = None
     async with ReferenceServer(reply=lambda _: chunks, fault=fault) as server:
         client = AuraClient(
-            server.base_url, timeout=TIMEOUTS, max_retries=RETRIES, max_response_bytes=LIMIT
+            server.base_url,
+            timeout=STALL_TIMEOUTS if fault.stall_after is not None else TIMEOUTS,
+            max_retries=RETRIES,
+            max_response_bytes=LIMIT,
         )
         # Never hangs: every fault ends within the timeouts.
-        with anyio.fail_after(10):
+        with anyio.fail_after(20):
             async with client:
                 try:
                     if streamed:

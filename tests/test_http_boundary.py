@@ -37,6 +37,7 @@ HELLO = [{"role": "user", "content": "hi"}]
         (httpx.ReadError("reset"), APIConnectionError, "broke"),
         (httpx.RemoteProtocolError("incomplete chunked read"), APIConnectionError, "broke"),
         (httpx.ProxyError("407"), APIConnectionError, "the proxy failed"),
+        (httpx.ProxyError("Invalid username/password"), APIConnectionError, "user name"),
         (httpx.DecodingError("bad gzip"), APIConnectionError, "broke"),
         (httpx.LocalProtocolError("Illegal header value b'c-secret'"), APIError, "valid HTTP"),
         (httpx.TooManyRedirects("loop"), APIError, "HTTP error"),
@@ -78,6 +79,22 @@ class ProtocolErrorRaiser:
 def test_without_socksio_nothing_leaks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "socksio.exceptions", None)
     assert _leaked_errors() == ()
+
+
+@pytest.mark.parametrize(
+    ("message", "retryable"),
+    [
+        ("407 Proxy Authentication Required", False),
+        ("Invalid username/password", False),
+        ("Requested NO AUTHENTICATION REQUIRED from proxy server, but got ...", False),
+        ("Proxy Server could not connect: 0x05", True),
+        ("502 Bad Gateway", True),
+    ],
+)
+def test_a_proxy_refusing_the_credentials_is_not_retried(message: str, retryable: bool) -> None:
+    error = translate_error(httpx.ProxyError(message), INFO)
+    assert isinstance(error, APIConnectionError)
+    assert error.retryable is retryable
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from ._options import build_headers, check_base_url, check_proxy, redact_url
 from ._payload import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, build_payload
 from ._retry import DEFAULT_MAX_RETRIES, RetryPolicy
 from ._stream import Attempts, ChatStream, Exchange, plan_retry
-from ._transport import make_http_client
+from ._transport import hide_socks_credentials, make_http_client
 from ._version import __version__
 
 if typing.TYPE_CHECKING:
@@ -127,6 +127,7 @@ class AuraClient:
         self._httpx_timeout = httpx.Timeout(
             connect=timeout.connect, read=timeout.read, write=timeout.read, pool=timeout.connect
         )
+        hide_socks_credentials()
         self._owns_http = http_client is None
         self._http = http_client if http_client is not None else self._make_http_client()
         self._slots = (

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import re
 import ssl
 import time
 import typing
@@ -38,8 +39,9 @@ __all__ = [
 
 # An error body is read only this far: a hostile or broken server cannot make us buffer more.
 ERROR_BODY_LIMIT = 8192
-# Chunks still buffered in h11 when a response is closed are fewer than this.
-_LEFTOVER_CHUNKS = 256
+_PROXY_REFUSED = re.compile(r"\b407\b|username/password|authentication", re.IGNORECASE)
+# httpcore reads 64 KiB at a time, and each chunk left in h11's buffer holds at least a byte.
+_LEFTOVER_CHUNKS = 65536
 
 
 def _leaked_errors() -> tuple[type[Exception], ...]:
@@ -103,14 +105,20 @@ def translate_error(exc: Exception, info: RequestInfo) -> APIError:
             f"the request could not be sent as valid HTTP ({type(exc).__name__})", request=info
         )
     if isinstance(exc, httpx.ProxyError):
-        return APIConnectionError(f"the proxy failed: {detail}", request=info)
+        # httpcore's words for a proxy refusing the credentials (HTTP 407, or SOCKS5's
+        # answers): asking again with the same ones cannot help.
+        refused = _PROXY_REFUSED.search(detail) is not None
+        hint = "; check the proxy's user name and password" if refused else ""
+        return APIConnectionError(
+            f"the proxy failed: {detail}{hint}", request=info, retryable=not refused
+        )
     if isinstance(exc, (httpx.TransportError, httpx.DecodingError)):
         return APIConnectionError(f"the connection to {info.url} broke: {detail}", request=info)
     return APIError(f"HTTP error talking to {info.url}: {detail}", request=info)
 
 
 def _certificate_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
-    """The certificate failure behind ``exc``: httpcore chains it as cause, httpx as context."""
+    """The certificate failure behind ``exc``, however httpx and httpcore chained it."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -130,7 +138,8 @@ async def close_response(response: httpx.Response, chunks: AsyncIterator[bytes])
     reading on makes every generator of the chain end with the error of a closed connection.
     """
     await response.aclose()
-    # A closed connection ends the chain at once; the bound only guards against surprises.
+    # Chunks already buffered come first, then the closed connection ends the chain; the
+    # bound only guards against a body stream that ignores being closed.
     with contextlib.suppress(Exception):
         for _ in range(_LEFTOVER_CHUNKS):
             await chunks.__anext__()

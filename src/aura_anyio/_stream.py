@@ -327,15 +327,17 @@ class ChatStream:
         # The body iterator only exists while its response does.
         chunks, self._chunks = self._chunks, None
         response, self._response = self._response, None
-        if response is not None:
-            with anyio.CancelScope(shield=True) as scope:
-                scope.deadline = anyio.current_time() + CLOSE_TIMEOUT
-                try:
-                    assert chunks is not None  # made with the response
-                    await close_response(response, chunks)
-                except Exception as exc:
-                    logger.warning("error while closing a response to %s: %r", self._info, exc)
-        if self._slot:
-            self._slot = False
-            assert self._exchange.slots is not None
-            self._exchange.slots.release()
+        try:
+            if response is not None:
+                with anyio.CancelScope(shield=True) as scope:
+                    scope.deadline = anyio.current_time() + CLOSE_TIMEOUT
+                    try:
+                        assert chunks is not None  # made with the response
+                        await close_response(response, chunks)
+                    except Exception as exc:
+                        logger.warning("error while closing a response to %s: %r", self._info, exc)
+        finally:
+            if self._slot:
+                self._slot = False
+                assert self._exchange.slots is not None
+                self._exchange.slots.release()

@@ -27,7 +27,7 @@ if typing.TYPE_CHECKING:
     import ssl
     from collections.abc import AsyncIterator, Iterable, Iterator
 
-__all__ = ["RequestBody", "make_http_client"]
+__all__ = ["RequestBody", "hide_socks_credentials", "make_http_client"]
 
 _SOCKS_AUTH = re.compile(r"\bauth=.*")
 
@@ -155,6 +155,16 @@ def _guard(transport: object) -> None:
         pool._network_backend = _GuardedBackend(backend)  # type: ignore[union-attr]
 
 
+def hide_socks_credentials() -> None:
+    """Cut SOCKS5 credentials out of httpcore's DEBUG log records, from now on; idempotent.
+
+    The filter sits on the ``httpcore.socks`` logger, so it also covers a borrowed client.
+    """
+    socks_logger = logging.getLogger("httpcore.socks")
+    if _SOCKS_LOG_FILTER not in socks_logger.filters:
+        socks_logger.addFilter(_SOCKS_LOG_FILTER)
+
+
 def make_http_client(
     *,
     proxy: str | None,
@@ -167,9 +177,6 @@ def make_http_client(
     Raises:
         ImportError: ``proxy`` is a SOCKS proxy and socksio is not installed.
     """
-    socks_logger = logging.getLogger("httpcore.socks")
-    if _SOCKS_LOG_FILTER not in socks_logger.filters:
-        socks_logger.addFilter(_SOCKS_LOG_FILTER)
     client = httpx.AsyncClient(
         proxy=proxy,
         verify=verify,

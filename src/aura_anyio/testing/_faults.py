@@ -15,17 +15,19 @@ import dataclasses
 import math
 import re
 import typing
+from collections import Counter
 from urllib.parse import quote, unquote
+
+from .._checks import is_int, is_number
 
 if typing.TYPE_CHECKING:
     from collections.abc import Callable
 
-from .._checks import is_int, is_number
-
-__all__ = ["Fault", "find_fault", "parse_fault"]
+__all__ = ["Fault", "FaultBook", "find_fault", "parse_fault"]
 
 _MARKER = re.compile(r"\[\[fault(?P<body>(?:\s+[^\s\]]+)*)\s*\]\]")
-_HEADER_VALUE = re.compile(r"[\x20-\x7e]*")
+# A header value as h11 sends it: visible ASCII and inner spaces, nothing around them.
+_HEADER_VALUE = re.compile(r"(?:[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?)?")
 _CUTS = ("stall_before_status", "stall_after", "reset_after", "close_after")
 
 
@@ -38,7 +40,8 @@ class Fault:
     ``close_after``) may be set, and ``status`` replaces the reply, so it takes no body fault.
 
     Attributes:
-        status: Answer with this status (300-599) instead of the reply; the body is ``Error``.
+        status: Answer with this status (300-599, but not 304, which has no body) instead of
+            the reply; the body is ``Error``.
         reason: The reason phrase for ``status`` (by default the standard one).
         retry_after: A ``Retry-After`` header value for ``status``, sent as it is.
         location: A ``Location`` header value for ``status`` (a redirect).
@@ -76,8 +79,8 @@ class Fault:
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             _check_field(field.name, _kind(field), getattr(self, field.name))
-        if self.status is not None and not 300 <= self.status <= 599:
-            raise ValueError(f"Fault.status must be from 300 to 599, got {self.status}")
+        if self.status is not None and (not 300 <= self.status <= 599 or self.status == 304):
+            raise ValueError(f"Fault.status must be from 300 to 599 and not 304, got {self.status}")
         if self.status is None:
             for name in ("reason", "retry_after", "location", "error_body_bytes"):
                 if getattr(self, name) is not None:
@@ -139,7 +142,10 @@ def _check_field(name: str, kind: str, value: object) -> None:
         return
     if kind == "str" and isinstance(value, str):
         if not _HEADER_VALUE.fullmatch(value):
-            raise ValueError(f"Fault.{name} must be printable ASCII, got {value!r}")
+            raise ValueError(
+                f"Fault.{name} must be printable ASCII, not starting or ending with a space, "
+                f"got {value!r}"
+            )
         return
     wanted = {"int": "an int >= 0", "float": "a number >= 0", "str": "a str", "bool": "a bool"}
     raise ValueError(f"Fault.{name} must be {wanted[kind]}, got {value!r}")
@@ -183,6 +189,8 @@ def parse_fault(text: str) -> Fault | None:
         name, sep, value = token.partition("=")
         if name not in _KINDS:
             raise ValueError(f"unknown fault field {name!r}; known: {', '.join(_KINDS)}")
+        if name in values:
+            raise ValueError(f"the fault field {name} is given twice")
         values[name] = _convert(name, _KINDS[name], value if sep else None)
     # Each value has its field's type, which mypy cannot follow through a dict: Fault checks.
     make = typing.cast("Callable[..., Fault]", Fault)  # type: ignore[explicit-any]
@@ -211,3 +219,32 @@ def find_fault(body: object) -> tuple[Fault, str] | None:
         return None
     fault = parse_fault(content)
     return None if fault is None else (fault, content)
+
+
+@typing.final
+class FaultBook:
+    """Which fault each request gets, counting what ``Fault.times`` allows.
+
+    A request's own marker wins over the server's fault. Uses are counted per fault and per
+    marker text (the whole last message), so two prompts share a count only if they are equal.
+    """
+
+    def __init__(self, default: Fault | None = None) -> None:
+        self._default = default
+        self._used: Counter[tuple[Fault, str]] = Counter()
+
+    def choose(self, body: object) -> Fault | None:
+        """Return the fault for a request with the parsed ``body``, and count its use.
+
+        Raises:
+            ValueError: The request's marker is invalid.
+        """
+        found = find_fault(body)
+        fault, key = found if found is not None else (self._default, "")
+        if fault is None:
+            return None
+        used = self._used[fault, key]
+        if fault.times is not None and used >= fault.times:
+            return None
+        self._used[fault, key] = used + 1
+        return fault

@@ -178,9 +178,13 @@ def reply_chunks(result: str | bytes | Sequence[str | bytes]) -> tuple[bytes, ..
 
 
 def plan_response(
-    request: ReceivedRequest, *, reply: Reply | None = None, delay: float = 0.0
+    request: ReceivedRequest,
+    *,
+    reply: Reply | None = None,
+    delay: float = 0.0,
+    fault: Fault | None = None,
 ) -> ResponsePlan:
-    """Decide the response to ``request``, as openchat-ui would answer it.
+    """Decide the response to ``request``, as openchat-ui would answer it, then ``fault``.
 
     A rejected body, and a ``reply`` that raises, both get ``500`` with the body ``Error`` and
     the detail in the reason phrase, the way openchat-ui reports upstream failures.
@@ -199,6 +203,8 @@ def plan_response(
         else:
             # No content-type: openchat-ui answers with a bare ReadableStream.
             plan = ResponsePlan(200, b"OK", ((b"transfer-encoding", b"chunked"),), chunks, delay)
+    if fault is not None:
+        plan = apply_fault(plan, fault)
     if request.method == "HEAD":
         plan = dataclasses.replace(plan, chunks=())
     return plan

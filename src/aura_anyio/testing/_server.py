@@ -14,7 +14,6 @@ import itertools
 import socket
 import struct
 import typing
-from collections import Counter
 from types import MappingProxyType
 
 import anyio
@@ -26,8 +25,8 @@ from anyio.streams.tls import TLSListener
 from .._checks import is_number
 from .._models import MODELS
 from ._chat import ReceivedRequest, inspect_request
-from ._faults import Fault, find_fault
-from ._plan import Ending, Reply, ResponsePlan, apply_fault, bad_request, plan_response
+from ._faults import Fault, FaultBook
+from ._plan import Ending, Reply, ResponsePlan, bad_request, plan_response
 
 if typing.TYPE_CHECKING:
     import ssl
@@ -128,9 +127,8 @@ class ReferenceServer:
         self._models = frozenset(models)
         if fault is not None and not isinstance(fault, Fault):
             raise TypeError(f"fault must be a Fault or None, got {type(fault).__name__}")
-        self._fault = fault
+        self._fault_book = FaultBook(fault)
         self._ssl_context = ssl_context
-        self._fault_counts: Counter[tuple[Fault, str]] = Counter()
         self._faults: list[Fault | None] = []
         self._host = host
         self._wanted_port = port
@@ -331,14 +329,13 @@ class ReferenceServer:
             body,
             models=self._models,
         )
-        plan = plan_response(record, reply=self._reply, delay=self._delay)
         try:
-            fault = self._choose_fault(record)
+            fault = self._fault_book.choose(record.json)
         except ValueError as exc:
             fault = None
             plan = bad_request(f"Invalid fault marker: {exc}")
-        if fault is not None:
-            plan = apply_fault(plan, fault)
+        else:
+            plan = plan_response(record, reply=self._reply, delay=self._delay, fault=fault)
         index = len(self._requests)
         self._requests.append(record)
         self._outcomes.append(Outcome.PENDING)
@@ -350,22 +347,6 @@ class ReferenceServer:
             and conn.our_state is h11.DONE
             and conn.their_state is h11.DONE
         )
-
-    def _choose_fault(self, record: ReceivedRequest) -> Fault | None:
-        """The fault for this request, counted against its ``times``.
-
-        Raises:
-            ValueError: The request's marker is invalid.
-        """
-        found = find_fault(record.json)
-        fault, key = found if found is not None else (self._fault, "")
-        if fault is None:
-            return None
-        used = self._fault_counts[fault, key]
-        if fault.times is not None and used >= fault.times:
-            return None
-        self._fault_counts[fault, key] = used + 1
-        return fault
 
     async def _read_request(
         self, conn: h11.Connection, stream: ByteStream
