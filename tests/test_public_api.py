@@ -13,7 +13,7 @@ import aura_anyio.testing
 
 PUBLIC_MODULES = [aura_anyio, aura_anyio.testing]
 # Constants and type aliases carry no docstring or module of their own.
-CONSTANTS = {"MODELS", "Messages", "__version__"}
+CONSTANTS = {"MODELS", "Messages", "Requests", "__version__"}  # values and type aliases
 
 
 def isort_key(name: str) -> tuple[int, str]:

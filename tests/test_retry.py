@@ -19,7 +19,13 @@ from aura_anyio import (
     RetryPolicy,
 )
 from aura_anyio._exceptions import APIError, make_status_error
-from aura_anyio._retry import backoff_delay, is_retryable, parse_retry_after, retry_delay
+from aura_anyio._retry import (
+    backoff_delay,
+    is_retryable,
+    parse_retry_after,
+    pause_after,
+    retry_delay,
+)
 
 NOW = 1_700_000_000.0
 POLICY = RetryPolicy(max_retries=3, initial_delay=0.5, max_delay=8.0, max_retry_after=60.0)
@@ -174,3 +180,20 @@ def test_status_error_messages_carry_the_reason_and_a_bounded_excerpt() -> None:
     assert "500 Rate limit reached for model" in text
     assert len(text) < 500
     assert error.body == "x" * 10_000
+
+
+@pytest.mark.parametrize(
+    ("error", "delay", "pause"),
+    [
+        (status_error(429, {"retry-after": "7"}), 7.0, 7.0),
+        (status_error(429, {"retry-after": "3600"}), None, None),  # above the cap: no pause
+        (status_error(429), 0.4, 0.4),  # no advice: the backoff
+        (status_error(503, {"retry-after": "2"}), 2.0, 2.0),
+        (status_error(503), 0.4, None),  # a plain 5xx is this request's trouble only
+        (APIConnectionError("refused"), 0.4, None),
+    ],
+)
+def test_what_pauses_every_request(
+    error: APIError, delay: float | None, pause: float | None
+) -> None:
+    assert pause_after(error, delay=delay, policy=POLICY, now=NOW) == pause

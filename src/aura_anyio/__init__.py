@@ -18,12 +18,19 @@ from ._exceptions import (
     ServerError as ServerError,
 )
 from ._exports import show_public_module as _show_public_module
+from ._fanout import FanOut as FanOut, FanOutProgress as FanOutProgress, Requests as Requests
 from ._messages import (
     Message as Message,
     Messages as Messages,
     split_messages as split_messages,
 )
-from ._models import MODELS as MODELS, ModelSpec as ModelSpec, Timeouts as Timeouts
+from ._models import (
+    MODELS as MODELS,
+    ChatRequest as ChatRequest,
+    ChatResult as ChatResult,
+    ModelSpec as ModelSpec,
+    Timeouts as Timeouts,
+)
 from ._payload import Payload as Payload, build_payload as build_payload
 from ._provider import Aura as Aura, WebDriver as WebDriver
 from ._retry import RetryPolicy as RetryPolicy
@@ -39,7 +46,11 @@ __all__ = (
     "Aura",
     "AuraClient",
     "AuraError",
+    "ChatRequest",
+    "ChatResult",
     "ChatStream",
+    "FanOut",
+    "FanOutProgress",
     "IncompleteStreamError",
     "InvalidRequestError",
     "Message",
@@ -48,6 +59,7 @@ __all__ = (
     "Payload",
     "RateLimitError",
     "RequestInfo",
+    "Requests",
     "ResponseTooLargeError",
     "RetryPolicy",
     "ServerError",

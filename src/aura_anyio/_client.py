@@ -10,12 +10,13 @@ import anyio
 import httpx
 
 from ._checks import is_int
-from ._exceptions import IncompleteStreamError, InvalidRequestError
+from ._exceptions import InvalidRequestError
+from ._fanout import DEFAULT_MAX_CONCURRENCY, FanOut, Requests, check_fan_out
 from ._models import DEFAULT_MODEL, ModelSpec, Timeouts
 from ._options import build_headers, check_base_url, check_proxy, redact_url
 from ._payload import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, build_payload
 from ._retry import DEFAULT_MAX_RETRIES, RetryPolicy
-from ._stream import Attempts, ChatStream, Exchange, plan_retry
+from ._stream import Attempts, ChatStream, Exchange, complete_reply
 from ._transport import hide_socks_credentials, make_http_client
 from ._version import __version__
 
@@ -24,6 +25,8 @@ if typing.TYPE_CHECKING:
     from types import TracebackType
 
     from ._messages import Messages
+    from ._models import ChatRequest, ChatResult
+    from ._ratelimit import Gate
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -204,6 +207,7 @@ class AuraClient:
         model: str | ModelSpec,
         temperature: float,
         max_tokens: int,
+        gate: Gate | None = None,
     ) -> Exchange:
         payload = build_payload(
             messages, model=model, temperature=temperature, max_tokens=max_tokens, key=self._key
@@ -222,6 +226,7 @@ class AuraClient:
             policy=self._policy,
             max_response_bytes=self._max_response_bytes,
             slots=self._slots,
+            gate=gate,
         )
 
     def stream(
@@ -284,17 +289,88 @@ class AuraClient:
         exchange = self._exchange(
             messages, model=model, temperature=temperature, max_tokens=max_tokens
         )
-        attempts = Attempts(started=anyio.current_time())
-        while True:
-            async with ChatStream(exchange, attempts) as reply:
-                try:
-                    async for _ in reply:
-                        pass
-                except IncompleteStreamError as exc:
-                    error = exc
-                else:
-                    return reply.text
-            delay = plan_retry(error, exchange, attempts)
-            if delay is None:
-                raise error
-            await anyio.sleep(delay)
+        return await complete_reply(exchange, Attempts(started=anyio.current_time()))
+
+    def _fan_out_exchange(self, request: ChatRequest, gate: Gate) -> Exchange:
+        return self._exchange(
+            request.messages,
+            model=request.model,
+            temperature=request.temperature,
+            max_tokens=request.max_tokens,
+            gate=gate,
+        )
+
+    def fan_out(
+        self,
+        requests: Requests,
+        *,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        requests_per_second: float | None = None,
+        request_timeout: float | None = None,
+    ) -> FanOut:
+        """Send many requests at once: ``async with client.fan_out(requests) as results:``.
+
+        ``async for result in results`` yields a :class:`ChatResult` as each request finishes.
+        The input is pulled lazily, one item per free worker, so memory stays bounded by
+        ``max_concurrency`` whatever its length; results wait for the consumer (a slow loop
+        slows the requests down; nothing piles up). A request's :class:`AuraError`, invalid
+        input included, becomes its result's ``error`` and never stops the others; any other
+        exception (from the input, say) stops the fan-out and comes out as itself, as does an
+        exception raised in the caller's loop. A 429 or a ``Retry-After`` pauses every request
+        until it passes. Leaving the block early cancels the requests still running and
+        closes their connections.
+
+        Args:
+            requests: A sync or async iterable of :class:`ChatRequest`, message lists or
+                prompt strings.
+            max_concurrency: The most requests in flight at once (at most the client's
+                ``max_connections``).
+            requests_per_second: A limit on attempts per second, retries included, with a
+                burst of at most one second's worth; ``None`` for no limit.
+            request_timeout: Seconds each request may take, retries included; one that takes
+                longer ends with an :class:`APITimeoutError` result. ``None`` for no limit.
+
+        Raises:
+            InvalidRequestError: An argument is invalid (raised by this call).
+        """
+        check_fan_out(
+            requests,
+            max_concurrency=max_concurrency,
+            requests_per_second=requests_per_second,
+            request_timeout=request_timeout,
+            max_connections=self._max_connections if self._owns_http else None,
+        )
+        return FanOut(
+            self._fan_out_exchange,
+            requests,
+            max_concurrency=max_concurrency,
+            requests_per_second=requests_per_second,
+            request_timeout=request_timeout,
+        )
+
+    async def gather(
+        self,
+        requests: Requests,
+        *,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        requests_per_second: float | None = None,
+        request_timeout: float | None = None,
+    ) -> list[ChatResult]:
+        """Send many requests at once and return their results in input order.
+
+        Like :meth:`fan_out`, but it keeps every result, so memory grows with the input.
+        Blocks until every request has finished; cancelling it cancels them all.
+
+        Raises:
+            InvalidRequestError: An argument is invalid; nothing was sent.
+        """
+        results: list[ChatResult] = []
+        async with self.fan_out(
+            requests,
+            max_concurrency=max_concurrency,
+            requests_per_second=requests_per_second,
+            request_timeout=request_timeout,
+        ) as finished:
+            results.extend([result async for result in finished])
+        results.sort(key=lambda result: result.index)
+        return results

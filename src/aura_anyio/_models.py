@@ -1,4 +1,4 @@
-"""Plain value types: model specs and timeouts; pure, no I/O."""
+"""Plain value types: model specs, timeouts, and a fan-out's requests and results; pure, no I/O."""
 
 from __future__ import annotations
 
@@ -13,9 +13,26 @@ from ._messages import check_unicode
 if typing.TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["DEFAULT_MODEL", "MODELS", "ModelSpec", "Timeouts", "resolve_model"]
+    from ._exceptions import AuraError
+    from ._messages import Messages
+
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "DEFAULT_MODEL",
+    "DEFAULT_TEMPERATURE",
+    "MODELS",
+    "ChatRequest",
+    "ChatResult",
+    "ModelSpec",
+    "Timeouts",
+    "resolve_model",
+    "to_request",
+]
 
 DEFAULT_MODEL = "openchat_3.6"
+# The defaults of every request (build_payload() and ChatRequest alike).
+DEFAULT_TEMPERATURE = 0.5
+DEFAULT_MAX_TOKENS = 8192
 
 
 def _check_positive_int(field: str, value: object) -> None:
@@ -109,3 +126,66 @@ class Timeouts:
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             _check_seconds(field.name, getattr(self, field.name))
+
+
+@typing.final
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """One prompt of a fan-out: the arguments of :meth:`AuraClient.complete`, plus an id.
+
+    Nothing is checked here: a bad field becomes that request's ``InvalidRequestError``
+    result, so one bad line of a batch never stops the others.
+
+    Args:
+        messages: A sequence of ``{"role", "content"}`` mappings.
+        model: A model id from ``MODELS`` or a :class:`ModelSpec`.
+        temperature: Sampling temperature in [0, 2].
+        max_tokens: The server's token limit for the conversation (above 768).
+        id: The caller's name for the request, carried to its result.
+    """
+
+    messages: Messages
+    model: str | ModelSpec = DEFAULT_MODEL
+    temperature: float = DEFAULT_TEMPERATURE
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    id: str | int | None = None
+
+
+def to_request(item: object) -> ChatRequest:
+    """Return the :class:`ChatRequest` for one item of a fan-out's input.
+
+    A ``ChatRequest`` stays as it is, a ``str`` is one user message, and anything else is
+    taken as the message list (and checked when it is sent).
+    """
+    if isinstance(item, ChatRequest):
+        return item
+    if isinstance(item, str):
+        return ChatRequest([{"role": "user", "content": item}])
+    return ChatRequest(typing.cast("Messages", item))
+
+
+@typing.final
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChatResult:
+    """How one request of a fan-out ended.
+
+    Attributes:
+        index: The request's position in the input, from 0.
+        request: The request.
+        text: The whole reply, or the text received before the error (often empty).
+        error: The :class:`AuraError` the request ended with, or ``None``.
+        attempts: How many times the request was sent (0 if it was never valid).
+        elapsed: Seconds from the request's start to its end, retries included.
+    """
+
+    index: int
+    request: ChatRequest
+    text: str
+    error: AuraError | None
+    attempts: int
+    elapsed: float
+
+    @property
+    def ok(self) -> bool:
+        """Whether the request got its whole reply."""
+        return self.error is None

@@ -11,7 +11,13 @@ from typing import TypedDict
 from ._checks import is_int, is_number
 from ._exceptions import InvalidRequestError
 from ._messages import Message, Messages, check_unicode, split_messages
-from ._models import DEFAULT_MODEL, ModelSpec, resolve_model
+from ._models import (
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_MODEL,
+    DEFAULT_TEMPERATURE,
+    ModelSpec,
+    resolve_model,
+)
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -23,8 +29,6 @@ __all__ = [
     "check_temperature",
 ]
 
-DEFAULT_TEMPERATURE = 0.5
-DEFAULT_MAX_TOKENS = 8192
 # openchat-ui keeps history only while tokens + 768 <= tokenLimit, so a limit of 768 or less
 # silently drops the whole conversation.
 RESERVED_TOKENS = 768

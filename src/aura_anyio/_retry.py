@@ -32,6 +32,7 @@ __all__ = [
     "backoff_delay",
     "is_retryable",
     "parse_retry_after",
+    "pause_after",
     "retry_delay",
 ]
 
@@ -173,3 +174,24 @@ def retry_delay(
     if budget is not None and elapsed + delay >= budget:
         return None
     return delay
+
+
+def pause_after(
+    error: APIError, *, delay: float | None, policy: RetryPolicy, now: float
+) -> float | None:
+    """Return how long every request of the client should hold off after ``error``, if at all.
+
+    A 429, or any status with a ``Retry-After``, is the server asking the whole client to
+    slow down, not one request: for as long as it asked (when that is within
+    ``policy.max_retry_after``), or else for ``delay``, the backoff this request waits.
+    """
+    if not isinstance(error, APIStatusError):
+        return None
+    asked = (
+        error.retry_after
+        if isinstance(error, RateLimitError)
+        else parse_retry_after(error.headers, now=now)
+    )
+    if asked is not None:
+        return asked if asked <= policy.max_retry_after else None
+    return delay if error.status_code == 429 else None

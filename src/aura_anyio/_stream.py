@@ -20,18 +20,19 @@ from ._exceptions import (
     ResponseTooLargeError,
 )
 from ._http import TRANSPORT_ERRORS, close_response, read_error, translate_error
-from ._retry import RetryPolicy, retry_delay
+from ._retry import RetryPolicy, pause_after, retry_delay
 from ._transport import RequestBody
 
 if typing.TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
     from types import TracebackType
 
     import httpx
 
     from ._models import Timeouts
+    from ._ratelimit import Gate
 
-__all__ = ["Attempts", "ChatStream", "Exchange", "plan_retry"]
+__all__ = ["Attempts", "ChatStream", "Exchange", "complete_reply", "plan_retry"]
 
 logger = logging.getLogger("aura_anyio")
 
@@ -63,19 +64,29 @@ class Exchange:
     max_response_bytes: int
     # At most this many requests in flight; None for a borrowed httpx client (see _transport).
     slots: anyio.Semaphore | None = None
+    # The fan-out's rate limit and shared pause, if the request is part of one.
+    gate: Gate | None = None
 
 
 def plan_retry(error: APIError, exchange: Exchange, attempts: Attempts) -> float | None:
-    """Return how long to wait before retrying after ``error``, or ``None`` to give up."""
+    """Return how long to wait before retrying after ``error``, or ``None`` to give up.
+
+    A fan-out's other requests are paused too when the server asked the client to wait.
+    """
+    now = time.time()
     delay = retry_delay(
         error,
         attempt=attempts.count,
         policy=exchange.policy,
-        now=time.time(),
+        now=now,
         random=random.random(),
         elapsed=anyio.current_time() - attempts.started,
         budget=exchange.timeouts.total,
     )
+    if exchange.gate is not None:
+        pause = pause_after(error, delay=delay, policy=exchange.policy, now=now)
+        if pause is not None:
+            exchange.gate.pause(pause)
     if delay is not None:
         logger.info(
             "retrying POST %s in %.2f s (retry %d of %d) after: %s",
@@ -214,6 +225,8 @@ class ChatStream:
         timeouts = exchange.timeouts
         total_deadline = _deadline(attempts.started, timeouts.total)
         while True:
+            if exchange.gate is not None:
+                await exchange.gate.admit()
             attempts.count += 1
             attempt_start = anyio.current_time()
             deadline = min(total_deadline, _deadline(attempt_start, timeouts.first_chunk))
@@ -341,3 +354,31 @@ class ChatStream:
                 self._slot = False
                 assert self._exchange.slots is not None
                 self._exchange.slots.release()
+
+
+async def complete_reply(
+    exchange: Exchange,
+    attempts: Attempts,
+    on_stream: Callable[[ChatStream], None] | None = None,
+) -> str:
+    """Return the whole reply, retrying a reply cut part-way as the policy allows.
+
+    ``on_stream`` sees each attempt's stream, so a caller that cancels this can still read
+    the text received so far.
+    """
+    while True:
+        stream = ChatStream(exchange, attempts)
+        if on_stream is not None:
+            on_stream(stream)
+        async with stream as reply:
+            try:
+                async for _ in reply:
+                    pass
+            except IncompleteStreamError as exc:
+                error = exc
+            else:
+                return reply.text
+        delay = plan_retry(error, exchange, attempts)
+        if delay is None:
+            raise error
+        await anyio.sleep(delay)

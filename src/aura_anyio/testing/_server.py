@@ -138,6 +138,8 @@ class ReferenceServer:
         self._outcomes: list[Outcome] = []
         self._open_connections = 0
         self._accepted_connections = 0
+        self._in_flight = 0
+        self._max_in_flight = 0
         # Created lazily: an AnyIO Event needs a running event loop.
         self._changed: anyio.Event | None = None
 
@@ -191,6 +193,16 @@ class ReferenceServer:
     def aborted(self) -> int:
         """How many responses the client cut short by closing or resetting the connection."""
         return self._outcomes.count(Outcome.ABORTED)
+
+    @property
+    def in_flight(self) -> int:
+        """How many responses are being sent right now."""
+        return self._in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most responses that were ever being sent at once."""
+        return self._max_in_flight
 
     @property
     def open_connections(self) -> int:
@@ -340,8 +352,13 @@ class ReferenceServer:
         self._requests.append(record)
         self._outcomes.append(Outcome.PENDING)
         self._faults.append(fault)
+        self._in_flight += 1
+        self._max_in_flight = max(self._max_in_flight, self._in_flight)
         self._changed_now()
-        outcome = await self._respond(conn, stream, plan, index)
+        try:
+            outcome = await self._respond(conn, stream, plan, index)
+        finally:
+            self._in_flight -= 1
         return (
             outcome is Outcome.COMPLETED
             and conn.our_state is h11.DONE

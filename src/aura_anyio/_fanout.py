@@ -1,0 +1,280 @@
+"""Fan-out: many prompts through one client, with structured concurrency and bounded memory.
+
+One task pulls the input lazily and hands each request to the first free worker over a
+channel without a buffer, so no more than ``max_concurrency`` requests (plus the one being
+handed over) exist at once; workers send results over another unbuffered channel, so a slow
+consumer slows them down instead of piling results up. The task group lives in the async
+context manager, never across a ``yield``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import typing
+from collections.abc import AsyncIterable, Iterable
+
+import anyio
+import anyio.lowlevel
+
+from ._checks import is_int, is_number
+from ._exceptions import APITimeoutError, AuraError, InvalidRequestError, RequestInfo
+from ._models import ChatRequest, ChatResult, to_request
+from ._ratelimit import Gate
+from ._stream import Attempts, ChatStream, Exchange, complete_reply
+
+if typing.TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+    from types import TracebackType
+
+    from anyio.abc import TaskGroup
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+__all__ = ["DEFAULT_MAX_CONCURRENCY", "FanOut", "FanOutProgress", "Requests", "check_fan_out"]
+
+DEFAULT_MAX_CONCURRENCY = 16
+
+#: What a fan-out takes: a sync or async iterable of ``ChatRequest``s, message lists or
+#: prompt strings, in any mix.
+Requests = Iterable[object] | AsyncIterable[object]
+#: Builds the exchange for one request; the client's, with the fan-out's gate.
+MakeExchange = typing.Callable[[ChatRequest, Gate], Exchange]
+
+
+@typing.final
+@dataclasses.dataclass(frozen=True, slots=True)
+class FanOutProgress:
+    """Counts of a fan-out so far, for a progress display.
+
+    Attributes:
+        started: Requests taken from the input.
+        done: Requests finished, whether they succeeded or not.
+        failed: Finished requests whose result has an error.
+        retried: Extra attempts made by finished requests.
+        in_flight: Requests started and not yet finished.
+    """
+
+    started: int = 0
+    done: int = 0
+    failed: int = 0
+    retried: int = 0
+    in_flight: int = 0
+
+
+def _check_seconds(name: str, value: object) -> None:
+    if value is not None and (not is_number(value) or value <= 0):
+        raise InvalidRequestError(f"{name} must be a positive number or None, got {value!r}")
+
+
+def check_fan_out(
+    requests: object,
+    *,
+    max_concurrency: object,
+    requests_per_second: object,
+    request_timeout: object,
+    max_connections: int | None,
+) -> None:
+    """Check a fan-out's arguments before anything starts.
+
+    Raises:
+        InvalidRequestError: An argument is invalid.
+    """
+    if not isinstance(requests, (Iterable, AsyncIterable)) or isinstance(requests, (str, bytes)):
+        raise InvalidRequestError(
+            "requests must be an iterable or async iterable of ChatRequest, message lists "
+            f"or prompt strings, got {type(requests).__name__}"
+        )
+    if not is_int(max_concurrency) or max_concurrency < 1:
+        raise InvalidRequestError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
+    if max_connections is not None and max_concurrency > max_connections:
+        raise InvalidRequestError(
+            f"max_concurrency={max_concurrency} is more than the client's "
+            f"max_connections={max_connections}; raise max_connections to match"
+        )
+    _check_seconds("requests_per_second", requests_per_second)
+    _check_seconds("request_timeout", request_timeout)
+
+
+@typing.final
+class FanOut:
+    """The results of a fan-out, as each request finishes: ``async for result in results``.
+
+    Made by :meth:`AuraClient.fan_out`, and used as an async context manager: leaving the
+    block, early or not, cancels what is still running and closes its connections.
+    """
+
+    def __init__(
+        self,
+        make_exchange: MakeExchange,
+        requests: Requests,
+        *,
+        max_concurrency: int,
+        requests_per_second: float | None,
+        request_timeout: float | None,
+    ) -> None:
+        self._make_exchange = make_exchange
+        self._requests = requests
+        self._max_concurrency = max_concurrency
+        self._rate = requests_per_second
+        self._request_timeout = request_timeout
+        self._progress = FanOutProgress()
+        self._failure: BaseException | None = None
+        self._task_group: TaskGroup | None = None
+        self._results: MemoryObjectReceiveStream[ChatResult] | None = None
+        self._entered = False
+
+    @property
+    def progress(self) -> FanOutProgress:
+        """The counts so far."""
+        return self._progress
+
+    def _count(self, **changes: int) -> None:
+        progress = self._progress
+        self._progress = dataclasses.replace(
+            progress, **{name: getattr(progress, name) + step for name, step in changes.items()}
+        )
+
+    async def __aenter__(self) -> FanOut:
+        if self._entered:
+            raise RuntimeError("a fan-out can be entered only once; call fan_out() again")
+        self._entered = True
+        gate = Gate(self._rate)
+        results_in, results_out = anyio.create_memory_object_stream[ChatResult](0)
+        jobs_in, jobs_out = anyio.create_memory_object_stream[tuple[int, ChatRequest]](0)
+        # Entering an AnyIO task group neither blocks nor fails.
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group = task_group
+        self._results = results_out
+        with results_in, jobs_out:
+            task_group.start_soon(self._feed, jobs_in)
+            for _ in range(self._max_concurrency):
+                task_group.start_soon(self._work, gate, jobs_out.clone(), results_in.clone())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        task_group, self._task_group = self._task_group, None
+        assert task_group is not None
+        assert self._results is not None
+        task_group.cancel_scope.cancel()
+        self._results.close()
+        if exc is not None and not isinstance(exc, anyio.get_cancelled_exc_class()):
+            # The caller's own exception leaves unwrapped; our tasks raise nothing.
+            await task_group.__aexit__(None, None, None)
+            return None
+        handled = await task_group.__aexit__(exc_type, exc, traceback)
+        # _fail() cancels the task group, whose scope also covers the caller's block: its
+        # cancellation, swallowed above, makes way for the failure.
+        if (exc is None or handled) and self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+        return handled
+
+    def __aiter__(self) -> FanOut:
+        return self
+
+    async def __anext__(self) -> ChatResult:
+        if self._results is None:
+            raise RuntimeError("iterate a fan-out inside its block: async with client.fan_out(...)")
+        try:
+            return await self._results.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            # Every result was received, or the block has ended. A failure never ends up
+            # here: it cancels the block, and __aexit__ raises it.
+            raise StopAsyncIteration from None
+
+    def _fail(self, failure: BaseException) -> None:
+        """Stop everything for an exception that is not a request's own AuraError."""
+        self._failure = self._failure or failure  # the first one is the cause of the rest
+        assert self._task_group is not None
+        self._task_group.cancel_scope.cancel()
+
+    async def _feed(self, jobs: MemoryObjectSendStream[tuple[int, ChatRequest]]) -> None:
+        async with jobs:
+            try:
+                index = 0
+                async with contextlib.AsyncExitStack() as stack:
+                    async for item in _each(self._requests, stack):
+                        await jobs.send((index, to_request(item)))
+                        index += 1
+            except Exception as exc:  # the caller's iterable failed: that is the caller's bug
+                self._fail(exc)
+
+    async def _work(
+        self,
+        gate: Gate,
+        jobs: MemoryObjectReceiveStream[tuple[int, ChatRequest]],
+        results: MemoryObjectSendStream[ChatResult],
+    ) -> None:
+        async with jobs, results:
+            async for index, request in jobs:
+                try:
+                    result = await self._run(index, request, gate)
+                except Exception as exc:  # a bug, not a request's failure: it propagates
+                    self._fail(exc)
+                    return
+                await results.send(result)
+
+    async def _run(self, index: int, request: ChatRequest, gate: Gate) -> ChatResult:
+        start = anyio.current_time()
+        attempts = Attempts(started=start)
+        streams: list[ChatStream] = []
+        text = ""
+        error: AuraError | None = None
+        self._count(started=1, in_flight=1)
+        try:
+            exchange = self._make_exchange(request, gate)
+            with anyio.move_on_after(self._request_timeout) as scope:
+                text = await complete_reply(exchange, attempts, streams.append)
+            if scope.cancelled_caught:
+                text = streams[-1].text if streams else ""
+                error = APITimeoutError(
+                    f"request_timeout: no whole reply within {self._request_timeout:g} s "
+                    f"({attempts.count} attempt(s))",
+                    request=RequestInfo("POST", exchange.url),
+                )
+        except AuraError as exc:
+            error = exc
+            text = typing.cast("str", getattr(exc, "partial_text", ""))
+        self._count(
+            done=1,
+            in_flight=-1,
+            failed=int(error is not None),
+            retried=max(0, attempts.count - 1),
+        )
+        return ChatResult(index, request, text, error, attempts.count, anyio.current_time() - start)
+
+
+class _Each:
+    # A plain async iterator over a sync iterable: a slow sync generator still gives the event
+    # loop a checkpoint between items.
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[object]) -> None:
+        self._items = iter(items)
+
+    def __aiter__(self) -> _Each:
+        return self
+
+    async def __anext__(self) -> object:
+        await anyio.lowlevel.checkpoint()
+        try:
+            return next(self._items)
+        except StopIteration:
+            raise StopAsyncIteration from None
+
+
+def _each(requests: Requests, stack: contextlib.AsyncExitStack) -> AsyncIterator[object]:
+    """The input as an async iterator; an async generator is closed on the way out."""
+    if isinstance(requests, AsyncIterable):
+        iterator = requests.__aiter__()
+        aclose: Callable[[], Awaitable[object]] | None = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            stack.push_async_callback(aclose)
+        return iterator
+    return _Each(requests)

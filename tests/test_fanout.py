@@ -1,0 +1,327 @@
+"""fan_out() and gather() against the reference server, on every backend."""
+
+from __future__ import annotations
+
+import logging
+import typing
+from collections.abc import Sequence
+
+import anyio
+import pytest
+
+from aura_anyio import (
+    APITimeoutError,
+    AuraClient,
+    ChatRequest,
+    ChatResult,
+    InvalidRequestError,
+    RateLimitError,
+    RetryPolicy,
+    ServerError,
+    Timeouts,
+)
+from aura_anyio.testing import Fault, Outcome, ReferenceServer
+
+from .helpers import until
+
+if typing.TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+    from aura_anyio.testing import ReceivedRequest
+
+FAST = RetryPolicy(max_retries=2, initial_delay=0.001, max_delay=0.01)
+
+
+def reply_to(prompt: str) -> str:
+    """What the reference server answers to a plain prompt."""
+    return f"Hello from the reference server ✓ — you said «{prompt}» (1 message kept) 👋"
+
+
+def client_for(server: ReferenceServer, **kwargs: typing.Any) -> AuraClient:
+    return AuraClient(server.base_url, max_retries=FAST, **kwargs)
+
+
+async def test_gather_keeps_input_order_and_every_kind_of_input() -> None:
+    requests: list[object] = [
+        "plain prompt",
+        [{"role": "user", "content": "a message list"}],
+        ChatRequest([{"role": "user", "content": "a request"}], id="r3", temperature=0.1),
+        *[f"prompt {n}" for n in range(20)],
+    ]
+    async with ReferenceServer(delay=0.001) as server, client_for(server) as client:
+        results = await client.gather(requests, max_concurrency=5)
+    assert [result.index for result in results] == list(range(len(requests)))
+    assert all(result.ok and result.attempts == 1 for result in results)
+    assert results[0].text == reply_to("plain prompt")
+    assert results[1].text == reply_to("a message list")
+    assert results[2].request.id == "r3"
+    assert results[22].text == reply_to("prompt 19")
+    assert all(result.elapsed > 0 for result in results)
+    assert server.max_in_flight <= 5
+
+
+async def test_the_concurrency_limit_holds_and_is_used() -> None:
+    async with ReferenceServer(delay=0.01) as server, client_for(server) as client:
+        results = await client.gather([f"p{n}" for n in range(40)], max_concurrency=7)
+    assert len(results) == 40
+    assert server.max_in_flight == 7  # counted by the server: never more, and all used
+
+
+async def test_one_failure_never_stops_the_others() -> None:
+    bad = Fault(status=400, reason="Bad prompt")
+    flaky = Fault(status=503, times=1)
+    requests: list[object] = [f"ok {n}" for n in range(10)]
+    requests[3] = f"bad {bad.marker()}"
+    requests[6] = f"flaky {flaky.marker()}"
+    requests.insert(8, 42)  # not a message list: an InvalidRequestError result
+    async with ReferenceServer() as server, client_for(server) as client:
+        async with client.fan_out(requests, max_concurrency=4) as results:
+            collected = [result async for result in results]
+            progress = results.progress
+    by_index = {result.index: result for result in collected}
+    assert len(by_index) == 11
+    assert by_index[3].error is not None
+    assert by_index[3].error.__class__.__name__ == "APIStatusError"
+    assert "Bad prompt" in str(by_index[3].error)
+    assert by_index[6].ok
+    assert by_index[6].attempts == 2
+    assert isinstance(by_index[8].error, InvalidRequestError)
+    assert by_index[8].attempts == 0
+    assert sum(result.ok for result in collected) == 9
+    assert progress.started == progress.done == 11
+    assert (progress.failed, progress.retried, progress.in_flight) == (2, 1, 0)
+
+
+async def test_the_input_is_pulled_lazily() -> None:
+    pulled = 0
+
+    def prompts() -> Iterator[str]:
+        nonlocal pulled
+        for n in range(100_000):
+            pulled += 1
+            yield f"p{n}"
+
+    async with ReferenceServer() as server, client_for(server) as client:
+        async with client.fan_out(prompts(), max_concurrency=16) as results:
+            count = 0
+            async for _ in results:
+                count += 1
+                if count == 30:
+                    break
+    assert pulled < 200
+
+
+async def test_an_async_input_is_closed_when_the_block_ends() -> None:
+    closed = False
+
+    async def prompts() -> AsyncIterator[str]:
+        nonlocal closed
+        try:
+            for n in range(1000):
+                yield f"p{n}"
+        finally:
+            closed = True
+
+    async with ReferenceServer() as server, client_for(server) as client:
+        async with client.fan_out(prompts(), max_concurrency=4) as results:
+            first = await results.__anext__()
+    assert first.ok
+    assert closed
+
+
+async def test_leaving_early_cancels_the_rest_and_closes_their_connections() -> None:
+    stalled = [f"p{n} {Fault(stall_after=5).marker()}" for n in range(8)]
+    async with ReferenceServer() as server:
+        async with client_for(server, timeout=Timeouts(read=60)) as client:
+            async with client.fan_out(["quick", *stalled], max_concurrency=9) as results:
+                first = await results.__anext__()
+                await server.wait_until(lambda: server.in_flight == 8)
+            assert first.text == reply_to("quick")
+            # Every stalled response was cut by the client the moment the block ended.
+            await server.wait_until(lambda: server.aborted == 8, timeout=1)
+            assert Outcome.PENDING not in server.outcomes
+
+
+async def test_the_callers_exception_comes_out_as_itself() -> None:
+    async def fail_while_reading(client: AuraClient) -> None:
+        async with client.fan_out([f"p{n}" for n in range(50)]) as results:
+            async for _ in results:
+                raise KeyError("mine")
+
+    async with ReferenceServer() as server, client_for(server) as client:
+        with pytest.raises(KeyError, match="mine"):
+            await fail_while_reading(client)
+        await server.wait_until(lambda: Outcome.PENDING not in server.outcomes)
+
+
+async def test_an_exception_from_the_input_comes_out_as_itself() -> None:
+    def prompts() -> Iterator[str]:
+        yield "one"
+        raise LookupError("the input broke")
+
+    async with ReferenceServer() as server, client_for(server) as client:
+        with pytest.raises(LookupError, match="the input broke"):
+            await client.gather(prompts())
+
+
+async def test_request_timeout_ends_one_request_and_keeps_its_text() -> None:
+    slow = f"slow {Fault(stall_after=12).marker()}"
+    async with ReferenceServer() as server, client_for(server, timeout=Timeouts(read=60)) as client:
+        start = anyio.current_time()
+        results = await client.gather(["fast", slow, "fast again"], request_timeout=0.3)
+    assert anyio.current_time() - start < 5
+    fast, timed_out, again = results
+    assert fast.ok
+    assert again.ok
+    assert isinstance(timed_out.error, APITimeoutError)
+    assert "request_timeout" in str(timed_out.error)
+    assert timed_out.text == "Hello from t"
+    assert 0.3 <= timed_out.elapsed < 5
+
+
+async def test_requests_per_second_is_a_token_bucket() -> None:
+    arrivals: list[float] = []
+
+    def record(request: ReceivedRequest) -> str:
+        arrivals.append(anyio.current_time())
+        return "ok"
+
+    async with ReferenceServer(reply=record) as server, client_for(server) as client:
+        start = anyio.current_time()
+        results = await client.gather(
+            [f"p{n}" for n in range(30)], max_concurrency=30, requests_per_second=20
+        )
+    assert all(result.ok for result in results)
+    # A burst of one second's worth (20), then one every 1/20 s: the last 10 take 0.5 s.
+    assert arrivals[-1] - start >= 0.45
+    # No window of one second ever saw more than a burst plus a second's worth.
+    for first in arrivals:
+        assert sum(first <= at < first + 1 for at in arrivals) <= 40
+
+
+async def test_a_429_pauses_every_request(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="aura_anyio")
+    arrivals: list[tuple[float, str]] = []
+
+    def record(request: ReceivedRequest) -> str:
+        arrivals.append((anyio.current_time(), request.kept_messages[-1]["content"]))
+        return "ok"
+
+    limited = f"limited {Fault(status=429, retry_after='0.5', times=1).marker()}"
+
+    async def prompts() -> AsyncIterator[str]:
+        yield limited
+        # The rest come once the client has seen the 429 (it logs the retry after pausing).
+        await until(lambda: "retrying POST" in caplog.text)
+        for n in range(6):
+            yield f"p{n}"
+
+    async with ReferenceServer(reply=record) as server, client_for(server) as client:
+        results = await client.gather(prompts(), max_concurrency=3)
+    assert all(result.ok for result in results)
+    assert [content for _, content in arrivals].count(limited) == 2  # the 429, then the retry
+    rejected_at = arrivals[0][0]
+    later = [at for at, content in arrivals if content != limited]
+    assert len(later) == 6
+    assert min(later) >= rejected_at + 0.45  # none went out while the server asked to wait
+
+
+async def test_a_429_that_asks_too_much_is_a_result() -> None:
+    too_long = f"x {Fault(status=429, retry_after='3600').marker()}"
+    async with ReferenceServer() as server, client_for(server) as client:
+        start = anyio.current_time()
+        results = await client.gather([too_long, "fine"])
+    assert anyio.current_time() - start < 5
+    assert isinstance(results[0].error, RateLimitError)
+    assert results[1].ok
+
+
+async def test_server_errors_are_retried_then_reported() -> None:
+    failing = f"x {Fault(status=500).marker()}"
+    async with ReferenceServer() as server, client_for(server) as client:
+        (result,) = await client.gather([failing])
+    assert isinstance(result.error, ServerError)
+    assert result.attempts == 3
+    assert result.text == ""
+    assert not result.ok
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_concurrency": 0}, "max_concurrency must be an int >= 1, got 0"),
+        ({"max_concurrency": 2.0}, "max_concurrency must be an int >= 1, got 2.0"),
+        ({"max_concurrency": 101}, "raise max_connections to match"),
+        ({"requests_per_second": 0}, "requests_per_second must be a positive number"),
+        ({"request_timeout": -1}, "request_timeout must be a positive number"),
+    ],
+)
+def test_fan_out_arguments_are_checked(kwargs: dict[str, object], message: str) -> None:
+    client = AuraClient()
+    with pytest.raises(InvalidRequestError, match=message):
+        client.fan_out(["x"], **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("requests", ["one string", b"bytes", 3, None])
+def test_the_input_must_be_an_iterable_of_requests(requests: object) -> None:
+    with pytest.raises(InvalidRequestError, match="requests must be an iterable"):
+        AuraClient().fan_out(requests)  # type: ignore[arg-type]
+
+
+async def test_a_fan_out_is_used_once_and_inside_its_block() -> None:
+    async with ReferenceServer() as server, client_for(server) as client:
+        fan_out = client.fan_out(["x"])
+        with pytest.raises(RuntimeError, match="inside its block"):
+            await fan_out.__anext__()
+        async with fan_out as results:
+            assert [result.ok async for result in results] == [True]
+        with pytest.raises(StopAsyncIteration):
+            await fan_out.__anext__()  # the block has ended: nothing more
+        with pytest.raises(RuntimeError, match="entered only once"):
+            async with fan_out:
+                pass  # pragma: no cover
+
+
+def test_chat_result_ok() -> None:
+    request = ChatRequest([{"role": "user", "content": "hi"}])
+    assert ChatResult(0, request, "hi", None, 1, 0.1).ok
+    assert not ChatResult(0, request, "", ServerError("x", status_code=500), 3, 0.1).ok
+
+
+class BrokenMessages(Sequence[object]):
+    """A message list that fails as no message list should: a bug, not bad input."""
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> object:  # type: ignore[override]
+        raise RuntimeError("a broken message list")
+
+
+async def test_a_bug_in_a_request_stops_the_fan_out_and_comes_out_as_itself() -> None:
+    requests = [ChatRequest(BrokenMessages()), ChatRequest(BrokenMessages()), "fine"]  # type: ignore[arg-type]
+    async with ReferenceServer() as server, client_for(server) as client:
+        with pytest.raises(RuntimeError, match="a broken message list"):
+            await client.gather(requests, max_concurrency=2)
+
+
+class Countdown:
+    """An async iterable that is a plain class, with no aclose()."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __aiter__(self) -> Countdown:
+        return self
+
+    async def __anext__(self) -> str:
+        if self.count == 0:
+            raise StopAsyncIteration
+        self.count -= 1
+        return f"p{self.count}"
+
+
+async def test_any_async_iterable_is_input() -> None:
+    async with ReferenceServer() as server, client_for(server) as client:
+        results = await client.gather(Countdown(5))
+    assert [result.text for result in results] == [reply_to(f"p{n}") for n in (4, 3, 2, 1, 0)]
