@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from aura_anyio import APITimeoutError, AuraClient, RetryPolicy, Timeouts, build_payload
+from aura_anyio._h11_transport import H11Transport
 from aura_anyio.testing import Fault, Outcome, ReferenceServer, default_reply
 
 from .helpers import drain, fault_row, until
@@ -189,10 +190,12 @@ async def test_a_thousand_cancelled_requests_leave_the_pool_healthy() -> None:
                 tasks.start_soon(cancelled, index)
         # Every response the server began has ended: sent whole, or cut by the client.
         await server.wait_until(lambda: Outcome.PENDING not in server.outcomes)
-        # And the client's pool holds no request and no connection stuck half-made.
-        pool = client._http._transport._pool  # type: ignore[attr-defined]
-        assert pool._requests == []
-        assert all(connection.is_idle() for connection in pool.connections), pool.connections
+        # And the client holds no connection but idle ones, each still open at the server.
+        transport = client._http._transport
+        assert isinstance(transport, H11Transport)
+        assert transport._active == set()
+        idle = sum(len(stack) for stack in transport._idle.values())
+        await server.wait_until(lambda: server.open_connections == idle)
         with anyio.fail_after(5):
             async with anyio.create_task_group() as tasks:
                 for index in range(100):

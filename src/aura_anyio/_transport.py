@@ -16,12 +16,15 @@ httpx's own transport does the work. Three httpcore 1.0.9 bugs are guarded here:
 from __future__ import annotations
 
 import logging
+import os
 import re
 import typing
 
 import anyio
 import httpcore
 import httpx
+
+from ._h11_transport import H11Transport
 
 if typing.TYPE_CHECKING:
     import ssl
@@ -155,6 +158,12 @@ def _guard(transport: object) -> None:
         pool._network_backend = _GuardedBackend(backend)  # type: ignore[union-attr]
 
 
+def _environment_proxies() -> bool:
+    """Whether httpx would route through a proxy named in the environment."""
+    names = ("http_proxy", "https_proxy", "all_proxy")
+    return any(value for name, value in os.environ.items() if name.lower() in names)
+
+
 def hide_socks_credentials() -> None:
     """Cut SOCKS5 credentials out of httpcore's DEBUG log records, from now on; idempotent.
 
@@ -177,6 +186,12 @@ def make_http_client(
     Raises:
         ImportError: ``proxy`` is a SOCKS proxy and socksio is not installed.
     """
+    if proxy is None and not _environment_proxies():
+        # The common case: no proxy, so no httpcore at all (see _h11_transport).
+        lean = H11Transport(
+            ssl_context=httpx.create_ssl_context(verify=verify), max_idle=max_connections
+        )
+        return httpx.AsyncClient(transport=lean, timeout=timeout, follow_redirects=False)
     client = httpx.AsyncClient(
         proxy=proxy,
         verify=verify,
@@ -188,6 +203,6 @@ def make_http_client(
     # Proxies, including those from the environment, are mounted transports of their own.
     mounts = getattr(client, "_mounts", None)
     mounted = typing.cast("dict[object, object]", mounts) if isinstance(mounts, dict) else {}
-    for transport in (getattr(client, "_transport", None), *mounted.values()):
-        _guard(transport)
+    for pooled in (getattr(client, "_transport", None), *mounted.values()):
+        _guard(pooled)
     return client
