@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import typing
 
 import anyio
@@ -15,6 +16,7 @@ from aura_anyio._transport import (
     RequestBody,
     _guard,
     _GuardedBackend,
+    _GuardedStream,
     _HideSocksAuth,
     make_http_client,
 )
@@ -114,3 +116,27 @@ async def test_draining_a_closed_response_is_bounded() -> None:
     assert response.is_closed
     assert stream.reads == 1 + _LEFTOVER_CHUNKS
     await chunks.aclose()  # what the bound left suspended, closed here for Trio's sake
+
+
+class _RefusingStream(httpcore.AsyncNetworkStream):
+    """A stream whose TLS upgrade fails, as a cancelled or refused handshake does."""
+
+    closed = False
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+    async def start_tls(
+        self,
+        ssl_context: object,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's signature)
+    ) -> httpcore.AsyncNetworkStream:
+        raise anyio.BrokenResourceError("handshake refused")
+
+
+async def test_a_failed_tls_upgrade_closes_the_stream() -> None:
+    inner = _RefusingStream()
+    with pytest.raises(anyio.BrokenResourceError):
+        await _GuardedStream(inner).start_tls(ssl.create_default_context())
+    assert inner.closed

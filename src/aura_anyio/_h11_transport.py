@@ -24,7 +24,7 @@ import h11
 import httpx
 
 if typing.TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Generator
 
     from anyio.abc import ByteStream
 
@@ -40,7 +40,7 @@ Origin = tuple[str, str, int]
 @contextlib.contextmanager
 def _mapped(
     timeout: type[httpx.TimeoutException], broken: type[httpx.TransportError]
-) -> Iterator[None]:
+) -> Generator[None, None, None]:
     """Raise httpx's exception for what AnyIO, the OS, TLS or h11 raised."""
     try:
         yield
@@ -77,7 +77,11 @@ class _Connection:
                 try:
                     data = await self.stream.receive(READ_SIZE)
                 except anyio.EndOfStream:
-                    data = b""  # h11 turns a close into ConnectionClosed or a protocol error
+                    if self.h11.their_state is h11.SEND_RESPONSE:
+                        raise httpx.RemoteProtocolError(
+                            "Server disconnected without sending a response."
+                        ) from None
+                    data = b""  # h11 ends a close-delimited body, or reports a cut one
             self.h11.receive_data(data)
 
     def reusable(self) -> bool:
@@ -113,14 +117,10 @@ class _Body(httpx.AsyncByteStream):
             raise
         if isinstance(event, h11.Data):
             return bytes(event.data)
+        # EndOfMessage: h11 reports a body cut short as a protocol error, not as an event.
         self._connection = None
-        if isinstance(event, h11.EndOfMessage):
-            await self._transport.release(connection)
-            raise StopAsyncIteration
-        await connection.aclose()  # ConnectionClosed: the body ended early
-        raise httpx.RemoteProtocolError(
-            "peer closed connection without sending complete message body"
-        )
+        await self._transport.release(connection)
+        raise StopAsyncIteration
 
     async def aclose(self) -> None:
         connection, self._connection = self._connection, None
@@ -148,7 +148,9 @@ class H11Transport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeouts = request.extensions.get("timeout", {})
         url = request.url
-        origin: Origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
+        # raw_host is the ASCII (IDNA) form, which DNS and TLS want.
+        default_port = 443 if url.scheme == "https" else 80
+        origin: Origin = (url.scheme, url.raw_host.decode("ascii"), url.port or default_port)
         while True:
             connection = await self._take(origin, timeouts.get("connect"))
             try:
@@ -172,12 +174,13 @@ class H11Transport(httpx.AsyncBaseTransport):
         self, connection: _Connection, request: httpx.Request, timeouts: dict[str, float | None]
     ) -> h11.Response:
         conn = connection.h11
-        head = h11.Request(
-            method=request.method, target=request.url.raw_path, headers=request.headers.raw
-        )
         with _mapped(httpx.WriteTimeout, httpx.WriteError), anyio.fail_after(timeouts.get("write")):
+            head = h11.Request(
+                method=request.method, target=request.url.raw_path, headers=request.headers.raw
+            )
             await connection.stream.send(conn.send(head))
-            async for chunk in request.stream:  # type: ignore[union-attr]
+            # httpx gives an async client's transport an async stream.
+            async for chunk in typing.cast("httpx.AsyncByteStream", request.stream):
                 await connection.stream.send(conn.send(h11.Data(data=chunk)))
             await connection.stream.send(conn.send(h11.EndOfMessage()))
         with _mapped(httpx.ReadTimeout, httpx.ReadError):
@@ -185,10 +188,6 @@ class H11Transport(httpx.AsyncBaseTransport):
                 event = await connection.next_event(timeouts.get("read"))
                 if isinstance(event, h11.Response):
                     return event
-                if isinstance(event, h11.ConnectionClosed):
-                    raise httpx.RemoteProtocolError(
-                        "Server disconnected without sending a response."
-                    )
                 # An interim 1xx response: the real one follows.
 
     async def _take(self, origin: Origin, timeout: float | None) -> _Connection:
@@ -258,13 +257,10 @@ class H11Transport(httpx.AsyncBaseTransport):
 
 
 def _still_open(connection: _Connection) -> bool:
-    """Whether an idle connection's peer has not closed it (a closed socket reads as ready)."""
-    raw = connection.stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
-    if raw is None:
-        return True
-    try:
-        readable, _, _ = select.select([raw], [], [], 0)
-    except (OSError, ValueError):
-        return False
-    # An idle HTTP/1.1 connection has nothing to read: anything there is a close (or junk).
+    """Whether an idle connection's peer has not closed it (a closed socket reads as ready).
+
+    An idle HTTP/1.1 connection has nothing to read: anything there is a close, or junk.
+    """
+    raw = connection.stream.extra(anyio.abc.SocketAttribute.raw_socket)
+    readable, _, _ = select.select([raw], [], [], 0)
     return not readable

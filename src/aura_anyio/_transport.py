@@ -1,10 +1,13 @@
-"""How bytes move: the httpx client an AuraClient owns, with guards against httpcore 1.0 bugs.
+"""How bytes move: the httpx client an AuraClient owns.
 
-httpx's own transport does the work. Three httpcore 1.0.9 bugs are guarded here:
+Without a proxy, the lean :class:`H11Transport` (AnyIO and h11) does the work. Through a
+proxy (given, or from the environment), httpx's own transport does, and three httpcore 1.0.9
+bugs are guarded here:
 
 - A request cancelled while it waits for a pooled connection can leave a new connection
   stuck in the pool for good, holding a slot (encode/httpcore#1093, open). The client admits
-  at most ``max_connections`` requests with its own semaphore, so none waits inside httpcore,
+  at most ``max_connections`` requests with its own semaphore (on either transport), so none
+  waits inside httpcore,
   and httpcore's pool gets no connection limit: the stray object the race can still leave
   holds no socket and blocks no one.
 - Cancelling a TLS handshake leaks the TCP socket: ``start_tls`` closes it on ``Exception``

@@ -1,0 +1,179 @@
+"""The lean HTTP/1.1 transport against scripted raw servers: reuse, closes, and odd peers.
+
+The reference-server suites cover replies, faults, TLS and cancellation through it; these
+tests cover what only a misbehaving raw peer can show.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+import typing
+
+import anyio
+import httpx
+import pytest
+
+from aura_anyio._h11_transport import H11Transport
+
+if typing.TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+    from anyio.abc import SocketStream
+
+OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+
+
+async def read_request(stream: SocketStream) -> bytes:
+    """Read one request head (these tests send no bodies); b"" if the client left."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        try:
+            data += await stream.receive()
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            return b""
+    return data
+
+
+Handler = typing.Callable[[int, "SocketStream"], "Awaitable[None]"]
+
+
+class RawServer:
+    """Calls ``handler(connection_number, stream)`` for each connection, from 0."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.port = 0
+
+    async def _serve(self, stream: SocketStream) -> None:
+        number = self.connections
+        self.connections += 1
+        async with stream:
+            await self.handler(number, stream)
+
+
+@contextlib.asynccontextmanager
+async def serving(handler: Handler) -> AsyncIterator[tuple[RawServer, str]]:
+    server = RawServer(handler)
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    server.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with listener, anyio.create_task_group() as tasks:
+        tasks.start_soon(listener.serve, server._serve)
+        yield server, f"http://127.0.0.1:{server.port}/x"
+        tasks.cancel_scope.cancel()
+
+
+def transport(max_idle: int = 10) -> H11Transport:
+    return H11Transport(ssl_context=ssl.create_default_context(), max_idle=max_idle)
+
+
+async def get(client: httpx.AsyncClient, url: str) -> httpx.Response:
+    return await client.get(url, timeout=5.0)
+
+
+async def run(
+    handler: Handler,
+    body: Callable[[httpx.AsyncClient, str, RawServer], Awaitable[None]],
+    *,
+    max_idle: int = 10,
+) -> RawServer:
+    async with serving(handler) as (server, url):
+        async with httpx.AsyncClient(transport=transport(max_idle)) as client:
+            await body(client, url, server)
+    return server
+
+
+async def test_a_connection_is_reused_and_a_stale_one_is_replaced() -> None:
+    async def handler(number: int, stream: SocketStream) -> None:
+        await read_request(stream)
+        await stream.send(OK)
+        if number == 0:
+            # Keep the connection open, but drop it as soon as the next request arrives.
+            await read_request(stream)
+            return
+        while await read_request(stream):
+            await stream.send(OK)
+
+    async def body(client: httpx.AsyncClient, url: str, server: RawServer) -> None:
+        assert (await get(client, url)).text == "ok"
+        assert (await get(client, url)).text == "ok"  # retried on a fresh connection
+        assert (await get(client, url)).text == "ok"  # and that one is reused
+
+    server = await run(handler, body)
+    assert server.connections == 2
+
+
+async def test_a_peer_that_closed_an_idle_connection_is_not_used() -> None:
+    async def handler(number: int, stream: SocketStream) -> None:
+        await read_request(stream)
+        await stream.send(OK)  # then the connection closes
+
+    async def body(client: httpx.AsyncClient, url: str, server: RawServer) -> None:
+        await get(client, url)
+        await anyio.sleep(0.05)  # the close reaches the client's socket
+        await get(client, url)
+
+    assert (await run(handler, body)).connections == 2
+
+
+async def test_no_response_on_a_fresh_connection_is_an_error() -> None:
+    async def handler(number: int, stream: SocketStream) -> None:
+        await read_request(stream)  # and hang up
+
+    async def body(client: httpx.AsyncClient, url: str, server: RawServer) -> None:
+        with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+            await get(client, url)
+
+    await run(handler, body)
+
+
+async def test_connection_close_and_an_interim_response() -> None:
+    async def handler(number: int, stream: SocketStream) -> None:
+        await read_request(stream)
+        await stream.send(b"HTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\n")
+        await stream.send(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 2\r\n\r\nok")
+
+    async def body(client: httpx.AsyncClient, url: str, server: RawServer) -> None:
+        assert (await get(client, url)).text == "ok"
+        assert (await get(client, url)).text == "ok"
+
+    assert (await run(handler, body)).connections == 2  # "connection: close" was honoured
+
+
+async def test_idle_connections_are_bounded_and_expire(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def handler(number: int, stream: SocketStream) -> None:
+        while await read_request(stream):
+            await anyio.sleep(0.05)  # so that the requests overlap
+            await stream.send(OK)
+
+    async def body(client: httpx.AsyncClient, url: str, server: RawServer) -> None:
+        async with anyio.create_task_group() as tasks:
+            for _ in range(3):
+                tasks.start_soon(get, client, url)
+        lean = client._transport
+        assert isinstance(lean, H11Transport)
+        assert lean._idle_count == 1  # three came back; two were closed
+        monkeypatch.setattr("aura_anyio._h11_transport.KEEPALIVE_EXPIRY", 0.0)
+        await get(client, url)  # the idle one had expired: a new connection
+
+    assert (await run(handler, body, max_idle=1)).connections == 4
+
+
+async def test_a_header_h11_refuses_is_a_local_protocol_error() -> None:
+    async def handler(number: int, stream: SocketStream) -> None:
+        await read_request(stream)
+
+    async def body(client: httpx.AsyncClient, url: str, server: RawServer) -> None:
+        request = client.build_request("GET", url, headers={"bad name": "1"})
+        with pytest.raises(httpx.LocalProtocolError):
+            await client.send(request)
+
+    await run(handler, body)
+
+
+async def test_a_closed_transport_refuses_requests() -> None:
+    lean = transport()
+    await lean.aclose()
+    with pytest.raises(RuntimeError, match="the transport is closed"):
+        await lean.handle_async_request(httpx.Request("GET", "http://127.0.0.1:9/"))
