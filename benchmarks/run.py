@@ -48,6 +48,15 @@ async def run_aura(base_url: str, requests: int, concurrency: int, expected: str
         await _fan(requests, concurrency, lambda: _check(client.complete(MESSAGES), expected))
 
 
+async def run_fan_out(base_url: str, requests: int, concurrency: int, expected: str) -> None:
+    async with AuraClient(base_url, max_connections=max(100, concurrency)) as client:
+        prompts = itertools.repeat(MESSAGES, requests)
+        async with client.fan_out(prompts, max_concurrency=concurrency) as results:
+            async for result in results:
+                if result.text != expected:
+                    raise AssertionError(f"wrong reply: {result.text!r} ({result.error})")
+
+
 async def run_httpx(base_url: str, requests: int, concurrency: int, expected: str) -> None:
     body = httpx.Request("POST", "/", json=dict(build_payload(MESSAGES))).content
 
@@ -62,6 +71,9 @@ async def run_httpx(base_url: str, requests: int, concurrency: int, expected: st
 
     async with httpx.AsyncClient(base_url=base_url) as http:
         await _fan(requests, concurrency, lambda: _check(one(http), expected))
+
+
+RUNNERS = {"aura_anyio": run_aura, "fan_out": run_fan_out, "httpx": run_httpx}
 
 
 async def _check(reply: Awaitable[str], expected: str) -> None:
@@ -140,7 +152,7 @@ def main() -> None:
         results: dict[tuple[str, str], list[float]] = {}
         for _ in range(args.rounds):
             for backend in BACKENDS:
-                for label, runner in (("aura_anyio", run_aura), ("httpx", run_httpx)):
+                for label, runner in RUNNERS.items():
                     cost = measure(
                         runner, backend, base_url, args.requests, args.concurrency, expected
                     )
@@ -153,12 +165,19 @@ def main() -> None:
         f"## Client CPU per request ({args.requests} requests, concurrency "
         f"{args.concurrency}, median of {args.rounds} interleaved rounds)\n"
     )
-    print("| backend | aura_anyio (ms) | raw httpx (ms) | ratio |")
-    print("|---|---|---|---|")
+    print(
+        "| backend | aura_anyio complete() (ms) | aura_anyio fan_out() (ms) | raw httpx (ms) "
+        "| ratio complete() | ratio fan_out() |"
+    )
+    print("|---|---|---|---|---|---|")
     for backend in BACKENDS:
         ours = statistics.median(results[backend, "aura_anyio"]) * 1000
+        fan = statistics.median(results[backend, "fan_out"]) * 1000
         raw = statistics.median(results[backend, "httpx"]) * 1000
-        print(f"| {backend} | {ours:.3f} | {raw:.3f} | {ours / raw:.2f} |")
+        print(
+            f"| {backend} | {ours:.3f} | {fan:.3f} | {raw:.3f} | {ours / raw:.2f} "
+            f"| {fan / raw:.2f} |"
+        )
     ours_s, base_s = bench_decoder(args.rounds)
     print("\n## Decoding a 50-chunk reply cut inside characters\n")
     print("| TextDecoder (µs) | chunk-by-chunk bytes.decode (µs) | ratio |")

@@ -84,7 +84,7 @@ async def run(
     return server
 
 
-async def test_a_connection_is_reused_and_a_stale_one_is_replaced() -> None:
+async def test_a_connection_is_reused_and_never_sent_twice() -> None:
     async def handler(number: int, stream: SocketStream) -> None:
         await read_request(stream)
         await stream.send(OK)
@@ -97,8 +97,11 @@ async def test_a_connection_is_reused_and_a_stale_one_is_replaced() -> None:
 
     async def body(client: httpx.AsyncClient, url: str, server: RawServer) -> None:
         assert (await get(client, url)).text == "ok"
-        assert (await get(client, url)).text == "ok"  # retried on a fresh connection
-        assert (await get(client, url)).text == "ok"  # and that one is reused
+        # The server may have the request: the transport does not send it again on its own.
+        with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+            await get(client, url)
+        assert (await get(client, url)).text == "ok"  # on a new connection
+        assert (await get(client, url)).text == "ok"  # which is reused
 
     server = await run(handler, body)
     assert server.connections == 2
@@ -177,3 +180,71 @@ async def test_a_closed_transport_refuses_requests() -> None:
     await lean.aclose()
     with pytest.raises(RuntimeError, match="the transport is closed"):
         await lean.handle_async_request(httpx.Request("GET", "http://127.0.0.1:9/"))
+
+
+async def test_a_switch_of_protocols_is_an_error_not_a_hang() -> None:
+    async def handler(number: int, stream: SocketStream) -> None:
+        await read_request(stream)
+        await stream.send(
+            b"HTTP/1.1 101 Switching Protocols\r\nupgrade: x\r\nconnection: upgrade\r\n\r\n"
+        )
+        await anyio.sleep(5)
+
+    async def body(client: httpx.AsyncClient, url: str, server: RawServer) -> None:
+        with anyio.fail_after(2), pytest.raises(httpx.RemoteProtocolError, match="switched"):
+            await client.get(url, headers={"upgrade": "x", "connection": "upgrade"})
+
+    await run(handler, body)
+
+
+async def test_bytes_nobody_asked_for_spoil_the_connection() -> None:
+    async def handler(number: int, stream: SocketStream) -> None:
+        await read_request(stream)
+        await stream.send(OK + b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nEVIL!")
+        while await read_request(stream):
+            await stream.send(OK)
+
+    async def body(client: httpx.AsyncClient, url: str, server: RawServer) -> None:
+        assert (await get(client, url)).text == "ok"
+        assert (await get(client, url)).text == "ok"  # not the unasked-for "EVIL!"
+
+    assert (await run(handler, body)).connections == 2
+
+
+async def test_closing_the_transport_under_a_response() -> None:
+    async def handler(number: int, stream: SocketStream) -> None:
+        await read_request(stream)
+        await stream.send(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello")
+        await anyio.sleep(5)
+
+    async def body(client: httpx.AsyncClient, url: str, server: RawServer) -> None:
+        async with client.stream("GET", url) as response:
+            chunks = response.aiter_raw()
+            assert await chunks.__anext__() == b"hello"
+            await client._transport.aclose()
+            with pytest.raises(httpx.ReadError):
+                await chunks.__anext__()
+
+    await run(handler, body)
+
+
+@pytest.mark.parametrize("check", ["select", "error"])
+async def test_the_idle_check_without_poll_and_when_it_fails(
+    check: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def handler(number: int, stream: SocketStream) -> None:
+        while await read_request(stream):
+            await stream.send(OK)
+
+    def broken(*args: object) -> object:
+        raise ValueError("filedescriptor out of range in select()")
+
+    async def body(client: httpx.AsyncClient, url: str, server: RawServer) -> None:
+        await get(client, url)
+        monkeypatch.delattr("select.poll")
+        if check == "error":
+            monkeypatch.setattr("select.select", broken)
+        await get(client, url)
+
+    server = await run(handler, body)
+    assert server.connections == (1 if check == "select" else 2)  # in doubt: a new one

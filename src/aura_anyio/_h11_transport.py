@@ -50,7 +50,13 @@ def _mapped(
         raise httpx.RemoteProtocolError(str(exc)) from exc
     except h11.LocalProtocolError as exc:
         raise httpx.LocalProtocolError(str(exc)) from exc
-    except (OSError, anyio.BrokenResourceError, anyio.EndOfStream, ssl.SSLError) as exc:
+    except (
+        OSError,
+        anyio.BrokenResourceError,
+        anyio.ClosedResourceError,  # the transport was closed under a response
+        anyio.EndOfStream,
+        ssl.SSLError,
+    ) as exc:
         raise broken(str(exc) or type(exc).__name__) from exc
 
 
@@ -58,14 +64,13 @@ def _mapped(
 class _Connection:
     """One HTTP/1.1 connection: an AnyIO byte stream and the h11 state machine over it."""
 
-    __slots__ = ("h11", "idle_since", "origin", "reused", "stream")
+    __slots__ = ("h11", "idle_since", "origin", "stream")
 
     def __init__(self, origin: Origin, stream: ByteStream) -> None:
         self.origin = origin
         self.stream = stream
         self.h11 = h11.Connection(h11.CLIENT)
         self.idle_since = 0.0
-        self.reused = False
 
     async def next_event(self, read_timeout: float | None) -> object:
         """The next event from the server, reading more as h11 needs."""
@@ -85,7 +90,12 @@ class _Connection:
             self.h11.receive_data(data)
 
     def reusable(self) -> bool:
-        return self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE
+        """Whether the connection sits at a clean request boundary, with nothing unasked for."""
+        return (
+            self.h11.our_state is h11.DONE
+            and self.h11.their_state is h11.DONE
+            and not self.h11.trailing_data[0]
+        )
 
     async def aclose(self) -> None:
         with anyio.CancelScope(shield=True):
@@ -151,24 +161,20 @@ class H11Transport(httpx.AsyncBaseTransport):
         # raw_host is the ASCII (IDNA) form, which DNS and TLS want.
         default_port = 443 if url.scheme == "https" else 80
         origin: Origin = (url.scheme, url.raw_host.decode("ascii"), url.port or default_port)
-        while True:
-            connection = await self._take(origin, timeouts.get("connect"))
-            try:
-                head = await self._exchange_head(connection, request, timeouts)
-            except (httpx.WriteError, httpx.ReadError, httpx.RemoteProtocolError):
-                await self.discard(connection)
-                if connection.reused:
-                    continue  # the server closed it while it was idle: try a fresh one
-                raise
-            except BaseException:
-                await self.discard(connection)
-                raise
-            return httpx.Response(
-                head.status_code,
-                headers=head.headers,
-                stream=_Body(self, connection, timeouts.get("read")),
-                extensions={"http_version": b"HTTP/1.1", "reason_phrase": head.reason},
-            )
+        connection = await self._take(origin, timeouts.get("connect"))
+        try:
+            head = await self._exchange_head(connection, request, timeouts)
+        except BaseException:
+            # No transparent retry, even on a reused connection: the server may have the
+            # request already, and the client's own retry policy decides.
+            await self.discard(connection)
+            raise
+        return httpx.Response(
+            head.status_code,
+            headers=head.headers.raw_items(),
+            stream=_Body(self, connection, timeouts.get("read")),
+            extensions={"http_version": b"HTTP/" + head.http_version, "reason_phrase": head.reason},
+        )
 
     async def _exchange_head(
         self, connection: _Connection, request: httpx.Request, timeouts: dict[str, float | None]
@@ -188,6 +194,10 @@ class H11Transport(httpx.AsyncBaseTransport):
                 event = await connection.next_event(timeouts.get("read"))
                 if isinstance(event, h11.Response):
                     return event
+                if event is h11.PAUSED:  # after a 101: h11 would stay paused for good
+                    raise httpx.RemoteProtocolError(
+                        "the server switched protocols, which this client does not speak"
+                    )
                 # An interim 1xx response: the real one follows.
 
     async def _take(self, origin: Origin, timeout: float | None) -> _Connection:
@@ -199,7 +209,6 @@ class H11Transport(httpx.AsyncBaseTransport):
             connection = idle.pop()
             self._idle_count -= 1
             if now - connection.idle_since < KEEPALIVE_EXPIRY and _still_open(connection):
-                connection.reused = True
                 self._active.add(connection)
                 return connection
             await connection.aclose()
@@ -262,5 +271,12 @@ def _still_open(connection: _Connection) -> bool:
     An idle HTTP/1.1 connection has nothing to read: anything there is a close, or junk.
     """
     raw = connection.stream.extra(anyio.abc.SocketAttribute.raw_socket)
-    readable, _, _ = select.select([raw], [], [], 0)
+    try:
+        if hasattr(select, "poll"):  # select() fails on descriptors from 1024 up
+            poller = select.poll()
+            poller.register(raw, select.POLLIN)
+            return not poller.poll(0)
+        readable, _, _ = select.select([raw], [], [], 0)
+    except (OSError, ValueError):
+        return False  # when in doubt, a new connection
     return not readable
