@@ -359,6 +359,7 @@ class ReferenceServer:
             outcome = await self._respond(conn, stream, plan, index)
         finally:
             self._in_flight -= 1
+            self._changed_now()  # a waiter may be counting responses in flight
         return (
             outcome is Outcome.COMPLETED
             and conn.our_state is h11.DONE
