@@ -19,6 +19,7 @@ import anyio.lowlevel
 
 from ._checks import is_int, is_number
 from ._exceptions import APITimeoutError, AuraError, InvalidRequestError, RequestInfo
+from ._hosting import leave_task_group
 from ._models import ChatRequest, ChatResult, to_request
 from ._ratelimit import Gate
 from ._stream import Attempts, ChatStream, Exchange, complete_reply
@@ -161,15 +162,10 @@ class FanOut:
         task_group, self._task_group = self._task_group, None
         assert task_group is not None
         assert self._results is not None
-        task_group.cancel_scope.cancel()
         self._results.close()
-        if exc is not None and not isinstance(exc, anyio.get_cancelled_exc_class()):
-            # The caller's own exception leaves unwrapped; our tasks raise nothing.
-            await task_group.__aexit__(None, None, None)
-            return None
-        handled = await task_group.__aexit__(exc_type, exc, traceback)
+        handled = await leave_task_group(task_group, exc_type, exc, traceback)
         # _fail() cancels the task group, whose scope also covers the caller's block: its
-        # cancellation, swallowed above, makes way for the failure.
+        # cancellation, swallowed there, makes way for the failure.
         if (exc is None or handled) and self._failure is not None:
             failure, self._failure = self._failure, None
             raise failure

@@ -23,6 +23,7 @@ from anyio.abc import ByteStream, SocketAttribute, TaskGroup, TaskStatus
 from anyio.streams.tls import TLSListener
 
 from .._checks import is_number
+from .._hosting import leave_task_group
 from .._models import MODELS
 from ._chat import ReceivedRequest, inspect_request
 from ._faults import Fault, FaultBook
@@ -292,13 +293,7 @@ class ReferenceServer:
         task_group, self._task_group = self._task_group, None
         if task_group is None:
             raise RuntimeError("the ReferenceServer is not running")
-        task_group.cancel_scope.cancel()
-        if exc is not None and not isinstance(exc, anyio.get_cancelled_exc_class()):
-            # The caller's own exception leaves unwrapped: a Trio nursery would put it in an
-            # ExceptionGroup. Our tasks swallow every expected error, so none is lost here.
-            await task_group.__aexit__(None, None, None)
-            return None
-        return await task_group.__aexit__(exc_type, exc, traceback)
+        return await leave_task_group(task_group, exc_type, exc, traceback)
 
     def _changed_now(self) -> None:
         if self._changed is not None:
