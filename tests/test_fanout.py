@@ -142,6 +142,16 @@ async def test_leaving_early_cancels_the_rest_and_closes_their_connections() -> 
             assert Outcome.PENDING not in server.outcomes
 
 
+async def test_leaving_while_every_worker_waits_to_hand_over_a_result() -> None:
+    async with ReferenceServer() as server, client_for(server) as client:
+        async with client.fan_out([f"p{n}" for n in range(20)], max_concurrency=4) as results:
+            first = await results.__anext__()
+            # Three more replies finish meanwhile, and their workers wait for the consumer.
+            await server.wait_until(lambda: server.completed >= 4)
+            await anyio.sleep(0.05)
+    assert first.ok
+
+
 async def test_the_callers_exception_comes_out_as_itself() -> None:
     async def fail_while_reading(client: AuraClient) -> None:
         async with client.fan_out([f"p{n}" for n in range(50)]) as results:

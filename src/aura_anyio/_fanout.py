@@ -214,7 +214,10 @@ class FanOut:
                 except Exception as exc:  # a bug, not a request's failure: it propagates
                     self._fail(exc)
                     return
-                await results.send(result)
+                try:
+                    await results.send(result)
+                except anyio.BrokenResourceError:
+                    return  # the consumer left the block: nobody wants this result
 
     async def _run(self, index: int, request: ChatRequest, gate: Gate) -> ChatResult:
         start = anyio.current_time()
