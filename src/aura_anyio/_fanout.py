@@ -162,8 +162,12 @@ class FanOut:
         task_group, self._task_group = self._task_group, None
         assert task_group is not None
         assert self._results is not None
-        self._results.close()
-        handled = await leave_task_group(task_group, exc_type, exc, traceback)
+        try:
+            handled = await leave_task_group(task_group, exc_type, exc, traceback)
+        finally:
+            # Only now: closed earlier, it would wake a worker waiting to hand over a result
+            # with BrokenResourceError instead of the cancellation.
+            self._results.close()
         # _fail() cancels the task group, whose scope also covers the caller's block: its
         # cancellation, swallowed there, makes way for the failure.
         if (exc is None or handled) and self._failure is not None:
@@ -214,10 +218,7 @@ class FanOut:
                 except Exception as exc:  # a bug, not a request's failure: it propagates
                     self._fail(exc)
                     return
-                try:
-                    await results.send(result)
-                except anyio.BrokenResourceError:
-                    return  # the consumer left the block: nobody wants this result
+                await results.send(result)
 
     async def _run(self, index: int, request: ChatRequest, gate: Gate) -> ChatResult:
         start = anyio.current_time()
