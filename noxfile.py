@@ -60,3 +60,11 @@ def bench(session: nox.Session) -> None:
     session.install(".[trio]")
     install_groups(session, "bench")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(default=False)
+def bench_fanout(session: nox.Session) -> None:
+    """Fan out N prompts through aura_anyio and its peers (aiohttp, httpx, httpx2, openai)."""
+    session.install(".[trio]")
+    install_groups(session, "bench")
+    session.run("python", "benchmarks/fanout.py", *session.posargs)
