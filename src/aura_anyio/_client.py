@@ -12,6 +12,7 @@ import httpx
 from ._checks import is_int
 from ._exceptions import InvalidRequestError
 from ._fanout import DEFAULT_MAX_CONCURRENCY, FanOut, Requests, check_fan_out
+from ._h11_transport import H11Transport
 from ._models import DEFAULT_MODEL, ModelSpec, Timeouts
 from ._options import build_headers, check_base_url, check_proxy, redact_url
 from ._payload import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, build_payload
@@ -136,6 +137,8 @@ class AuraClient:
         self._slots = (
             anyio.Semaphore(max_connections, fast_acquire=True) if self._owns_http else None
         )
+        transport = getattr(self._http, "_transport", None) if self._owns_http else None
+        self._lean = transport if isinstance(transport, H11Transport) else None
         self._closed = False
 
     def _make_http_client(self) -> httpx.AsyncClient:
@@ -227,6 +230,7 @@ class AuraClient:
             max_response_bytes=self._max_response_bytes,
             slots=self._slots,
             gate=gate,
+            transport=self._lean,
         )
 
     def stream(

@@ -67,10 +67,10 @@ class _Connection:
     __slots__ = ("h11", "idle_since", "origin", "stream")
 
     def __init__(self, origin: Origin, stream: ByteStream) -> None:
-        self.origin = origin
-        self.stream = stream
-        self.h11 = h11.Connection(h11.CLIENT)
-        self.idle_since = 0.0
+        self.origin: Origin = origin
+        self.stream: ByteStream = stream
+        self.h11: h11.Connection = h11.Connection(h11.CLIENT)
+        self.idle_since: float = 0.0
 
     async def next_event(self, read_timeout: float | None) -> object:
         """The next event from the server, reading more as h11 needs."""

@@ -10,6 +10,7 @@ import time
 import typing
 
 import anyio
+import httpx
 
 from ._decoding import TextDecoder, charset_from_content_type
 from ._exceptions import (
@@ -27,8 +28,7 @@ if typing.TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from types import TracebackType
 
-    import httpx
-
+    from ._h11_transport import H11Transport
     from ._models import Timeouts
     from ._ratelimit import Gate
 
@@ -66,6 +66,9 @@ class Exchange:
     slots: anyio.Semaphore | None = None
     # The fan-out's rate limit and shared pause, if the request is part of one.
     gate: Gate | None = None
+    # The client's own lean transport, if it has one: requests then skip AsyncClient.send(),
+    # whose redirects, auth, cookie jar and hooks an AuraClient of its own never uses.
+    transport: H11Transport | None = None
 
 
 def plan_retry(error: APIError, exchange: Exchange, attempts: Attempts) -> float | None:
@@ -270,6 +273,30 @@ class ChatStream:
             request=self._info,
         )
 
+    async def _send(self) -> httpx.Response:
+        exchange = self._exchange
+        if exchange.transport is not None:
+            request = httpx.Request(
+                "POST",
+                exchange.url,
+                content=exchange.body,
+                headers=exchange.headers,
+                extensions={"timeout": exchange.httpx_timeout.as_dict()},
+            )
+            request.stream = RequestBody(exchange.body)  # keeps the Content-Length just set
+            response = await exchange.transport.handle_async_request(request)
+            response.request = request
+            return response
+        request = exchange.http.build_request(
+            "POST",
+            exchange.url,
+            content=exchange.body,
+            headers=exchange.headers,
+            timeout=exchange.httpx_timeout,
+        )
+        request.stream = RequestBody(exchange.body)
+        return await exchange.http.send(request, stream=True, follow_redirects=False)
+
     async def _first_text(self) -> str | None:
         exchange = self._exchange
         self._bytes = 0
@@ -277,15 +304,7 @@ class ChatStream:
         if exchange.slots is not None:
             await self._take_slot(exchange.slots)
         try:
-            request = exchange.http.build_request(
-                "POST",
-                exchange.url,
-                content=exchange.body,
-                headers=exchange.headers,
-                timeout=exchange.httpx_timeout,
-            )
-            request.stream = RequestBody(exchange.body)  # keeps the Content-Length just set
-            response = await exchange.http.send(request, stream=True, follow_redirects=False)
+            response = await self._send()
         except TRANSPORT_ERRORS as exc:
             raise translate_error(exc, self._info) from exc
         self._response = response
