@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from run import fan  # the same worker pool as the other benchmark
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
@@ -90,20 +92,6 @@ asyncio.run(main())
 """
 
 
-async def _workers(requests: int, concurrency: int, job: Callable[[], Awaitable[None]]) -> None:
-    remaining = requests
-
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            await job()
-
-    async with anyio.create_task_group() as tasks:
-        for _ in range(concurrency):
-            tasks.start_soon(worker)
-
-
 def _check(text: str) -> None:
     if text != TEXT:
         raise AssertionError(f"wrong reply: {text[:80]!r}")
@@ -137,7 +125,7 @@ async def raw_httpx(port: int, requests: int, concurrency: int, module: str = "h
                     parts.append(decoder.decode(chunk))
             _check("".join(parts) + decoder.decode(b"", final=True))
 
-        await _workers(requests, concurrency, one)
+        await fan(requests, concurrency, one)
 
 
 async def httpx2(port: int, requests: int, concurrency: int) -> None:
@@ -161,7 +149,7 @@ async def aiohttp_client(port: int, requests: int, concurrency: int) -> None:
                     parts.append(decoder.decode(chunk))
             _check("".join(parts) + decoder.decode(b"", final=True))
 
-        await _workers(requests, concurrency, one)
+        await fan(requests, concurrency, one)
 
 
 async def openai_client(port: int, requests: int, concurrency: int) -> None:
@@ -179,7 +167,7 @@ async def openai_client(port: int, requests: int, concurrency: int) -> None:
             parts = [c.choices[0].delta.content or "" async for c in stream]
             _check("".join(parts))
 
-        await _workers(requests, concurrency, one)
+        await fan(requests, concurrency, one)
 
 
 async def by_hand(port: int, requests: int, concurrency: int) -> None:

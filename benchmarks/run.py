@@ -45,7 +45,7 @@ BACKENDS = {
 
 async def run_aura(base_url: str, requests: int, concurrency: int, expected: str) -> None:
     async with AuraClient(base_url) as client:
-        await _fan(requests, concurrency, lambda: _check(client.complete(MESSAGES), expected))
+        await fan(requests, concurrency, lambda: _check(client.complete(MESSAGES), expected))
 
 
 async def run_fan_out(base_url: str, requests: int, concurrency: int, expected: str) -> None:
@@ -70,7 +70,7 @@ async def run_httpx(base_url: str, requests: int, concurrency: int, expected: st
         return "".join(parts) + decoder.flush()
 
     async with httpx.AsyncClient(base_url=base_url) as http:
-        await _fan(requests, concurrency, lambda: _check(one(http), expected))
+        await fan(requests, concurrency, lambda: _check(one(http), expected))
 
 
 RUNNERS = {"aura_anyio": run_aura, "fan_out": run_fan_out, "httpx": run_httpx}
@@ -82,7 +82,8 @@ async def _check(reply: Awaitable[str], expected: str) -> None:
         raise AssertionError(f"wrong reply: {text!r}")
 
 
-async def _fan(requests: int, concurrency: int, job: Callable[[], Awaitable[None]]) -> None:
+async def fan(requests: int, concurrency: int, job: Callable[[], Awaitable[None]]) -> None:
+    """Run ``job`` ``requests`` times over ``concurrency`` workers."""
     remaining = requests
 
     async def worker() -> None:
