@@ -29,12 +29,13 @@ if typing.TYPE_CHECKING:
 
 
 def test_the_guard_wraps_each_pool_once_and_skips_what_it_does_not_know() -> None:
-    client = make_http_client(
+    client, lean = make_http_client(
         proxy="socks5://user:secret@127.0.0.1:1080",
         verify=True,
         timeout=httpx.Timeout(5.0),
         max_connections=3,
     )
+    assert lean is None  # through a proxy: httpx's own transport, guarded
     transports = [client._transport, *client._mounts.values()]
     for transport in transports:
         _guard(transport)  # a second time changes nothing

@@ -25,6 +25,7 @@ if typing.TYPE_CHECKING:
     from collections.abc import Mapping
     from types import TracebackType
 
+    from ._h11_transport import H11Transport
     from ._messages import Messages
     from ._models import ChatRequest, ChatResult
     from ._ratelimit import Gate
@@ -133,15 +134,17 @@ class AuraClient:
         )
         hide_socks_credentials()
         self._owns_http = http_client is None
-        self._http = http_client if http_client is not None else self._make_http_client()
+        self._lean: H11Transport | None = None
+        if http_client is None:
+            self._http, self._lean = self._make_http_client()
+        else:
+            self._http = http_client
         self._slots = (
             anyio.Semaphore(max_connections, fast_acquire=True) if self._owns_http else None
         )
-        transport = getattr(self._http, "_transport", None) if self._owns_http else None
-        self._lean = transport if isinstance(transport, H11Transport) else None
         self._closed = False
 
-    def _make_http_client(self) -> httpx.AsyncClient:
+    def _make_http_client(self) -> tuple[httpx.AsyncClient, H11Transport | None]:
         try:
             return make_http_client(
                 proxy=self._proxy,

@@ -183,8 +183,11 @@ def make_http_client(
     verify: bool | ssl.SSLContext,
     timeout: httpx.Timeout,
     max_connections: int,
-) -> httpx.AsyncClient:
-    """Return the httpx client an AuraClient owns, with the guards above in place.
+) -> tuple[httpx.AsyncClient, H11Transport | None]:
+    """Return the httpx client an AuraClient owns, and its lean transport if it has one.
+
+    Requests may go to the lean transport directly; without one (through a proxy), the
+    client's own transport has the guards above in place.
 
     Raises:
         ImportError: ``proxy`` is a SOCKS proxy and socksio is not installed.
@@ -194,7 +197,7 @@ def make_http_client(
         lean = H11Transport(
             ssl_context=httpx.create_ssl_context(verify=verify), max_idle=max_connections
         )
-        return httpx.AsyncClient(transport=lean, timeout=timeout, follow_redirects=False)
+        return httpx.AsyncClient(transport=lean, timeout=timeout, follow_redirects=False), lean
     client = httpx.AsyncClient(
         proxy=proxy,
         verify=verify,
@@ -208,4 +211,4 @@ def make_http_client(
     mounted = typing.cast("dict[object, object]", mounts) if isinstance(mounts, dict) else {}
     for pooled in (getattr(client, "_transport", None), *mounted.values()):
         _guard(pooled)
-    return client
+    return client, None
