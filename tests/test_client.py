@@ -346,6 +346,8 @@ async def test_a_borrowed_client_is_not_closed(router: respx.MockRouter) -> None
         ({"headers": {"x-token": "v-secret\r\nInjected: 1"}}, "headers['x-token'] must be"),
         ({"headers": {"x-token": "v-secret é"}}, "headers['x-token'] must be"),
         ({"headers": {"bad name": "v-secret"}}, "invalid name 'bad name'"),
+        ({"headers": {"Content-Length": "v-secret"}}, "headers['Content-Length'] is set by the"),
+        ({"headers": {"host": "v-secret"}}, "headers['host'] is set by the client itself"),
         ({"cookies": {"sid": "v-secret; other=1"}}, "cookies['sid'] has characters"),
         ({"cookies": {"sid": "v-secret\r\n"}}, "cookies['sid'] has characters"),
         ({"base_url": "http://127.0.0.1:99999"}, "base_url is not a valid URL"),

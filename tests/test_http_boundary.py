@@ -19,6 +19,7 @@ from aura_anyio import (
 from aura_anyio._exceptions import RequestInfo
 from aura_anyio._http import _leaked_errors, translate_error
 from aura_anyio._options import redact_url
+from aura_anyio._transport import HttpxSender
 
 from .helpers import ScriptedStream, make_client, reply, route
 
@@ -63,7 +64,9 @@ async def test_a_leaked_socks_error_from_the_transport_becomes_ours() -> None:
     from socksio.exceptions import ProtocolError
 
     async with make_client(respx.MockRouter(using=None)) as client:
-        client._http._transport = httpx.MockTransport(ProtocolErrorRaiser(ProtocolError("x")))
+        sender = client._sender
+        assert isinstance(sender, HttpxSender)  # respx lends the client an httpx client
+        sender.http._transport = httpx.MockTransport(ProtocolErrorRaiser(ProtocolError("x")))
         with pytest.raises(APIConnectionError, match="SOCKS proxy handshake failed"):
             await client.complete(HELLO)
 

@@ -12,6 +12,7 @@ PURE = [
     "_checks",
     "_exceptions",
     "_exports",
+    "_http1",
     "_messages",
     "_models",
     "_payload",

@@ -11,14 +11,16 @@ import httpcore
 import httpx
 import pytest
 
+from aura_anyio import Timeouts
 from aura_anyio._http import _LEFTOVER_CHUNKS, close_response
 from aura_anyio._transport import (
+    HttpxSender,
     RequestBody,
     _guard,
     _GuardedBackend,
     _GuardedStream,
     _HideSocksAuth,
-    make_http_client,
+    make_sender,
 )
 
 if typing.TYPE_CHECKING:
@@ -29,13 +31,16 @@ if typing.TYPE_CHECKING:
 
 
 def test_the_guard_wraps_each_pool_once_and_skips_what_it_does_not_know() -> None:
-    client, lean = make_http_client(
+    sender = make_sender(
+        url="http://127.0.0.1:9/api/chat",
+        headers={},
+        timeouts=Timeouts(),
         proxy="socks5://user:secret@127.0.0.1:1080",
         verify=True,
-        timeout=httpx.Timeout(5.0),
         max_connections=3,
     )
-    assert lean is None  # through a proxy: httpx's own transport, guarded
+    assert isinstance(sender, HttpxSender)  # through a proxy: httpx's own transport, guarded
+    client = sender.http
     transports = [client._transport, *client._mounts.values()]
     for transport in transports:
         _guard(transport)  # a second time changes nothing

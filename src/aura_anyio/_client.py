@@ -7,28 +7,28 @@ import ssl
 import typing
 
 import anyio
-import httpx
 
 from ._checks import is_int
 from ._exceptions import InvalidRequestError
 from ._fanout import DEFAULT_MAX_CONCURRENCY, FanOut, Requests, check_fan_out
-from ._h11_transport import H11Transport
 from ._models import DEFAULT_MODEL, ModelSpec, Timeouts
 from ._options import build_headers, check_base_url, check_proxy, redact_url
 from ._payload import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, build_payload
 from ._retry import DEFAULT_MAX_RETRIES, RetryPolicy
 from ._stream import Attempts, ChatStream, Exchange, complete_reply
-from ._transport import hide_socks_credentials, make_http_client
+from ._transport import HttpxSender, hide_socks_credentials, make_sender
 from ._version import __version__
 
 if typing.TYPE_CHECKING:
     from collections.abc import Mapping
     from types import TracebackType
 
-    from ._h11_transport import H11Transport
+    import httpx
+
     from ._messages import Messages
     from ._models import ChatRequest, ChatResult
     from ._ratelimit import Gate
+    from ._transport import Sender
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -129,27 +129,26 @@ class AuraClient:
         self._timeouts = timeout
         self._max_response_bytes = max_response_bytes
         self._headers = build_headers(DEFAULT_HEADERS, headers, cookies)
-        self._httpx_timeout = httpx.Timeout(
-            connect=timeout.connect, read=timeout.read, write=timeout.read, pool=timeout.connect
-        )
         hide_socks_credentials()
         self._owns_http = http_client is None
-        self._lean: H11Transport | None = None
-        if http_client is None:
-            self._http, self._lean = self._make_http_client()
-        else:
-            self._http = http_client
+        self._sender: Sender = (
+            self._make_sender()
+            if http_client is None
+            else HttpxSender(http_client, self._base_url + CHAT_PATH, self._headers, timeout)
+        )
         self._slots = (
             anyio.Semaphore(max_connections, fast_acquire=True) if self._owns_http else None
         )
         self._closed = False
 
-    def _make_http_client(self) -> tuple[httpx.AsyncClient, H11Transport | None]:
+    def _make_sender(self) -> Sender:
         try:
-            return make_http_client(
+            return make_sender(
+                url=self._base_url + CHAT_PATH,
+                headers=self._headers,
+                timeouts=self._timeouts,
                 proxy=self._proxy,
                 verify=self._verify,
-                timeout=self._httpx_timeout,
                 max_connections=self._max_connections,
             )
         except ImportError as exc:  # httpx needs socksio for socks5 proxies
@@ -204,7 +203,7 @@ class AuraClient:
         if self._owns_http:
             with anyio.CancelScope(shield=True) as scope:
                 scope.deadline = anyio.current_time() + CLOSE_TIMEOUT
-                await self._http.aclose()
+                await self._sender.aclose()
 
     def _exchange(
         self,
@@ -220,20 +219,17 @@ class AuraClient:
         )
         if self._closed:
             raise RuntimeError("this AuraClient is closed; create a new one")
-        if self._http.is_closed:
+        if self._sender.is_closed:
             raise RuntimeError("the httpx.AsyncClient lent to this AuraClient is closed")
         return Exchange(
-            http=self._http,
+            sender=self._sender,
             url=self._base_url + CHAT_PATH,
             body=json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode(),
-            headers=self._headers,
             timeouts=self._timeouts,
-            httpx_timeout=self._httpx_timeout,
             policy=self._policy,
             max_response_bytes=self._max_response_bytes,
             slots=self._slots,
             gate=gate,
-            transport=self._lean,
         )
 
     def stream(

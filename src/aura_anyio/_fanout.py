@@ -118,7 +118,8 @@ class FanOut:
         self._max_concurrency = max_concurrency
         self._rate = requests_per_second
         self._request_timeout = request_timeout
-        self._progress = FanOutProgress()
+        # Counted here, and copied into a FanOutProgress only when someone asks.
+        self._started = self._done = self._failed = self._retried = 0
         self._failure: BaseException | None = None
         self._task_group: TaskGroup | None = None
         self._results: MemoryObjectReceiveStream[ChatResult] | None = None
@@ -127,12 +128,12 @@ class FanOut:
     @property
     def progress(self) -> FanOutProgress:
         """The counts so far."""
-        return self._progress
-
-    def _count(self, **changes: int) -> None:
-        progress = self._progress
-        self._progress = dataclasses.replace(
-            progress, **{name: getattr(progress, name) + step for name, step in changes.items()}
+        return FanOutProgress(
+            started=self._started,
+            done=self._done,
+            failed=self._failed,
+            retried=self._retried,
+            in_flight=self._started - self._done,
         )
 
     async def __aenter__(self) -> FanOut:
@@ -226,12 +227,17 @@ class FanOut:
         streams: list[ChatStream] = []
         text = ""
         error: AuraError | None = None
-        self._count(started=1, in_flight=1)
+        self._started += 1
         try:
             exchange = self._make_exchange(request, gate)
-            with anyio.move_on_after(self._request_timeout) as scope:
+            if self._request_timeout is None:  # the default: no scope to pay for
                 text = await complete_reply(exchange, attempts, streams.append)
-            if scope.cancelled_caught:
+                timed_out = False
+            else:
+                with anyio.move_on_after(self._request_timeout) as scope:
+                    text = await complete_reply(exchange, attempts, streams.append)
+                timed_out = scope.cancelled_caught
+            if timed_out:
                 text = streams[-1].text if streams else ""
                 error = APITimeoutError(
                     f"request_timeout: no whole reply within {self._request_timeout:g} s "
@@ -241,12 +247,9 @@ class FanOut:
         except AuraError as exc:
             error = exc
             text = typing.cast("str", getattr(exc, "partial_text", ""))
-        self._count(
-            done=1,
-            in_flight=-1,
-            failed=int(error is not None),
-            retried=max(0, attempts.count - 1),
-        )
+        self._done += 1
+        self._failed += error is not None
+        self._retried += max(0, attempts.count - 1)
         return ChatResult(index, request, text, error, attempts.count, anyio.current_time() - start)
 
 

@@ -19,6 +19,11 @@ PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
 # RFC 9110 section 5.6.2 (token) and 5.5 (field values: visible ASCII, space and tab).
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")
+# Headers that say where a request goes and how its bytes are framed: the transport's own.
+_FRAMING = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "te", "upgrade"}
+    | {"trailer", "expect"}
+)
 # RFC 6265 section 4.1.1: cookie-octet, optionally in double quotes.
 _COOKIE_VALUE = re.compile(
     r'[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*|"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*"'
@@ -117,6 +122,10 @@ def build_headers(
     """
     merged = {name.lower(): value for name, value in defaults.items()}
     for name, value in _str_items("headers", headers):
+        if name.lower() in _FRAMING:
+            raise InvalidRequestError(
+                f"headers[{name!r}] is set by the client itself; it cannot be overridden"
+            )
         if not _FIELD_VALUE.fullmatch(value):
             raise InvalidRequestError(
                 f"headers[{name!r}] must be printable ASCII without line breaks"

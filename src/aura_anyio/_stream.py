@@ -10,7 +10,6 @@ import time
 import typing
 
 import anyio
-import httpx
 
 from ._decoding import TextDecoder, charset_from_content_type
 from ._exceptions import (
@@ -20,17 +19,17 @@ from ._exceptions import (
     RequestInfo,
     ResponseTooLargeError,
 )
-from ._http import TRANSPORT_ERRORS, close_response, read_error, translate_error
+from ._http import TRANSPORT_ERRORS, read_error, translate_error
 from ._retry import RetryPolicy, pause_after, retry_delay
-from ._transport import RequestBody
 
 if typing.TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import Callable
     from types import TracebackType
 
-    from ._h11_transport import H11Transport
+    from ._http import Reply
     from ._models import Timeouts
     from ._ratelimit import Gate
+    from ._transport import Sender
 
 __all__ = ["Attempts", "ChatStream", "Exchange", "complete_reply", "plan_retry"]
 
@@ -53,22 +52,17 @@ class Attempts:
 class Exchange:
     """Everything needed to send one request again: what the client hands a stream."""
 
-    http: httpx.AsyncClient
+    sender: Sender
     url: str
-    # The body holds the key and the headers the cookies: kept out of repr and tracebacks.
+    # The body holds the key: kept out of repr and tracebacks.
     body: bytes = dataclasses.field(repr=False)
-    headers: dict[str, str] = dataclasses.field(repr=False)
     timeouts: Timeouts
-    httpx_timeout: httpx.Timeout
     policy: RetryPolicy
     max_response_bytes: int
     # At most this many requests in flight; None for a borrowed httpx client (see _transport).
     slots: anyio.Semaphore | None = None
     # The fan-out's rate limit and shared pause, if the request is part of one.
     gate: Gate | None = None
-    # The client's own lean transport, if it has one: requests then skip AsyncClient.send(),
-    # whose redirects, auth, cookie jar and hooks an AuraClient of its own never uses.
-    transport: H11Transport | None = None
 
 
 def plan_retry(error: APIError, exchange: Exchange, attempts: Attempts) -> float | None:
@@ -119,14 +113,13 @@ class ChatStream:
     __slots__ = (
         "_attempts",
         "_bytes",
-        "_chunks",
         "_decoder",
         "_done",
         "_exchange",
         "_info",
         "_parts",
         "_pending",
-        "_response",
+        "_reply",
         "_slot",
         "_state",
         "_status",
@@ -140,8 +133,7 @@ class ChatStream:
         self._status: int | None = None
         # check_base_url() refuses credentials, so the URL is safe to show as it is.
         self._info = RequestInfo("POST", exchange.url)
-        self._response: httpx.Response | None = None
-        self._chunks: AsyncIterator[bytes] | None = None
+        self._reply: Reply | None = None
         self._decoder = TextDecoder()
         self._parts: list[str] = []
         self._pending: str | None = None
@@ -231,8 +223,9 @@ class ChatStream:
             if exchange.gate is not None:
                 await exchange.gate.admit()
             attempts.count += 1
-            attempt_start = anyio.current_time()
-            deadline = min(total_deadline, _deadline(attempt_start, timeouts.first_chunk))
+            deadline = total_deadline
+            if timeouts.first_chunk is not None:
+                deadline = min(deadline, anyio.current_time() + timeouts.first_chunk)
             logger.debug("POST %s (attempt %d)", exchange.url, attempts.count)
             try:
                 if deadline == math.inf:  # the default: no scope to pay for
@@ -263,6 +256,13 @@ class ChatStream:
         )
 
     async def _take_slot(self, slots: anyio.Semaphore) -> None:
+        try:  # the common case, without the cost of a cancel scope
+            slots.acquire_nowait()
+        except anyio.WouldBlock:
+            pass
+        else:
+            self._slot = True
+            return
         with anyio.move_on_after(self._exchange.timeouts.connect):
             await slots.acquire()
             self._slot = True
@@ -273,30 +273,6 @@ class ChatStream:
             request=self._info,
         )
 
-    async def _send(self) -> httpx.Response:
-        exchange = self._exchange
-        if exchange.transport is not None:
-            request = httpx.Request(
-                "POST",
-                exchange.url,
-                content=exchange.body,
-                headers=exchange.headers,
-                extensions={"timeout": exchange.httpx_timeout.as_dict()},
-            )
-            request.stream = RequestBody(exchange.body)  # keeps the Content-Length just set
-            response = await exchange.transport.handle_async_request(request)
-            response.request = request
-            return response
-        request = exchange.http.build_request(
-            "POST",
-            exchange.url,
-            content=exchange.body,
-            headers=exchange.headers,
-            timeout=exchange.httpx_timeout,
-        )
-        request.stream = RequestBody(exchange.body)
-        return await exchange.http.send(request, stream=True, follow_redirects=False)
-
     async def _first_text(self) -> str | None:
         exchange = self._exchange
         self._bytes = 0
@@ -304,18 +280,13 @@ class ChatStream:
         if exchange.slots is not None:
             await self._take_slot(exchange.slots)
         try:
-            response = await self._send()
+            reply = self._reply = await exchange.sender.send(exchange.body)
         except TRANSPORT_ERRORS as exc:
             raise translate_error(exc, self._info) from exc
-        self._response = response
-        self._status = response.status_code
-        # aiter_raw() skips httpx's decoder and re-chunker, which cost a tenth of the client's
-        # CPU per reply; they are needed only when the body is content-encoded.
-        encoded = "content-encoding" in response.headers
-        self._chunks = response.aiter_bytes() if encoded else response.aiter_raw()
-        if not response.is_success:
-            raise await read_error(response, self._chunks, self._info)
-        self._decoder = TextDecoder(charset_from_content_type(response.headers.get("content-type")))
+        self._status = reply.status_code
+        if not 200 <= reply.status_code < 300:
+            raise await read_error(reply, self._info)
+        self._decoder = TextDecoder(charset_from_content_type(reply.headers.get("content-type")))
         while not self._done:
             text = await self._next_text(first=True)
             if text:
@@ -324,16 +295,17 @@ class ChatStream:
 
     async def _next_text(self, *, first: bool) -> str:
         """Read one chunk and return its text ("" when it completed no character)."""
-        assert self._chunks is not None
+        reply = self._reply
+        assert reply is not None
         assert self._attempts is not None
         deadline = _deadline(self._attempts.started, self._exchange.timeouts.total)
         try:
             if first or deadline == math.inf:
-                chunk = await self._chunks.__anext__()
+                chunk = await reply.__anext__()
             else:
                 chunk = b""
                 with anyio.CancelScope(deadline=deadline) as scope:
-                    chunk = await self._chunks.__anext__()
+                    chunk = await reply.__anext__()
                 if scope.cancelled_caught:
                     raise self._timeout_error(first=False)
         except StopAsyncIteration:
@@ -356,16 +328,13 @@ class ChatStream:
         return text
 
     async def _close(self) -> None:
-        # The body iterator only exists while its response does.
-        chunks, self._chunks = self._chunks, None
-        response, self._response = self._response, None
+        reply, self._reply = self._reply, None
         try:
-            if response is not None:
+            if reply is not None and not reply.finished:
                 with anyio.CancelScope(shield=True) as scope:
                     scope.deadline = anyio.current_time() + CLOSE_TIMEOUT
                     try:
-                        assert chunks is not None  # made with the response
-                        await close_response(response, chunks)
+                        await reply.aclose()
                     except Exception as exc:
                         logger.warning("error while closing a response to %s: %r", self._info, exc)
         finally:

@@ -1,6 +1,6 @@
-"""How bytes move: the httpx client an AuraClient owns.
+"""How bytes move: the sender an AuraClient owns.
 
-Without a proxy, the lean :class:`H11Transport` (AnyIO and h11) does the work. Through a
+Without a proxy, the lean :class:`LeanTransport` (AnyIO and ``_http1``) does the work. Through a
 proxy (given, or from the environment), httpx's own transport does, and three httpcore 1.0.9
 bugs are guarded here:
 
@@ -27,13 +27,25 @@ import anyio
 import httpcore
 import httpx
 
-from ._h11_transport import H11Transport
+from ._http import HttpxReply
+from ._http1 import encode_request
+from ._lean_transport import LeanTransport, Route
 
 if typing.TYPE_CHECKING:
     import ssl
     from collections.abc import AsyncIterator, Iterable, Iterator
 
-__all__ = ["RequestBody", "hide_socks_credentials", "make_http_client"]
+    from ._http import Reply
+    from ._models import Timeouts
+
+__all__ = [
+    "HttpxSender",
+    "LeanSender",
+    "RequestBody",
+    "Sender",
+    "hide_socks_credentials",
+    "make_sender",
+]
 
 _SOCKS_AUTH = re.compile(r"\bauth=.*")
 
@@ -177,31 +189,95 @@ def hide_socks_credentials() -> None:
         socks_logger.addFilter(_SOCKS_LOG_FILTER)
 
 
-def make_http_client(
+@typing.final
+class LeanSender:
+    """Sends a client's requests on its own :class:`LeanTransport`, skipping httpx."""
+
+    def __init__(self, transport: LeanTransport, route: Route, timeouts: Timeouts) -> None:
+        self._transport: LeanTransport = transport
+        self._route: Route = route
+        self._timeouts: Timeouts = timeouts
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the transport has been closed."""
+        return self._transport.is_closed
+
+    async def send(self, body: bytes) -> Reply:
+        """Post ``body``; return the response once its head has arrived."""
+        return await self._transport.send(
+            self._route.origin,
+            encode_request(self._route.prefix, body),
+            connect_timeout=self._timeouts.connect,
+            read_timeout=self._timeouts.read,
+        )
+
+    async def aclose(self) -> None:
+        """Close every connection."""
+        await self._transport.aclose()
+
+
+@typing.final
+class HttpxSender:
+    """Sends a client's requests through an httpx client: behind a proxy, or one lent to it."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, url: str, headers: dict[str, str], timeouts: Timeouts
+    ) -> None:
+        self.http: httpx.AsyncClient = http
+        self._url: str = url
+        self._headers: dict[str, str] = headers
+        self._timeout: httpx.Timeout = httpx.Timeout(
+            connect=timeouts.connect, read=timeouts.read, write=timeouts.read, pool=timeouts.connect
+        )
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether the httpx client has been closed."""
+        return self.http.is_closed
+
+    async def send(self, body: bytes) -> Reply:
+        """Post ``body``; return the response once its head has arrived."""
+        request = self.http.build_request(
+            "POST", self._url, content=body, headers=self._headers, timeout=self._timeout
+        )
+        request.stream = RequestBody(body)  # keeps the Content-Length just set
+        return HttpxReply(await self.http.send(request, stream=True, follow_redirects=False))
+
+    async def aclose(self) -> None:
+        """Close the httpx client."""
+        await self.http.aclose()
+
+
+Sender = LeanSender | HttpxSender
+
+
+def make_sender(
     *,
+    url: str,
+    headers: dict[str, str],
+    timeouts: Timeouts,
     proxy: str | None,
     verify: bool | ssl.SSLContext,
-    timeout: httpx.Timeout,
     max_connections: int,
-) -> tuple[httpx.AsyncClient, H11Transport | None]:
-    """Return the httpx client an AuraClient owns, and its lean transport if it has one.
+) -> Sender:
+    """Return the sender an AuraClient owns: on the lean transport, unless there is a proxy.
 
-    Requests may go to the lean transport directly; without one (through a proxy), the
-    client's own transport has the guards above in place.
+    Through a proxy (given, or from the environment) httpx's own transport does the work,
+    with the guards above in place.
 
     Raises:
         ImportError: ``proxy`` is a SOCKS proxy and socksio is not installed.
     """
     if proxy is None and not _environment_proxies():
-        # The common case: no proxy, so no httpcore at all (see _h11_transport).
-        lean = H11Transport(
+        # The common case: no proxy, so neither httpx's models nor httpcore (see _lean_transport).
+        lean = LeanTransport(
             ssl_context=httpx.create_ssl_context(verify=verify), max_idle=max_connections
         )
-        return httpx.AsyncClient(transport=lean, timeout=timeout, follow_redirects=False), lean
+        return LeanSender(lean, Route(url, headers), timeouts)
     client = httpx.AsyncClient(
         proxy=proxy,
         verify=verify,
-        timeout=timeout,
         follow_redirects=False,
         # The AuraClient's semaphore is the limit (see the module docstring).
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=max_connections),
@@ -211,4 +287,4 @@ def make_http_client(
     mounted = typing.cast("dict[object, object]", mounts) if isinstance(mounts, dict) else {}
     for pooled in (getattr(client, "_transport", None), *mounted.values()):
         _guard(pooled)
-    return client, None
+    return HttpxSender(client, url, headers, timeouts)
