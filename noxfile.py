@@ -54,17 +54,22 @@ def typecheck(session: nox.Session) -> None:
     session.run("pyright", "--verifytypes", "aura_anyio", "--ignoreexternal")
 
 
+BENCHMARKS = {"overhead": "run.py", "fanout": "fanout.py", "stream": "stream.py"}
+
+
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Run the benchmarks in benchmarks/ (not part of the tests)."""
+    """Run the benchmarks (not part of the tests): all of them, or ``-- NAME [ARGS]``.
+
+    NAME is overhead (complete() and fan_out() against raw httpx), fanout (against aiohttp,
+    httpx, httpx2, openai-python and a hand-written client) or stream (time to first chunk,
+    and cost per chunk of a long stream).
+    """
     session.install(".[trio]")
     install_groups(session, "bench")
-    session.run("python", "benchmarks/run.py", *session.posargs)
-
-
-@nox.session(default=False)
-def bench_fanout(session: nox.Session) -> None:
-    """Fan out N prompts through aura_anyio and its peers (aiohttp, httpx, httpx2, openai)."""
-    session.install(".[trio]")
-    install_groups(session, "bench")
-    session.run("python", "benchmarks/fanout.py", *session.posargs)
+    if session.posargs and session.posargs[0] in BENCHMARKS:
+        name, *args = session.posargs
+        session.run("python", f"benchmarks/{BENCHMARKS[name]}", *args)
+        return
+    for script in BENCHMARKS.values():
+        session.run("python", f"benchmarks/{script}", *session.posargs)
