@@ -6,7 +6,7 @@ server-sent events for openai-python. Every client checks the exact text of ever
 figure is the client process's CPU time per request, the median of interleaved rounds, and
 each is reported as a ratio against aiohttp measured in the same run.
 
-    nox -s bench_fanout -- --requests 2000 --concurrency 100 --rounds 3
+    nox -s bench -- fanout --requests 2000 --concurrency 100 --rounds 3
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The reference server runs in its own process, so the client process's CPU time i
 alone. Rounds interleave the clients, and every figure is reported as a ratio against raw httpx
 measured in the same run, since the machines here are shared and noisy.
 
-    nox -s bench                    # or: python benchmarks/run.py --requests 300 --rounds 5
+    nox -s bench -- overhead --requests 300 --rounds 11
 """
 
 from __future__ import annotations

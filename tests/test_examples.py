@@ -1,4 +1,4 @@
-"""The README's first quickstart command: the example runs offline and shows what it claims."""
+"""examples/quickstart.py (the library on asyncio and Trio, with faults) runs as it claims."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ PURE = [
     "_exceptions",
     "_exports",
     "_http1",
+    "_jsonl",
     "_messages",
     "_models",
     "_payload",

@@ -1,0 +1,187 @@
+"""Running a JSONL batch through a fan-out: rows written as results arrive, resumable.
+
+Every result is appended to the output file, and flushed, the moment its request ends, so
+an interrupted batch loses only the requests still in flight. ``resume=True`` skips the ids
+that already have an ``ok`` row, so interrupting and resuming any number of times leaves
+exactly one ``ok`` row per request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import signal
+import typing
+
+import anyio
+
+from ._jsonl import BadLine, id_key, line_error_row, ok_ids, parse_line, result_row
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Generator
+    from pathlib import Path
+    from typing import TextIO
+
+    from anyio.abc import TaskStatus
+
+    from ._client import AuraClient
+    from ._jsonl import Row
+    from ._models import ChatRequest
+
+__all__ = ["BatchStats", "count_lines", "run_batch", "until_signalled"]
+
+
+@dataclasses.dataclass(slots=True)
+class BatchStats:
+    """How a batch is going: ``total`` requests to send this run, and how many ended."""
+
+    total: int = 0
+    skipped: int = 0
+    done: int = 0
+    failed: int = 0
+    retried: int = 0
+    latencies: list[float] = dataclasses.field(default_factory=list)
+
+
+def count_lines(path: Path) -> int:
+    """The number of non-blank lines of a file (read in binary blocks: a batch can be big)."""
+    count = 0
+    with path.open("rb") as file:
+        for line in file:
+            count += bool(line.strip())
+    return count
+
+
+async def run_batch(
+    client: AuraClient,
+    source: Path,
+    output: Path,
+    *,
+    concurrency: int,
+    requests_per_second: float | None = None,
+    request_timeout: float | None = None,
+    resume: bool = False,
+    stats: BatchStats | None = None,
+    on_result: Callable[[BatchStats], None] | None = None,
+) -> BatchStats:
+    """Send every request of ``source`` and append a row per result to ``output``.
+
+    The counts go to ``stats`` (a new one by default) as the batch goes, so a caller that
+    interrupts it still has them; ``on_result`` is called after each row is written. A line
+    that is not a request gets an error row at once.
+
+    Raises:
+        InvalidRequestError: ``concurrency``, ``requests_per_second`` or ``request_timeout``
+            is invalid (before anything is sent).
+    """
+    # Reading what is done and counting the input can take a while for a big batch.
+    finished, total, out = await anyio.to_thread.run_sync(_prepare, source, output, resume)
+    stats = BatchStats() if stats is None else stats
+    stats.total = total
+
+    def write(row: Row) -> None:
+        out.write(row.to_json() + "\n")
+        out.flush()
+        stats.done += 1
+        stats.failed += not row.ok
+        if on_result is not None:
+            on_result(stats)
+
+    lines: dict[int, int] = {}  # fan-out index -> input line, while the request runs
+    requests = _requests(source, finished, lines, stats, write)
+    with contextlib.closing(requests), out:
+        async with client.fan_out(
+            requests,
+            max_concurrency=concurrency,
+            requests_per_second=requests_per_second,
+            request_timeout=request_timeout,
+        ) as results:
+            async for result in results:
+                stats.retried += max(0, result.attempts - 1)
+                stats.latencies.append(result.elapsed)
+                write(result_row(result, lines.pop(result.index)))
+    return stats
+
+
+def _requests(
+    source: Path,
+    finished: set[str],
+    lines: dict[int, int],
+    stats: BatchStats,
+    write: Callable[[Row], None],
+) -> Generator[ChatRequest, None, None]:
+    """The input's requests, lazily; bad lines are written as error rows on the way."""
+    first_line: dict[str, int] = {}  # id -> the line that used it first
+    index = 0
+    with source.open(encoding="utf-8", errors="replace") as file:
+        for number, text in enumerate(file, start=1):
+            item = parse_line(text, number)
+            if item is None:
+                continue
+            if isinstance(item, BadLine):
+                write(line_error_row(item))
+                continue
+            assert item.id is not None
+            key = id_key(item.id)
+            if key in finished:
+                stats.skipped += 1
+                continue
+            if key in first_line:
+                first = first_line[key]
+                reason = f"line {number}: id {item.id!r} was used already, on line {first}"
+                write(line_error_row(BadLine(number, item.id, reason)))
+                continue
+            first_line[key] = number
+            lines[index] = number
+            index += 1
+            yield item
+
+
+def _prepare(source: Path, output: Path, resume: bool) -> tuple[set[str], int, TextIO]:
+    """The ids done already, the count of requests left, and the output opened to append."""
+    finished: set[str] = set()
+    if resume and output.exists():
+        with output.open(encoding="utf-8", errors="replace") as rows:
+            finished = ok_ids(rows)
+    total = max(0, count_lines(source) - len(finished))
+    out = output.open("a", encoding="utf-8")
+    if out.tell():
+        with output.open("rb") as raw:
+            raw.seek(-1, 2)
+            if raw.read(1) != b"\n":
+                out.write("\n")  # a row cut by a kill: the next starts on a line of its own
+    return finished, total, out
+
+
+async def until_signalled(job: Callable[[], Awaitable[None]]) -> bool:
+    """Run ``job`` until it ends or SIGINT or SIGTERM arrives, which cancels it.
+
+    An exception from ``job`` comes out as itself.
+
+    Returns:
+        Whether a signal stopped it.
+    """
+    stopped = False
+    failure: list[Exception] = []
+    async with anyio.create_task_group() as tasks:
+
+        async def watch(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+            nonlocal stopped
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                task_status.started()  # the job starts only once a signal cannot kill it
+                async for _ in signals:
+                    stopped = True
+                    tasks.cancel_scope.cancel()
+
+        async def run() -> None:
+            try:
+                await job()
+            except Exception as exc:  # raised below as itself, not in an exception group
+                failure.append(exc)
+            tasks.cancel_scope.cancel()  # and stop watching
+
+        await tasks.start(watch)
+        tasks.start_soon(run)
+    if failure:
+        raise failure[0]
+    return stopped

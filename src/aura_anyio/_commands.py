@@ -1,0 +1,307 @@
+"""The ``aura`` command's subcommands: chat, batch, serve and demo (click and rich).
+
+Exit codes: 0 success; 1 a request failed (some, for a batch); 2 a usage error; 130
+interrupted by SIGINT or SIGTERM. Errors are one line on stderr, never a traceback; the key
+comes from ``AURA_KEY``, never from the command line, where other users could read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import sys
+import typing
+from pathlib import Path
+
+import anyio
+import click
+
+from ._batch import BatchStats, run_batch, until_signalled
+from ._client import DEFAULT_BASE_URL, AuraClient
+from ._exceptions import AuraError, InvalidRequestError
+from ._models import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_TEMPERATURE
+from ._progress import BatchProgress
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from click.decorators import FC
+
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_USAGE", "Failed", "cli"]
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+BACKENDS = ("asyncio", "trio")
+
+
+class Failed(Exception):
+    """The command failed: one line on stderr, and exit code 1 (2 for bad input)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM stopped the command: exit code 130."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Connection:
+    """The options every subcommand that talks to a server shares."""
+
+    base_url: str
+    retries: int
+    backend: str
+
+    def client(self, concurrency: int = 1) -> AuraClient:
+        try:
+            return AuraClient(
+                self.base_url,
+                key=os.environ.get("AURA_KEY", ""),
+                max_retries=self.retries,
+                max_connections=max(100, concurrency),
+            )
+        except InvalidRequestError as exc:
+            raise Failed(str(exc), EXIT_USAGE) from None
+
+    def run(self, job: Callable[[], Awaitable[object]]) -> None:
+        """Run ``job`` on the chosen backend; SIGINT and SIGTERM cancel it."""
+        if self.backend == "trio" and importlib.util.find_spec("trio") is None:
+            raise Failed("--backend trio needs trio: pip install 'aura_anyio[trio]'", EXIT_USAGE)
+
+        async def main() -> None:
+            async def whole() -> None:
+                await job()
+
+            if await until_signalled(whole):
+                raise Interrupted
+
+        anyio.run(main, backend=self.backend)
+
+
+def _connection_options(command: FC) -> FC:
+    for option in reversed(
+        [
+            click.option(
+                "--base-url",
+                envvar="AURA_BASE_URL",
+                default=DEFAULT_BASE_URL,
+                show_default=True,
+                help="The service's root URL (or AURA_BASE_URL).",
+            ),
+            click.option(
+                "--retries",
+                type=click.IntRange(min=0),
+                default=2,
+                show_default=True,
+                help="Retries after a failed attempt.",
+            ),
+            click.option(
+                "--backend", type=click.Choice(BACKENDS), default="asyncio", show_default=True
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """Stream chat replies from an OpenChat /api/chat service, one prompt or a whole batch.
+
+    The API key, if the service needs one, comes from the AURA_KEY environment variable.
+    """
+
+
+@cli.command()
+@click.argument("prompt", nargs=-1, required=True)
+@click.option("--model", default=DEFAULT_MODEL, show_default=True)
+@click.option("--system", help="A system message sent before the prompt.")
+@click.option("--temperature", type=float, default=DEFAULT_TEMPERATURE, show_default=True)
+@click.option("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, show_default=True)
+@_connection_options
+def chat(
+    prompt: tuple[str, ...],
+    model: str,
+    system: str | None,
+    temperature: float,
+    max_tokens: int,
+    base_url: str,
+    retries: int,
+    backend: str,
+) -> None:
+    """Stream the reply to PROMPT (its words joined by spaces; - reads it from stdin).
+
+    Standard output carries the reply and nothing else.
+    """
+    # echo and heredocs end the prompt with a line break that is not part of it.
+    text = sys.stdin.read().rstrip("\r\n") if prompt == ("-",) else " ".join(prompt)
+    messages = [{"role": "system", "content": system}] if system is not None else []
+    messages.append({"role": "user", "content": text})
+    connection = Connection(base_url, retries, backend)
+    out = sys.stdout
+
+    async def job() -> None:
+        async with connection.client() as client:
+            try:
+                reply = client.stream(
+                    messages, model=model, temperature=temperature, max_tokens=max_tokens
+                )
+            except InvalidRequestError as exc:
+                raise Failed(str(exc), EXIT_USAGE) from None
+            try:
+                async with reply:
+                    async for piece in reply:
+                        out.write(piece)
+                        out.flush()
+            except AuraError as exc:
+                _end_line(out, reply.text)
+                raise Failed(str(exc)) from None
+        _end_line(out, reply.text)
+
+    connection.run(job)
+
+
+def _end_line(out: typing.TextIO, text: str) -> None:
+    # A terminal gets its prompt back on a line of its own; a pipe gets the reply exactly.
+    if out.isatty() and text and not text.endswith("\n"):
+        out.write("\n")
+        out.flush()
+
+
+@cli.command()
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--rps", type=click.FloatRange(min=0, min_open=True), help="Requests per second.")
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds each request may take, retries included.",
+)
+@click.option("--resume", is_flag=True, help="Skip ids that already have an ok row in OUTPUT.")
+@click.option("--no-progress", is_flag=True, help="No progress bar, even on a terminal.")
+@_connection_options
+def batch(
+    source: Path,
+    output: Path,
+    concurrency: int,
+    rps: float | None,
+    request_timeout: float | None,
+    resume: bool,
+    no_progress: bool,
+    base_url: str,
+    retries: int,
+    backend: str,
+) -> None:
+    """Send every request of SOURCE (JSON lines) and append each result to OUTPUT.
+
+    A line is {"id": ..., "messages": [...]} or {"id": ..., "prompt": "...", "system": "..."},
+    with optional model, temperature and max_tokens; id defaults to the line number. Each
+    result is one JSON line of OUTPUT the moment it is done. Exit code 0 if every request
+    succeeded, 1 if some failed, 130 if interrupted (every finished result is in OUTPUT: run
+    again with --resume to finish).
+    """
+    if output.exists() and not resume:
+        raise Failed(
+            f"{output} exists; pass --resume to continue that batch, or choose another file",
+            EXIT_USAGE,
+        )
+    connection = Connection(base_url, retries, backend)
+    stats = BatchStats()  # filled in as the batch goes, so an interrupted one has its counts
+
+    async def job() -> None:
+        async with connection.client(concurrency) as client:
+            with BatchProgress(enabled=not no_progress) as progress:
+                await run_batch(
+                    client,
+                    source,
+                    output,
+                    concurrency=concurrency,
+                    requests_per_second=rps,
+                    request_timeout=request_timeout,
+                    resume=resume,
+                    stats=stats,
+                    on_result=progress.update,
+                )
+
+    try:
+        connection.run(job)
+    finally:
+        finish_batch(stats, output, sys.exc_info()[1])
+
+
+def finish_batch(stats: BatchStats, output: Path, error: BaseException | None) -> None:
+    """Say how a batch ended, on stderr; raise :class:`Failed` if some requests failed.
+
+    ``error`` is what stopped the batch, if anything did; it propagates on its own, and only
+    an interruption gets the counts too.
+    """
+    interrupted = isinstance(error, Interrupted)
+    if error is not None and not interrupted:
+        return  # the error says it all, on its own line
+    skipped = f", {stats.skipped} skipped (done before)" if stats.skipped else ""
+    click.echo(
+        f"aura: {'interrupted: ' if interrupted else ''}{stats.done} done, "
+        f"{stats.failed} failed, {stats.retried} retries{skipped}",
+        err=True,
+    )
+    if interrupted:
+        click.echo(f"aura: every finished result is in {output}; --resume finishes it", err=True)
+    elif stats.failed:
+        raise Failed(f"{stats.failed} of {stats.done} requests failed; see {output}")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--delay-ms", type=click.FloatRange(min=0), default=0.0, help="Pause between chunks.")
+def serve(host: str, port: int, delay_ms: float) -> None:
+    """Run the reference server until SIGINT or SIGTERM; print its URL on stdout."""
+    from .testing import ReferenceServer
+
+    async def job() -> None:
+        async with ReferenceServer(host=host, port=port, delay=delay_ms / 1000) as server:
+            click.echo(server.base_url)
+            await anyio.sleep_forever()
+
+    try:
+        Connection("", 0, "asyncio").run(job)
+    except Interrupted:
+        pass  # the way to stop a server: not a failure
+    except OSError as exc:
+        raise Failed(f"cannot serve on {host}:{port}: {exc.strerror or exc}", EXIT_USAGE) from None
+
+
+@cli.command()
+def demo() -> None:
+    """Start the reference server, stream one reply, then a batch of 1,000 prompts."""
+    from ._demo import run_demo
+
+    Connection("", 0, "asyncio").run(run_demo)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``aura`` command with ``argv`` (default: the process's); return the exit code."""
+    try:
+        cli.main(args=argv, prog_name="aura", standalone_mode=False)
+    except Failed as exc:
+        click.echo(f"aura: error: {exc}", err=True)
+        return exc.exit_code
+    except click.ClickException as exc:  # a usage error: click shows the usage too
+        exc.show()
+        return exc.exit_code
+    except (Interrupted, click.Abort):  # click's Abort: Ctrl-C before the handler was set
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # a reader that left (aura chat ... | head): no traceback
+        silence_stdout()
+        return EXIT_FAILED
+    return 0
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit fails no more."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -1,0 +1,205 @@
+"""The batch file formats of the ``aura`` command: input lines in, result rows out; pure, no I/O.
+
+An input line is a JSON object, ``{"id": ..., "messages": [...]}`` or ``{"id": ..., "prompt":
+"...", "system": "..."}``, with optional ``model``, ``temperature`` and ``max_tokens``; ``id``
+defaults to the line number. A result row is one JSON object per line: ``id``, ``line``,
+``ok``, ``text``, ``error`` (``type``, ``message``, ``status_code``) or null, ``attempts`` and
+``elapsed``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import typing
+
+from ._exceptions import APIStatusError
+from ._models import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_TEMPERATURE, ChatRequest
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ._messages import Messages
+    from ._models import ChatResult
+
+__all__ = [
+    "BadLine",
+    "Row",
+    "id_key",
+    "line_error_row",
+    "ok_ids",
+    "parse_line",
+    "percentile",
+    "result_row",
+]
+
+_OPTIONS = ("model", "temperature", "max_tokens")
+_KEYS = frozenset({"id", "messages", "prompt", "system", *_OPTIONS})
+
+Id = str | int
+
+
+@typing.final
+@dataclasses.dataclass(frozen=True, slots=True)
+class BadLine:
+    """An input line that is not a request: its number, its id (if it had a usable one), why."""
+
+    line: int
+    id: Id
+    reason: str
+
+
+@typing.final
+@dataclasses.dataclass(frozen=True, slots=True)
+class Row:
+    """One result row, as written to the output file."""
+
+    id: Id
+    line: int
+    ok: bool
+    text: str
+    error: dict[str, object] | None
+    attempts: int
+    elapsed: float
+
+    def to_json(self) -> str:
+        """The row as one line of JSON, without the newline."""
+        return json.dumps(dataclasses.asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+
+def id_key(value: Id) -> str:
+    """A key telling ids apart by type too: ``1`` and ``"1"`` are different requests."""
+    return json.dumps(value)
+
+
+def parse_line(text: str, line: int) -> ChatRequest | BadLine | None:
+    """Read one input line (``line`` counts from 1); ``None`` for a blank line.
+
+    Only the line's shape is checked here; the messages, model, temperature and max_tokens
+    are checked when the request is sent, and a bad one becomes that request's error row.
+    """
+    if not text.strip():
+        return None
+    try:
+        item = json.loads(text)
+    except ValueError as exc:
+        return BadLine(line, line, f"line {line} is not valid JSON ({exc})")
+    if not isinstance(item, dict):
+        return BadLine(line, line, f"line {line} must be a JSON object, got {_kind(item)}")
+    fields = typing.cast("dict[str, object]", item)
+    request_id = fields.get("id", line)
+    if isinstance(request_id, bool) or not isinstance(request_id, (str, int)):
+        return BadLine(line, line, f"line {line}: id must be a string or an integer")
+    unknown = sorted(set(fields) - _KEYS)
+    if unknown:
+        return BadLine(
+            line, request_id, f"line {line}: unknown field {unknown[0]!r} (known: {_known()})"
+        )
+    reason = _shape_error(fields)
+    if reason is not None:
+        return BadLine(line, request_id, f"line {line}: {reason}")
+    # The casts only say what the values should be: they are checked when the request is
+    # sent, as for any fan-out, and a bad one becomes that request's error row.
+    return ChatRequest(
+        _messages(fields),
+        model=typing.cast("str", fields.get("model", DEFAULT_MODEL)),
+        temperature=typing.cast("float", fields.get("temperature", DEFAULT_TEMPERATURE)),
+        max_tokens=typing.cast("int", fields.get("max_tokens", DEFAULT_MAX_TOKENS)),
+        id=request_id,
+    )
+
+
+def _shape_error(fields: dict[str, object]) -> str | None:
+    if ("messages" in fields) == ("prompt" in fields):
+        return 'give exactly one of "messages" and "prompt"'
+    if "prompt" in fields and not isinstance(fields["prompt"], str):
+        return "prompt must be a string"
+    if "system" in fields:
+        if "messages" in fields:
+            return 'system goes with "prompt"; put a system message in "messages" instead'
+        if not isinstance(fields["system"], str):
+            return "system must be a string"
+    return None
+
+
+def _messages(fields: dict[str, object]) -> Messages:
+    if "messages" in fields:
+        return typing.cast("Messages", fields["messages"])
+    prompt = typing.cast("str", fields["prompt"])
+    if "system" in fields:
+        return [
+            {"role": "system", "content": typing.cast("str", fields["system"])},
+            {"role": "user", "content": prompt},
+        ]
+    return [{"role": "user", "content": prompt}]
+
+
+def _known() -> str:
+    return ", ".join(sorted(_KEYS))
+
+
+def _kind(value: object) -> str:
+    return {list: "an array", str: "a string", type(None): "null"}.get(type(value), "a number")
+
+
+def result_row(result: ChatResult, line: int) -> Row:
+    """The row of a finished request of the input's line ``line``."""
+    request_id = result.request.id
+    assert request_id is not None  # parse_line() gives every request one
+    error = result.error
+    return Row(
+        id=request_id,
+        line=line,
+        ok=error is None,
+        text=result.text,
+        error=None
+        if error is None
+        else {
+            "type": type(error).__name__,
+            "message": str(error),
+            "status_code": error.status_code if isinstance(error, APIStatusError) else None,
+        },
+        attempts=result.attempts,
+        elapsed=round(result.elapsed, 6),
+    )
+
+
+def line_error_row(bad: BadLine) -> Row:
+    """The row of an input line that could not become a request."""
+    return Row(
+        id=bad.id,
+        line=bad.line,
+        ok=False,
+        text="",
+        error={"type": "InvalidRequestError", "message": bad.reason, "status_code": None},
+        attempts=0,
+        elapsed=0.0,
+    )
+
+
+def ok_ids(rows: Iterable[str]) -> set[str]:
+    """The :func:`id_key` of every id with an ``ok`` row among ``rows`` (output lines).
+
+    A line that is not a whole row (the last one of a batch killed mid-write, say) is
+    skipped: its request is simply run again.
+    """
+    done: set[str] = set()
+    for text in rows:
+        try:
+            row = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and row.get("ok") is True and "id" in row:
+            value = row["id"]
+            if isinstance(value, (str, int)) and not isinstance(value, bool):
+                done.add(id_key(value))
+    return done
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The ``fraction`` percentile of ``values`` (nearest rank), or NaN if there are none."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]

@@ -1,0 +1,80 @@
+"""The batch progress bar on stderr (rich), shown only on a terminal."""
+
+from __future__ import annotations
+
+import time
+import typing
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+if typing.TYPE_CHECKING:
+    from types import TracebackType
+
+    from ._batch import BatchStats
+
+__all__ = ["BatchProgress"]
+
+
+@typing.final
+class BatchProgress:
+    """``with BatchProgress(enabled=...) as bar: ... bar.update(stats)``.
+
+    Shows done of total, failures, the rate and the time left, on stderr, if ``enabled``
+    and stderr is a terminal; otherwise does nothing.
+    """
+
+    def __init__(self, *, enabled: bool) -> None:
+        console = Console(stderr=True)
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+        self._started = time.monotonic()
+        if enabled and console.is_terminal:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[failed]} failed"),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                console=console,
+            )
+
+    def __enter__(self) -> BatchProgress:
+        self._started = time.monotonic()
+        if self._progress is not None:
+            self._progress.start()
+            self._task = self._progress.add_task("batch", total=None, failed=0, rate="")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def update(self, stats: BatchStats) -> None:
+        """Show ``stats``."""
+        if self._progress is None or self._task is None:
+            return
+        elapsed = time.monotonic() - self._started
+        speed = stats.done / elapsed if elapsed > 0 else 0.0
+        self._progress.update(
+            self._task,
+            completed=stats.done,
+            total=max(stats.total, stats.done),
+            failed=stats.failed,
+            rate=f"{speed:.0f}/s",
+        )

@@ -1,0 +1,486 @@
+"""The aura command, run as users run it: a subprocess against the reference server.
+
+The server runs in this process, on an event loop in a thread of its own (an AnyIO blocking
+portal), so a test can see what it received. Every subprocess is bounded by a timeout, a
+guard against hangs, not a speed target.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import typing
+
+import anyio.from_thread
+import pytest
+
+pytest.importorskip("click", reason="the aura command needs the cli extra")
+
+from aura_anyio._cli import main
+from aura_anyio.testing import Fault, ReferenceServer
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+HANG_GUARD = 120.0
+REPLY = "Hello from the reference server ✓ — you said «{}» (1 message kept) 👋"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ReferenceServer]:
+    with (
+        anyio.from_thread.start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(ReferenceServer()) as reference,
+    ):
+        yield reference
+
+
+@pytest.fixture(scope="module")
+def slow_server() -> Iterator[ReferenceServer]:
+    """Replies take a while, so a batch is still running when it is interrupted."""
+    with (
+        anyio.from_thread.start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(ReferenceServer(delay=0.01)) as reference,
+    ):
+        yield reference
+
+
+def aura(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aura_anyio", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=HANG_GUARD,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def assert_one_clear_line(stderr: str) -> None:
+    assert "Traceback" not in stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("aura: error: ")
+
+
+# A row as JSON gives it: its fields' types are what the tests check.
+Row = dict[str, typing.Any]
+
+
+def rows(path: Path) -> list[Row]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+# --- chat ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_chat_streams_the_reply_and_nothing_else_to_stdout(
+    server: ReferenceServer, backend: str
+) -> None:
+    done = aura("chat", "--base-url", server.base_url, "--backend", backend, "naïve", "café")
+    assert (done.returncode, done.stdout, done.stderr) == (0, REPLY.format("naïve café"), "")
+
+
+def test_chat_reads_the_prompt_from_stdin_and_sends_the_options(server: ReferenceServer) -> None:
+    before = len(server.requests)
+    done = aura(
+        "chat",
+        "--base-url",
+        server.base_url,
+        "--system",
+        "Be brief.",
+        "--model",
+        "openchat_3.6",
+        "--temperature",
+        "0.2",
+        "--max-tokens",
+        "1000",
+        "-",
+        stdin="from stdin ☕\n",
+        env={"AURA_KEY": "k-secret"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "from stdin ☕»" in done.stdout
+    (request,) = server.requests[before:]
+    assert request.system_prompt == "Be brief."
+    assert request.kept_messages == ({"role": "user", "content": "from stdin ☕"},)
+    body = typing.cast("dict[str, object]", request.json)
+    assert (body["key"], body["temperature"], request.token_limit) == ("k-secret", 0.2, 1000)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["--temperature", "9", "hi"], 2, "temperature must be a finite number"),
+        (["--model", "gpt-nope", "hi"], 2, "model"),
+        (["--retries", "0", "[[fault status=500 reason=Upstream%20down]] hi"], 1, "Upstream down"),
+        (["--backend", "trio", "--retries", "0", "[[fault status=429]] hi"], 1, "429"),
+    ],
+)
+def test_chat_errors_are_one_line_on_stderr(
+    server: ReferenceServer, args: list[str], code: int, needle: str
+) -> None:
+    done = aura("chat", "--base-url", server.base_url, *args)
+    assert (done.returncode, done.stdout) == (code, "")
+    assert_one_clear_line(done.stderr)
+    assert needle in done.stderr
+
+
+def test_chat_keeps_the_text_that_arrived_before_a_break(server: ReferenceServer) -> None:
+    cut = Fault(close_after=20).marker()
+    done = aura("chat", "--base-url", server.base_url, cut)
+    assert done.returncode == 1
+    assert done.stdout  # what arrived stays on stdout
+    assert REPLY.format(cut).encode().startswith(done.stdout.encode())
+    assert_one_clear_line(done.stderr)
+    assert "broke after" in done.stderr
+
+
+def test_chat_cannot_connect() -> None:
+    done = aura("chat", "--base-url", "http://127.0.0.1:9", "--retries", "0", "hi")
+    assert done.returncode == 1
+    assert_one_clear_line(done.stderr)
+    assert "could not connect" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["chat"], ["chat", "--backend", "curio", "hi"], ["nope"], ["chat", "--retries", "-1", "x"]],
+)
+def test_usage_errors_exit_2(args: list[str]) -> None:
+    done = aura(*args)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+
+
+# --- batch -----------------------------------------------------------------------------------
+
+BATCH = [
+    '{"id": "a", "prompt": "one"}',
+    '{"prompt": "two", "system": "Be brief.", "temperature": 0.1}',
+    "not json",
+    "",
+    '{"id": "a", "prompt": "again"}',
+    '{"messages": [{"role": "bogus", "content": "x"}]}',
+    '{"id": 7, "messages": [{"role": "user", "content": "three"}], "max_tokens": 1000}',
+    '["an", "array"]',
+    '{"promt": "typo"}',
+]
+
+
+def test_a_batch_writes_one_row_per_line_and_goes_on_past_bad_ones(
+    server: ReferenceServer, tmp_path: Path
+) -> None:
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text("\n".join(BATCH) + "\n", encoding="utf-8")
+    done = aura("batch", str(source), "-o", str(output), "--base-url", server.base_url)
+    assert done.returncode == 1  # some failed
+    assert "Traceback" not in done.stderr
+    by_line = {row["line"]: row for row in rows(output)}
+    assert sorted(by_line) == [1, 2, 3, 5, 6, 7, 8, 9]  # line 4 is blank
+    assert by_line[1] == by_line[1] | {"id": "a", "ok": True, "text": REPLY.format("one")}
+    assert by_line[2]["id"] == 2  # the line number
+    assert by_line[2]["text"] == REPLY.format("two")
+    assert by_line[7] == by_line[7] | {"id": 7, "ok": True, "error": None, "attempts": 1}
+    for line, kind, needle in [
+        (3, "InvalidRequestError", "not valid JSON"),
+        (5, "InvalidRequestError", "used already, on line 1"),
+        (6, "InvalidRequestError", "role"),
+        (8, "InvalidRequestError", "must be a JSON object"),
+        (9, "InvalidRequestError", "unknown field 'promt'"),
+    ]:
+        row = by_line[line]
+        assert (row["ok"], row["text"], row["attempts"]) == (False, "", 0)  # never sent
+        error = typing.cast("dict[str, object]", row["error"])
+        assert error["type"] == kind
+        assert needle in str(error["message"])
+    assert set(by_line[1]) == {"id", "line", "ok", "text", "error", "attempts", "elapsed"}
+
+
+def test_a_status_error_row_carries_the_status(server: ReferenceServer, tmp_path: Path) -> None:
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    marker = Fault(status=503, reason="Overloaded").marker()
+    source.write_text(json.dumps({"id": "x", "prompt": marker}) + "\n", encoding="utf-8")
+    done = aura(
+        "batch", str(source), "-o", str(output), "--base-url", server.base_url, "--retries", "1"
+    )
+    assert done.returncode == 1
+    (row,) = rows(output)
+    assert row["error"] == {
+        "type": "ServerError",
+        "message": row["error"]["message"],
+        "status_code": 503,
+    }
+    assert row["attempts"] == 2
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_clean_batch_exits_0_and_an_existing_output_needs_resume(
+    server: ReferenceServer, tmp_path: Path, backend: str
+) -> None:
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text(
+        "".join(json.dumps({"prompt": f"p{n}"}) + "\n" for n in range(50)), encoding="utf-8"
+    )
+    args = ["batch", str(source), "-o", str(output), "--base-url", server.base_url]
+    done = aura(*args, "--backend", backend, "--concurrency", "8", "--rps", "1000")
+    assert (done.returncode, done.stdout) == (0, "")
+    assert "50 done, 0 failed" in done.stderr
+    assert sorted(row["id"] for row in rows(output)) == list(range(1, 51))
+    again = aura(*args)
+    assert again.returncode == 2
+    assert_one_clear_line(again.stderr)
+    assert "--resume" in again.stderr
+    resumed = aura(*args, "--resume")  # nothing left to do
+    assert resumed.returncode == 0
+    assert "0 done" in resumed.stderr
+    assert len(rows(output)) == 50
+
+
+def test_a_missing_input_is_a_usage_error(tmp_path: Path) -> None:
+    done = aura("batch", str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "out.jsonl"))
+    assert done.returncode == 2
+    assert "does not exist" in done.stderr
+
+
+def test_request_timeout_keeps_the_partial_text(
+    slow_server: ReferenceServer, tmp_path: Path
+) -> None:
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text(json.dumps({"prompt": Fault(endless=True).marker()}) + "\n")
+    args = ["batch", str(source), "-o", str(output), "--base-url", slow_server.base_url]
+    done = aura(*args, "--request-timeout", "0.3", "--no-progress")
+    assert done.returncode == 1
+    (row,) = rows(output)
+    assert row["error"]["type"] == "APITimeoutError"
+    assert row["text"]
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_and_resume_give_exactly_one_ok_row_per_request(
+    slow_server: ReferenceServer, tmp_path: Path, stop: signal.Signals
+) -> None:
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    ids = [f"r{n}" for n in range(300)]
+    source.write_text("".join(json.dumps({"id": i, "prompt": i}) + "\n" for i in ids))
+    args = ["batch", str(source), "-o", str(output), "--base-url", slow_server.base_url]
+    for _ in range(2):  # interrupted twice, at some point past 20 new rows
+        before = len(rows(output)) if output.exists() else 0
+        with subprocess.Popen(
+            [sys.executable, "-m", "aura_anyio", *args, "--resume", "--concurrency", "10"],
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as process:
+            deadline = time.monotonic() + HANG_GUARD
+            while not output.exists() or len(rows_so_far(output)) < before + 20:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            process.send_signal(stop)
+            _, stderr = process.communicate(timeout=HANG_GUARD)
+        assert process.returncode == 130, stderr
+        assert "interrupted" in stderr
+        assert "Traceback" not in stderr
+        assert len(rows(output)) < len(ids)  # stopped before the end
+    done = aura(*args, "--resume")
+    assert done.returncode == 0, done.stderr
+    ok = collections.Counter(row["id"] for row in rows(output) if row["ok"])
+    assert sorted(ok) == sorted(ids)
+    assert set(ok.values()) == {1}
+    assert all(row["text"] == REPLY.format(row["id"]) for row in rows(output))
+
+
+def rows_so_far(path: Path) -> list[str]:
+    """Whole rows written so far (the last line may be half-written)."""
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.endswith("}")]
+
+
+# --- serve and demo --------------------------------------------------------------------------
+
+
+def test_serve_runs_the_reference_server_until_sigterm() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "aura_anyio", "serve", "--port", "0", "--delay-ms", "1"],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            url = process.stdout.readline().strip()
+            assert url.startswith("http://127.0.0.1:")
+            done = aura("chat", "--base-url", url, "served")
+            assert (done.returncode, done.stdout) == (0, REPLY.format("served"))
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=HANG_GUARD) == 0
+
+
+def test_serve_on_a_port_in_use_is_a_usage_error(server: ReferenceServer) -> None:
+    done = aura("serve", "--port", str(server.port))
+    assert done.returncode == 2
+    assert_one_clear_line(done.stderr)
+
+
+def test_the_demo_runs_offline() -> None:
+    done = aura("demo")
+    assert done.returncode == 0, done.stderr
+    assert "1000 requests in" in done.stdout
+    assert "0 failed, 20 retried" in done.stdout
+    assert "latency p50" in done.stdout
+
+
+def test_without_the_cli_extra_the_command_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "click", None)
+    monkeypatch.delitem(sys.modules, "aura_anyio._commands", raising=False)
+    assert main(["chat", "hi"]) == 2
+    assert "pip install 'aura_anyio[cli]'" in capsys.readouterr().err
+
+
+# --- in this process -------------------------------------------------------------------------
+# coverage.py's C tracer loses track of the lines a subprocess runs after a signal handler has
+# run, so the signal paths are also run here, where it records them.
+
+
+def interrupt_when(ready: typing.Callable[[], bool]) -> threading.Thread:
+    """Send this process SIGINT from a thread once ``ready()`` (the handler is in place)."""
+
+    def wait_then_interrupt() -> None:
+        deadline = time.monotonic() + HANG_GUARD
+        while not ready() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=wait_then_interrupt)
+    thread.start()
+    return thread
+
+
+def test_an_interrupted_batch_in_process(
+    slow_server: ReferenceServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text("".join(json.dumps({"prompt": f"p{n}"}) + "\n" for n in range(300)))
+    thread = interrupt_when(lambda: output.exists() and len(rows_so_far(output)) >= 5)
+    args = ["batch", str(source), "-o", str(output), "--base-url", slow_server.base_url]
+    assert main([*args, "--concurrency", "10"]) == 130
+    thread.join()
+    assert "interrupted: " in capsys.readouterr().err
+    assert 5 <= len(rows(output)) < 300
+
+
+def test_serve_in_process_stops_on_sigint(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as probe:  # a free port, for the server to take
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    def listening() -> bool:
+        with socket.socket() as client:
+            return client.connect_ex(("127.0.0.1", port)) == 0
+
+    thread = interrupt_when(listening)
+    assert main(["serve", "--port", str(port)]) == 0
+    thread.join()
+    assert capsys.readouterr().out == f"http://127.0.0.1:{port}\n"
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_gets_its_prompt_back_on_a_new_line(
+    server: ReferenceServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    assert main(["chat", "--base-url", server.base_url, "hi"]) == 0
+    assert terminal.getvalue() == REPLY.format("hi") + "\n"
+    terminal.truncate(0)
+    terminal.seek(0)
+    cut = Fault(close_after=10).marker()
+    assert main(["chat", "--base-url", server.base_url, "--retries", "0", cut]) == 1
+    assert terminal.getvalue().endswith("\n")
+
+
+def test_ctrl_c_before_the_handler_is_set(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Stdin:
+        def read(self) -> str:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "stdin", Stdin())
+    assert main(["chat", "-"]) == 130
+
+
+def test_trio_missing_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "trio" else real(name)
+    )
+    assert main(["chat", "--backend", "trio", "hi"]) == 2
+    assert "pip install 'aura_anyio[trio]'" in capsys.readouterr().err
+
+
+def test_a_bad_base_url_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["chat", "--base-url", "ftp://example.test", "hi"]) == 2
+    assert_one_clear_line(capsys.readouterr().err)
+
+
+def test_an_import_error_that_is_not_the_extra_is_a_bug(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "aura_anyio._commands", None)
+    with pytest.raises(ImportError):
+        main(["chat", "hi"])
+
+
+def test_a_reader_that_leaves_early_is_not_a_traceback(slow_server: ReferenceServer) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "aura_anyio", "chat", "--base-url", slow_server.base_url, "hi"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as process:
+        assert process.stdout is not None
+        assert process.stdout.read(3)
+        process.stdout.close()  # like `aura chat ... | head -c 3`
+        assert process.wait(timeout=HANG_GUARD) == 1
+        assert process.stderr is not None
+        assert b"Traceback" not in process.stderr.read()
+
+
+def test_a_progress_bar_on_a_terminal(server: ReferenceServer, tmp_path: Path) -> None:
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text("".join(json.dumps({"prompt": f"p{n}"}) + "\n" for n in range(20)))
+    args = ["batch", str(source), "-o", str(output), "--base-url", server.base_url]
+    shown = aura(*args, env={"FORCE_COLOR": "1"})  # rich then draws as on a terminal
+    assert shown.returncode == 0
+    assert "20/20" in shown.stderr
+    assert "0 failed" in shown.stderr
+    output.unlink()
+    hidden = aura(*args, "--no-progress", env={"FORCE_COLOR": "1"})
+    assert "20/20" not in hidden.stderr
+
+
+def test_silenced_stdout_takes_no_more_output() -> None:
+    code = "from aura_anyio._commands import silence_stdout; silence_stdout(); print('lost')"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_GUARD
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
