@@ -40,7 +40,7 @@ class BatchStats:
     done: int = 0
     failed: int = 0
     retried: int = 0
-    latencies: list[float] = dataclasses.field(default_factory=list)
+    latencies: list[float] = dataclasses.field(default_factory=list[float])
 
 
 def count_lines(path: Path) -> int:

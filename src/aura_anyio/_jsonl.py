@@ -140,7 +140,11 @@ def _known() -> str:
 
 
 def _kind(value: object) -> str:
-    return {list: "an array", str: "a string", type(None): "null"}.get(type(value), "a number")
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    return "null" if value is None else "a number"
 
 
 def result_row(result: ChatResult, line: int) -> Row:
@@ -190,8 +194,11 @@ def ok_ids(rows: Iterable[str]) -> set[str]:
             row = json.loads(text)
         except ValueError:
             continue
-        if isinstance(row, dict) and row.get("ok") is True and "id" in row:
-            value = row["id"]
+        if not isinstance(row, dict):
+            continue
+        fields = typing.cast("dict[str, object]", row)
+        if fields.get("ok") is True and "id" in fields:
+            value = fields["id"]
             if isinstance(value, (str, int)) and not isinstance(value, bool):
                 done.add(id_key(value))
     return done
