@@ -2,9 +2,10 @@
 
 A fast local server runs in its own process and answers every request with the same reply in
 50 HTTP chunks (multi-byte text cut at byte offsets); ``/v1/chat/completions`` sends it as
-server-sent events for openai-python. Every client checks the exact text of every reply. The
-figure is the client process's CPU time per request, the median of interleaved rounds, and
-each is reported as a ratio against aiohttp measured in the same run.
+server-sent events, for openai-python and for aura_anyio's OpenAI wire. Every client checks
+the exact text of every reply. The figure is the client process's CPU time per request, the
+median of interleaved rounds, and each is reported as a ratio against aiohttp measured in
+the same run.
 
     nox -s bench -- fanout --requests 2000 --concurrency 100 --rounds 3
 """
@@ -97,15 +98,21 @@ def _check(text: str) -> None:
         raise AssertionError(f"wrong reply: {text[:80]!r}")
 
 
-async def aura(port: int, requests: int, concurrency: int) -> None:
+async def aura(port: int, requests: int, concurrency: int, wire: str = "aura") -> None:
     from aura_anyio import AuraClient
 
     base = f"http://127.0.0.1:{port}"
-    async with AuraClient(base, max_connections=max(100, concurrency)) as client:
+    connections = max(100, concurrency)
+    async with AuraClient(base, max_connections=connections, wire=wire) as client:
         prompts = (PROMPT for _ in range(requests))
         async with client.fan_out(prompts, max_concurrency=concurrency) as results:
             async for result in results:
                 _check(result.text)
+
+
+async def aura_openai(port: int, requests: int, concurrency: int) -> None:
+    """aura_anyio on the OpenAI wire, against the same SSE endpoint as openai-python."""
+    await aura(port, requests, concurrency, wire="openai")
 
 
 async def raw_httpx(port: int, requests: int, concurrency: int, module: str = "httpx") -> None:
@@ -221,6 +228,8 @@ CLIENTS = [
     ("httpx2", httpx2, "asyncio", {}),
     ("aiohttp", aiohttp_client, "asyncio", {}),
     ("openai-python (SSE)", openai_client, "asyncio", {}),
+    ("aura_anyio, OpenAI wire (asyncio)", aura_openai, "asyncio", {}),
+    ("aura_anyio, OpenAI wire (trio)", aura_openai, "trio", {}),
     ("by hand on anyio (asyncio)", by_hand, "asyncio", {}),
     ("by hand on anyio (trio)", by_hand, "trio", {}),
 ]

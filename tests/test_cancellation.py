@@ -33,6 +33,12 @@ PATIENT = Timeouts(connect=30.0, read=30.0)
 PROMPTLY = 1.0  # seconds for the server to see a cancelled request's connection close
 
 
+@pytest.fixture(params=["aura", "openai"])
+def wire(request: pytest.FixtureRequest) -> str:
+    """The wire a test speaks: cancellation must behave the same on both."""
+    return typing.cast("str", request.param)
+
+
 def ask(content: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": content}]
 
@@ -75,10 +81,10 @@ async def test_cancelled_while_connecting() -> None:
 
 @fault_row("cancelled before the reply")
 @pytest.mark.parametrize("method", ["stream", "complete"])
-async def test_cancelled_while_waiting_for_the_status_line(method: str) -> None:
+async def test_cancelled_while_waiting_for_the_status_line(method: str, wire: str) -> None:
     async with (
         ReferenceServer(fault=Fault(stall_before_status=True)) as server,
-        AuraClient(server.base_url, timeout=PATIENT) as client,
+        AuraClient(server.base_url, timeout=PATIENT, wire=wire) as client,
     ):
         async with anyio.create_task_group() as tasks:
 
@@ -97,18 +103,18 @@ async def test_cancelled_while_waiting_for_the_status_line(method: str) -> None:
 
 
 @fault_row("cancelled mid-body")
-async def test_cancelled_mid_body_keeps_the_text_so_far() -> None:
+async def test_cancelled_mid_body_keeps_the_text_so_far(wire: str) -> None:
     async with (
-        ReferenceServer(fault=Fault(stall_after=12, times=1)) as server,
-        AuraClient(server.base_url, timeout=PATIENT) as client,
+        ReferenceServer(fault=Fault(stall_after=11, times=1)) as server,
+        AuraClient(server.base_url, timeout=PATIENT, wire=wire) as client,
     ):
         with anyio.CancelScope() as scope:
             async with client.stream(ask("hi")) as reply:
                 async for _ in reply:
-                    if len(reply.text) == 12:
+                    if len(reply.text) == 11:
                         scope.cancel()
         assert scope.cancelled_caught
-        assert reply.text == "Hello from t"
+        assert reply.text == "Hello from "
         await server.wait_until(lambda: server.outcomes == [Outcome.ABORTED], timeout=PROMPTLY)
         # The pool is healthy: the next request gets a new connection and its whole reply.
         assert await client.complete(ask("again")) != ""
@@ -122,10 +128,10 @@ async def wait_for_waiters(client: AuraClient, count: int) -> None:
 
 
 @fault_row("cancelled before the reply")
-async def test_cancelled_while_waiting_for_a_free_connection() -> None:
+async def test_cancelled_while_waiting_for_a_free_connection(wire: str) -> None:
     async with (
         ReferenceServer(fault=Fault(stall_before_status=True, times=1)) as server,
-        AuraClient(server.base_url, timeout=PATIENT, max_connections=1) as client,
+        AuraClient(server.base_url, timeout=PATIENT, max_connections=1, wire=wire) as client,
     ):
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(client.complete, ask("holds the only connection"))
@@ -139,12 +145,14 @@ async def test_cancelled_while_waiting_for_a_free_connection() -> None:
     assert len(server.requests) == 2  # the waiting request never went out
 
 
-async def test_cancelled_during_the_retry_backoff(caplog: pytest.LogCaptureFixture) -> None:
+async def test_cancelled_during_the_retry_backoff(
+    caplog: pytest.LogCaptureFixture, wire: str
+) -> None:
     caplog.set_level(logging.INFO, logger="aura_anyio")
     slow = RetryPolicy(max_retries=3, initial_delay=30.0, max_delay=30.0)
     async with (
         ReferenceServer(fault=Fault(status=503)) as server,
-        AuraClient(server.base_url, max_retries=slow) as client,
+        AuraClient(server.base_url, max_retries=slow, wire=wire) as client,
     ):
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(client.complete, ask("hi"))
@@ -155,7 +163,7 @@ async def test_cancelled_during_the_retry_backoff(caplog: pytest.LogCaptureFixtu
         await server.wait_until(lambda: server.open_connections <= 1)
 
 
-async def test_a_thousand_cancelled_requests_leave_the_pool_healthy() -> None:
+async def test_a_thousand_cancelled_requests_leave_the_pool_healthy(wire: str) -> None:
     """Cancel 1,000 requests at random stages while they fight over 100 connections.
 
     Afterwards no response may be left half-sent, as many requests as there are connections
@@ -172,7 +180,7 @@ async def test_a_thousand_cancelled_requests_leave_the_pool_healthy() -> None:
     stages: Counter[str] = Counter()
     async with (
         ReferenceServer() as server,
-        AuraClient(server.base_url, timeout=Timeouts(connect=5.0, read=30.0)) as client,
+        AuraClient(server.base_url, timeout=Timeouts(connect=5.0, read=30.0), wire=wire) as client,
     ):
 
         async def cancelled(index: int) -> None:

@@ -484,3 +484,20 @@ def test_silenced_stdout_takes_no_more_output() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_GUARD
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_the_openai_wire_from_the_command_line(server: ReferenceServer, tmp_path: Path) -> None:
+    done = aura(
+        "chat", "--wire", "openai", "--base-url", server.base_url + "/v1", "--model", "m", "hey"
+    )
+    assert (done.returncode, done.stdout) == (0, REPLY.format("hey"))
+    assert server.requests[-1].path == "/v1/chat/completions"
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text('{"prompt": "one"}\n{"prompt": "two", "max_tokens": 2}\n')
+    args = ["batch", str(source), "-o", str(output), "--base-url", server.base_url]
+    batch = aura(*args, env={"AURA_WIRE": "openai"})
+    assert batch.returncode == 0, batch.stderr
+    assert {row["line"]: row["text"] for row in rows(output)} == {
+        1: REPLY.format("one"),
+        2: "Hello from ",
+    }

@@ -19,6 +19,8 @@ PURE = [
     "_payload",
     "_retry",
     "_decoding",
+    "_sse",
+    "_wire",
     "_options",
     "_version",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import ssl
 import typing
 
@@ -13,11 +12,12 @@ from ._exceptions import InvalidRequestError
 from ._fanout import DEFAULT_MAX_CONCURRENCY, FanOut, Requests, check_fan_out
 from ._models import DEFAULT_MODEL, ModelSpec, Timeouts
 from ._options import build_headers, check_base_url, check_proxy, redact_url
-from ._payload import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, build_payload
+from ._payload import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE
 from ._retry import DEFAULT_MAX_RETRIES, RetryPolicy
 from ._stream import Attempts, ChatStream, Exchange, complete_reply
 from ._transport import HttpxSender, hide_socks_credentials, make_sender
 from ._version import __version__
+from ._wire import wire_named
 
 if typing.TYPE_CHECKING:
     from collections.abc import Mapping
@@ -40,7 +40,6 @@ __all__ = [
 DEFAULT_BASE_URL = "https://openchat.team"
 DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_CONNECTIONS = 100  # httpx's default pool size
-CHAT_PATH = "/api/chat"
 DEFAULT_HEADERS = {
     "accept": "*/*",
     "content-type": "application/json",
@@ -58,8 +57,10 @@ class AuraClient:
     of concurrent requests over a shared connection pool.
 
     Args:
-        base_url: The service's root URL (``/api/chat`` is appended).
-        key: An upstream API key sent in the body; a secret, never shown in ``repr`` or errors.
+        base_url: The service's root URL (``/api/chat`` is appended, or on the OpenAI wire
+            ``/v1/chat/completions``, or ``/chat/completions`` if it ends in ``/v1``).
+        key: An API key: in the body on ``/api/chat`` (an upstream key), as ``Authorization:
+            Bearer`` on the OpenAI wire; a secret, never shown in ``repr`` or errors.
         proxy: A proxy URL (``http``, ``https`` or ``socks5``; SOCKS needs the ``socks``
             extra); credentials in it stay secret.
         verify: Check the server's TLS certificate against the system's CAs (``True``), against
@@ -73,6 +74,9 @@ class AuraClient:
             up to ``timeout.connect`` seconds. Applies to the client's own connection pool.
         http_client: An ``httpx.AsyncClient`` to borrow; it is never closed by this client,
             and its own limits apply instead of ``proxy``, ``verify`` and ``max_connections``.
+        wire: ``"aura"`` for openchat-ui's ``/api/chat``, or ``"openai"`` for an
+            OpenAI-compatible server (vLLM, llama.cpp, Ollama, LM Studio, OpenChat's own),
+            streamed as server-sent events.
 
     Raises:
         InvalidRequestError: An argument is invalid.
@@ -92,6 +96,7 @@ class AuraClient:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         http_client: httpx.AsyncClient | None = None,
+        wire: str = "aura",
     ) -> None:
         self._base_url = check_base_url(base_url)
         if not isinstance(key, str):
@@ -128,13 +133,17 @@ class AuraClient:
         self._key = key
         self._timeouts = timeout
         self._max_response_bytes = max_response_bytes
+        self._wire = wire_named(wire)
+        self._url = self._wire.path(self._base_url)
         self._headers = build_headers(DEFAULT_HEADERS, headers, cookies)
+        # The wire's own headers (the key, on the OpenAI wire) win over the caller's.
+        self._headers.update(self._wire.headers(key))
         hide_socks_credentials()
         self._owns_http = http_client is None
         self._sender: Sender = (
             self._make_sender()
             if http_client is None
-            else HttpxSender(http_client, self._base_url + CHAT_PATH, self._headers, timeout)
+            else HttpxSender(http_client, self._url, self._headers, timeout)
         )
         self._slots = (
             anyio.Semaphore(max_connections, fast_acquire=True) if self._owns_http else None
@@ -144,7 +153,7 @@ class AuraClient:
     def _make_sender(self) -> Sender:
         try:
             return make_sender(
-                url=self._base_url + CHAT_PATH,
+                url=self._url,
                 headers=self._headers,
                 timeouts=self._timeouts,
                 proxy=self._proxy,
@@ -182,6 +191,8 @@ class AuraClient:
             parts.append("cookies=<hidden>")
         if self._verify is False:
             parts.append("verify=False")
+        if self._wire.name != "aura":
+            parts.append(f"wire={self._wire.name!r}")
         return f"AuraClient({', '.join(parts)})"
 
     async def __aenter__(self) -> AuraClient:
@@ -214,7 +225,7 @@ class AuraClient:
         max_tokens: int,
         gate: Gate | None = None,
     ) -> Exchange:
-        payload = build_payload(
+        body = self._wire.body(
             messages, model=model, temperature=temperature, max_tokens=max_tokens, key=self._key
         )
         if self._closed:
@@ -223,8 +234,9 @@ class AuraClient:
             raise RuntimeError("the httpx.AsyncClient lent to this AuraClient is closed")
         return Exchange(
             sender=self._sender,
-            url=self._base_url + CHAT_PATH,
-            body=json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode(),
+            url=self._url,
+            body=body,
+            wire=self._wire,
             timeouts=self._timeouts,
             policy=self._policy,
             max_response_bytes=self._max_response_bytes,

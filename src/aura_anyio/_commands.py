@@ -22,6 +22,7 @@ from ._client import DEFAULT_BASE_URL, AuraClient
 from ._exceptions import AuraError, InvalidRequestError
 from ._models import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_TEMPERATURE
 from ._progress import BatchProgress
+from ._wire import WIRES
 
 if typing.TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -55,6 +56,7 @@ class Connection:
     base_url: str
     retries: int
     backend: str
+    wire: str = "aura"
 
     def client(self, concurrency: int = 1) -> AuraClient:
         try:
@@ -63,6 +65,7 @@ class Connection:
                 key=os.environ.get("AURA_KEY", ""),
                 max_retries=self.retries,
                 max_connections=max(100, concurrency),
+                wire=self.wire,
             )
         except InvalidRequestError as exc:
             raise Failed(str(exc), EXIT_USAGE) from None
@@ -102,6 +105,15 @@ def _connection_options(command: FC) -> FC:
             click.option(
                 "--backend", type=click.Choice(BACKENDS), default="asyncio", show_default=True
             ),
+            click.option(
+                "--wire",
+                type=click.Choice(list(WIRES)),
+                envvar="AURA_WIRE",
+                default="aura",
+                show_default=True,
+                help="aura: an OpenChat /api/chat service; openai: an OpenAI-compatible server "
+                "(/v1/chat/completions). Or AURA_WIRE.",
+            ),
         ]
     ):
         command = option(command)
@@ -110,7 +122,8 @@ def _connection_options(command: FC) -> FC:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
-    """Stream chat replies from an OpenChat /api/chat service, one prompt or a whole batch.
+    """Stream chat replies from an OpenChat /api/chat service or an OpenAI-compatible server
+    (--wire openai), one prompt or a whole batch.
 
     The API key, if the service needs one, comes from the AURA_KEY environment variable.
     """
@@ -132,6 +145,7 @@ def chat(
     base_url: str,
     retries: int,
     backend: str,
+    wire: str,
 ) -> None:
     """Stream the reply to PROMPT (its words joined by spaces; - reads it from stdin).
 
@@ -141,7 +155,7 @@ def chat(
     text = sys.stdin.read().rstrip("\r\n") if prompt == ("-",) else " ".join(prompt)
     messages = [{"role": "system", "content": system}] if system is not None else []
     messages.append({"role": "user", "content": text})
-    connection = Connection(base_url, retries, backend)
+    connection = Connection(base_url, retries, backend, wire)
     out = sys.stdout
 
     async def job() -> None:
@@ -196,6 +210,7 @@ def batch(
     base_url: str,
     retries: int,
     backend: str,
+    wire: str,
 ) -> None:
     """Send every request of SOURCE (JSON lines) and append each result to OUTPUT.
 
@@ -210,7 +225,7 @@ def batch(
             f"{output} exists; pass --resume to continue that batch, or choose another file",
             EXIT_USAGE,
         )
-    connection = Connection(base_url, retries, backend)
+    connection = Connection(base_url, retries, backend, wire)
     stats = BatchStats()  # filled in as the batch goes, so an interrupted one has its counts
 
     async def job() -> None:

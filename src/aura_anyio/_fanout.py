@@ -250,7 +250,17 @@ class FanOut:
         self._done += 1
         self._failed += error is not None
         self._retried += max(0, attempts.count - 1)
-        return ChatResult(index, request, text, error, attempts.count, anyio.current_time() - start)
+        last = streams[-1] if streams else None
+        return ChatResult(
+            index,
+            request,
+            text,
+            error,
+            attempts.count,
+            anyio.current_time() - start,
+            finish_reason=None if last is None else last.finish_reason,
+            usage=None if last is None else last.usage,
+        )
 
 
 class _Each:

@@ -176,6 +176,9 @@ class ChatResult:
         error: The :class:`AuraError` the request ended with, or ``None``.
         attempts: How many times the request was sent (0 if it was never valid).
         elapsed: Seconds from the request's start to its end, retries included.
+        finish_reason: Why the reply ended (``"stop"``, ``"length"``...), when the wire says:
+            the OpenAI wire does, ``/api/chat`` does not.
+        usage: The token counts the server sent with the reply, if it sent any.
     """
 
     index: int
@@ -184,6 +187,8 @@ class ChatResult:
     error: AuraError | None
     attempts: int
     elapsed: float
+    finish_reason: str | None = None
+    usage: Mapping[str, int] | None = None
 
     @property
     def ok(self) -> bool:

@@ -11,8 +11,8 @@ import typing
 
 import anyio
 
-from ._decoding import TextDecoder, charset_from_content_type
 from ._exceptions import (
+    APIConnectionError,
     APIError,
     APITimeoutError,
     IncompleteStreamError,
@@ -21,15 +21,17 @@ from ._exceptions import (
 )
 from ._http import TRANSPORT_ERRORS, read_error, translate_error
 from ._retry import RetryPolicy, pause_after, retry_delay
+from ._wire import BrokenReply, ReportedError
 
 if typing.TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from types import TracebackType
 
     from ._http import Reply
     from ._models import Timeouts
     from ._ratelimit import Gate
     from ._transport import Sender
+    from ._wire import ReplyDecoder, Wire
 
 __all__ = ["Attempts", "ChatStream", "Exchange", "complete_reply", "plan_retry"]
 
@@ -56,6 +58,7 @@ class Exchange:
     url: str
     # The body holds the key: kept out of repr and tracebacks.
     body: bytes = dataclasses.field(repr=False)
+    wire: Wire
     timeouts: Timeouts
     policy: RetryPolicy
     max_response_bytes: int
@@ -134,7 +137,7 @@ class ChatStream:
         # check_base_url() refuses credentials, so the URL is safe to show as it is.
         self._info = RequestInfo("POST", exchange.url)
         self._reply: Reply | None = None
-        self._decoder = TextDecoder()
+        self._decoder: ReplyDecoder | None = None
         self._parts: list[str] = []
         self._pending: str | None = None
         self._bytes = 0
@@ -152,6 +155,19 @@ class ChatStream:
     def attempts(self) -> int:
         """How many times the request was sent (1 when it was not retried)."""
         return 0 if self._attempts is None else self._attempts.count
+
+    @property
+    def finish_reason(self) -> str | None:
+        """Why the reply ended (``"stop"``, ``"length"``...), once the wire has said so.
+
+        The OpenAI wire says; ``/api/chat`` never does (``None``).
+        """
+        return None if self._decoder is None else self._decoder.finish_reason
+
+    @property
+    def usage(self) -> Mapping[str, int] | None:
+        """The token counts the server sent with the reply, if it sent any (OpenAI wire)."""
+        return None if self._decoder is None else self._decoder.usage
 
     @property
     def status_code(self) -> int | None:
@@ -286,7 +302,7 @@ class ChatStream:
         self._status = reply.status_code
         if not 200 <= reply.status_code < 300:
             raise await read_error(reply, self._info)
-        self._decoder = TextDecoder(charset_from_content_type(reply.headers.get("content-type")))
+        self._decoder = exchange.wire.decoder(reply.headers.get("content-type"))
         while not self._done:
             text = await self._next_text(first=True)
             if text:
@@ -296,24 +312,25 @@ class ChatStream:
     async def _next_text(self, *, first: bool) -> str:
         """Read one chunk and return its text ("" when it completed no character)."""
         reply = self._reply
+        decoder = self._decoder
         assert reply is not None
+        assert decoder is not None  # made with the reply
         assert self._attempts is not None
         deadline = _deadline(self._attempts.started, self._exchange.timeouts.total)
+        chunk: bytes | None = None
         try:
             if first or deadline == math.inf:
                 chunk = await reply.__anext__()
             else:
-                chunk = b""
                 with anyio.CancelScope(deadline=deadline) as scope:
                     chunk = await reply.__anext__()
                 if scope.cancelled_caught:
                     raise self._timeout_error(first=False)
         except StopAsyncIteration:
             self._done = True
-            text = self._decoder.flush()
         except TRANSPORT_ERRORS as exc:
             raise translate_error(exc, self._info) from exc
-        else:
+        if chunk is not None:
             self._bytes += len(chunk)
             limit = self._exchange.max_response_bytes
             if self._bytes > limit:
@@ -322,7 +339,12 @@ class ChatStream:
                     limit=limit,
                     request=self._info,
                 )
-            text = self._decoder.decode(chunk)
+        try:
+            text = decoder.close() if chunk is None else decoder.feed(chunk)
+        except BrokenReply as exc:
+            raise APIConnectionError(f"the reply broke: {exc}", request=self._info) from exc
+        except ReportedError as exc:
+            raise APIError(f"the server reported an error: {exc}", request=self._info) from exc
         if text:
             self._parts.append(text)
         return text

@@ -1,4 +1,8 @@
-"""Parsing and validating an ``/api/chat`` body as openchat-ui's ``chat.ts`` would; pure, no I/O."""
+"""Parsing and validating request bodies; pure, no I/O.
+
+``/api/chat`` as openchat-ui's ``chat.ts`` would, and ``/v1/chat/completions`` as an
+OpenAI-compatible server would.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,20 @@ import dataclasses
 import json
 import typing
 
-from .._checks import is_number
+from .._checks import is_int, is_number
 from .._messages import ROLES, Message
 
 if typing.TYPE_CHECKING:
     from collections.abc import Container, Mapping
 
-__all__ = ["ChatBody", "RejectedError", "load_json", "parse_chat_body"]
+__all__ = [
+    "ChatBody",
+    "OpenAIBody",
+    "RejectedError",
+    "load_json",
+    "parse_chat_body",
+    "parse_openai_body",
+]
 
 
 class RejectedError(Exception):
@@ -120,3 +131,35 @@ def parse_chat_body(data: object, *, models: Container[str]) -> ChatBody:
     if temperature is not None and not is_number(temperature):
         raise _wrong_type("temperature", "a number", temperature)
     return ChatBody(model_id, token_limit, prompt or "", messages)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OpenAIBody:
+    """The parts of a valid ``/v1/chat/completions`` body the server acts on."""
+
+    model: str
+    messages: tuple[Message, ...]
+    max_tokens: int | None
+
+
+def parse_openai_body(data: object) -> OpenAIBody:
+    """Validate a parsed ``/v1/chat/completions`` body, as an OpenAI-compatible server would.
+
+    Raises:
+        RejectedError: A field is missing or has the wrong type, or streaming was not asked
+            for (the only way this server answers).
+    """
+    body = _json_object("body", data)
+    model = _field(body, "model")
+    if not isinstance(model, str) or not model:
+        raise _wrong_type("model", "a non-empty string", model)
+    messages = _check_messages(_field(body, "messages"))
+    temperature = body.get("temperature")
+    if temperature is not None and not is_number(temperature):
+        raise _wrong_type("temperature", "a number", temperature)
+    max_tokens = body.get("max_tokens")
+    if max_tokens is not None and (not is_int(max_tokens) or max_tokens < 1):
+        raise _wrong_type("max_tokens", "a positive integer", max_tokens)
+    if body.get("stream") is not True:
+        raise RejectedError("Only streamed completions are served: set 'stream' to true")
+    return OpenAIBody(model, messages, max_tokens)

@@ -11,7 +11,7 @@ import re
 import typing
 
 from .._payload import RESERVED_TOKENS
-from ._body import RejectedError, load_json, parse_chat_body
+from ._body import RejectedError, load_json, parse_chat_body, parse_openai_body
 
 if typing.TYPE_CHECKING:
     from collections.abc import Container, Mapping, Sequence
@@ -104,12 +104,17 @@ class ReceivedRequest:
         headers: Header values by lower-cased name; repeated headers are joined with ``", "``.
         body: The raw request body.
         json: The parsed body, or ``None`` if it was not valid JSON.
-        model_id: ``model.id`` when the body had one as a string, else ``None``.
-        token_limit: ``model.tokenLimit`` when the body was valid, else ``None``.
+        model_id: ``model.id`` (``model`` on the OpenAI wire) when the body had one as a
+            string, else ``None``.
+        token_limit: ``model.tokenLimit`` when the body was valid (``max_tokens`` on the
+            OpenAI wire, if given), else ``None``.
         system_prompt: The system prompt actually used (the default one if ``prompt`` was
-            empty), or ``None`` if the request was rejected.
-        kept_messages: The history left after trimming, oldest first; empty if rejected.
+            empty; on the OpenAI wire the system messages' contents joined by newlines), or
+            ``None`` if the request was rejected.
+        kept_messages: The history left after trimming, oldest first; empty if rejected. The
+            OpenAI wire trims nothing: these are its messages other than system ones.
         error: The reason phrase of the rejection, or ``None`` if the request was valid.
+        wire: ``"aura"`` for ``/api/chat``, ``"openai"`` for ``/v1/chat/completions``.
     """
 
     method: str
@@ -122,6 +127,7 @@ class ReceivedRequest:
     system_prompt: str | None = None
     kept_messages: tuple[Message, ...] = ()
     error: str | None = None
+    wire: str = "aura"
 
 
 def default_reply(request: ReceivedRequest) -> str:
@@ -139,13 +145,16 @@ def default_reply(request: ReceivedRequest) -> str:
     )
 
 
-#: The only route the server answers; anything else is a test convenience (404 or 405).
+#: The routes the server answers: openchat-ui's, and the OpenAI-compatible one. Anything else
+#: gets 404 or 405.
 CHAT_PATH = "/api/chat"
+OPENAI_PATH = "/v1/chat/completions"
+WIRES = {CHAT_PATH: "aura", OPENAI_PATH: "openai"}
 
 
 def is_chat_route(method: str, path: str) -> bool:
-    """Return whether ``method`` and ``path`` are ``POST /api/chat``."""
-    return method == "POST" and path == CHAT_PATH
+    """Return whether ``method`` and ``path`` are ``POST`` to one of the chat routes."""
+    return method == "POST" and path in WIRES
 
 
 def inspect_request(
@@ -160,13 +169,17 @@ def inspect_request(
 
     Never raises for bad input: a rejected body is recorded with its reason in ``error``.
     """
-    base = ReceivedRequest(method=method, path=path, headers=headers, body=body)
+    base = ReceivedRequest(
+        method=method, path=path, headers=headers, body=body, wire=WIRES.get(path, "aura")
+    )
     if not is_chat_route(method, path):
         return base
     try:
         data = load_json(body)
     except ValueError as exc:
         return dataclasses.replace(base, error=f"Invalid JSON body: {exc}")
+    if base.wire == "openai":
+        return _inspect_openai(base, data)
     try:
         chat = parse_chat_body(data, models=models)
     except RejectedError as exc:
@@ -191,4 +204,19 @@ def inspect_request(
         token_limit=chat.token_limit,
         system_prompt=system_prompt,
         kept_messages=tuple(kept),
+    )
+
+
+def _inspect_openai(base: ReceivedRequest, data: object) -> ReceivedRequest:
+    try:
+        chat = parse_openai_body(data)
+    except RejectedError as exc:
+        return dataclasses.replace(base, json=data, error=str(exc))
+    return dataclasses.replace(
+        base,
+        json=data,
+        model_id=chat.model,
+        token_limit=chat.max_tokens,
+        system_prompt="\n".join(m["content"] for m in chat.messages if m["role"] == "system"),
+        kept_messages=tuple(m for m in chat.messages if m["role"] != "system"),
     )

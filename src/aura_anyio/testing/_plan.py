@@ -14,10 +14,16 @@ import itertools
 import typing
 from collections.abc import Callable, Iterable, Sequence
 
-from ._chat import CHAT_PATH, ReceivedRequest, default_reply, sanitize_reason, split_words
-
-if typing.TYPE_CHECKING:
-    from ._faults import Fault
+from ._chat import (
+    WIRES,
+    ReceivedRequest,
+    approx_tokens,
+    default_reply,
+    sanitize_reason,
+    split_words,
+)
+from ._events import EventFraming, json_error
+from ._faults import Fault
 
 __all__ = [
     "Ending",
@@ -34,6 +40,8 @@ __all__ = [
 Reply = Callable[[ReceivedRequest], "str | bytes | Sequence[str | bytes]"]
 
 _ERROR_HEADERS = ((b"content-type", b"text/plain;charset=UTF-8"),)
+_JSON = (b"content-type", b"application/json")
+_NO_FAULT = Fault()
 # A huge error body is sent as many references to one block, so planning it costs no memory.
 _BLOCK = b"Error " * 8192
 # The one byte that is never valid anywhere in UTF-8.
@@ -67,6 +75,8 @@ class ResponsePlan:
         stall_before_head: Send nothing at all, until the client leaves.
         endless: Send ``chunks`` over and over, forever.
         ending: What follows the last chunk.
+        events: For the OpenAI-compatible route, how ``chunks`` (the reply's pieces) are
+            framed as server-sent events; ``None`` when they go out as they are.
     """
 
     status: int
@@ -77,13 +87,16 @@ class ResponsePlan:
     stall_before_head: bool = False
     endless: bool = False
     ending: Ending = Ending.END
+    events: EventFraming | None = None
 
 
 def _error(
     status: int, reason: str, body: tuple[bytes, ...], *extra: tuple[bytes, bytes]
 ) -> ResponsePlan:
     length = (b"content-length", str(sum(map(len, body))).encode("ascii"))
-    return ResponsePlan(status, sanitize_reason(reason), (*_ERROR_HEADERS, length, *extra), body)
+    typed = any(name == b"content-type" for name, _ in extra)
+    headers = (*(() if typed else _ERROR_HEADERS), length, *extra)
+    return ResponsePlan(status, sanitize_reason(reason), headers, body)
 
 
 def bad_request(reason: str = "Bad Request") -> ResponsePlan:
@@ -138,6 +151,7 @@ def apply_fault(plan: ResponsePlan, fault: Fault) -> ResponsePlan:
         return _error(fault.status, fault.reason or standard, body, *extra)
     if plan.status != 200:
         return plan
+    framing = plan.events
     chunks = tuple(chunk for chunk in plan.chunks if chunk)
     if fault.invalid_utf8:
         chunks = (*chunks[:1], INVALID_UTF8, *chunks[1:])
@@ -148,13 +162,18 @@ def apply_fault(plan: ResponsePlan, fault: Fault) -> ResponsePlan:
     cut = fault.cut
     if cut is not None:
         size = typing.cast("int", getattr(fault, cut))
-        chunks = _take(itertools.cycle(chunks) if endless else chunks, size)
+        source = itertools.cycle(chunks) if endless else chunks
+        chunks = _take(source, size) if framing is None else framing.cut(source, size)
         endless = False
         ending = _ENDINGS[cut]
+    elif framing is not None:
+        chunks = framing.frame(chunks, endless=endless)
     if fault.chunk_size is not None:
         chunks = _rechunk(chunks, fault.chunk_size)
     delay = plan.delay if fault.drip is None else fault.drip
-    return dataclasses.replace(plan, chunks=chunks, delay=delay, endless=endless, ending=ending)
+    return dataclasses.replace(
+        plan, chunks=chunks, delay=delay, endless=endless, ending=ending, events=None
+    )
 
 
 def reply_chunks(result: str | bytes | Sequence[str | bytes]) -> tuple[bytes, ...]:
@@ -177,6 +196,21 @@ def reply_chunks(result: str | bytes | Sequence[str | bytes]) -> tuple[bytes, ..
     return tuple(chunks)
 
 
+def _events_plan(request: ReceivedRequest, pieces: tuple[bytes, ...], delay: float) -> ResponsePlan:
+    """The OpenAI-compatible reply: ``max_tokens`` caps it, one piece a token."""
+    limit = request.token_limit
+    capped = limit is not None and len(pieces) > limit
+    if capped:
+        pieces = pieces[: int(typing.cast("float", limit))]
+    framing = EventFraming(
+        model=request.model_id or "",
+        finish_reason="length" if capped else "stop",
+        prompt_tokens=sum(approx_tokens(m["content"]) for m in request.kept_messages),
+    )
+    headers = ((b"content-type", b"text/event-stream"), (b"transfer-encoding", b"chunked"))
+    return ResponsePlan(200, b"OK", headers, pieces, delay, events=framing)
+
+
 def plan_response(
     request: ReceivedRequest,
     *,
@@ -189,22 +223,41 @@ def plan_response(
     A rejected body, and a ``reply`` that raises, both get ``500`` with the body ``Error`` and
     the detail in the reason phrase, the way openchat-ui reports upstream failures.
     """
-    if request.path != CHAT_PATH:
+    openai = request.wire == "openai"
+    if request.path not in WIRES:
         plan = _error(404, "Not Found", (b"Not Found",))
     elif request.method != "POST":
         plan = _error(405, "Method Not Allowed", (b"Method Not Allowed",), (b"allow", b"POST"))
     elif request.error is not None:
-        plan = _error(500, request.error, (b"Error",))
+        plan = (
+            _error(400, request.error, (json_error(request.error),), _JSON)
+            if openai
+            else _error(500, request.error, (b"Error",))
+        )
     else:
         try:
             chunks = reply_chunks((reply or default_reply)(request))
         except Exception as exc:  # a test's reply function reports failures this way
-            plan = _error(500, str(exc) or type(exc).__name__, (b"Error",))
+            detail = str(exc) or type(exc).__name__
+            plan = (
+                _error(500, detail, (json_error(detail, "server_error"),), _JSON)
+                if openai
+                else _error(500, detail, (b"Error",))
+            )
         else:
-            # No content-type: openchat-ui answers with a bare ReadableStream.
-            plan = ResponsePlan(200, b"OK", ((b"transfer-encoding", b"chunked"),), chunks, delay)
-    if fault is not None:
-        plan = apply_fault(plan, fault)
+            plan = (
+                _events_plan(request, chunks, delay)
+                if openai
+                else ResponsePlan(
+                    # No content-type: openchat-ui answers with a bare ReadableStream.
+                    200,
+                    b"OK",
+                    ((b"transfer-encoding", b"chunked"),),
+                    chunks,
+                    delay,
+                )
+            )
+    plan = apply_fault(plan, fault or _NO_FAULT)
     if request.method == "HEAD":
         plan = dataclasses.replace(plan, chunks=())
     return plan

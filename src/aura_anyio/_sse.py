@@ -1,0 +1,87 @@
+"""Server-sent events from a byte stream, incrementally; pure, no I/O.
+
+The WHATWG event-stream rules: UTF-8 text (an invalid byte becomes U+FFFD), lines ended by
+CRLF, LF or CR, ``field: value`` lines, comments starting with ``:``, and an empty line
+dispatching the event; an event without data is not dispatched. Only ``data`` and ``event``
+matter to a chat reply. httpx-sse implements the same rules, but only over an
+``httpx.Response``, which the lean transport does not make; ``tests/test_sse.py`` checks this
+decoder against it under any chunking.
+"""
+
+from __future__ import annotations
+
+import codecs
+import dataclasses
+import typing
+
+__all__ = ["Event", "EventDecoder"]
+
+
+@typing.final
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    """One dispatched event: its type (``"message"`` by default) and its data lines joined."""
+
+    data: str
+    event: str = "message"
+
+
+@typing.final
+class EventDecoder:
+    """Feed bytes with :meth:`feed`; each call returns the events they completed."""
+
+    __slots__ = ("_data", "_event", "_line", "_pending_cr", "_started", "_text")
+
+    def __init__(self) -> None:
+        self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._line = ""  # an incomplete line, carried to the next feed
+        self._pending_cr = False  # the last feed ended in CR: a LF next belongs to it
+        self._data: list[str] = []
+        self._event = ""
+        self._started = False  # whether any text came yet: a byte-order mark may open it
+
+    def feed(self, data: bytes, *, final: bool = False) -> list[Event]:
+        """Return the events that ``data`` completed; ``final`` marks the end of the stream.
+
+        At the end, an event that was not followed by an empty line is dropped, as the
+        standard says.
+        """
+        text = self._text.decode(data, final=final)
+        if not text:
+            return []  # nothing decoded yet, or nothing at all: no state changes
+        if not self._started:
+            self._started = True
+            text = text.removeprefix("\ufeff")
+        if self._pending_cr and text.startswith("\n"):
+            text = text[1:]
+        self._pending_cr = text.endswith("\r")
+        events: list[Event] = []
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        *lines, rest = (self._line + text).split("\n")
+        self._line = rest
+        for line in lines:
+            event = self._line_done(line)
+            if event is not None:
+                events.append(event)
+        return events
+
+    def _line_done(self, line: str) -> Event | None:
+        if not line:
+            if not self._data:
+                self._event = ""
+                return None
+            event = Event("\n".join(self._data), self._event or "message")
+            self._data = []
+            self._event = ""
+            return event
+        if line.startswith(":"):
+            return None
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        # id and retry matter to reconnecting clients, which a chat reply is not.
+        return None

@@ -1,0 +1,310 @@
+"""The two wires a client can speak: request bodies out, reply text in; pure, no I/O.
+
+- ``"aura"``: openchat-ui's ``POST /api/chat`` (``_payload``): the reply is the body's text,
+  and the body's end is the reply's end.
+- ``"openai"``: ``POST /v1/chat/completions`` with ``"stream": true``, as vLLM, llama.cpp,
+  Ollama, LM Studio and OpenChat's own server speak it: the reply comes as server-sent events
+  of JSON chunks, the text in ``choices[0].delta.content``, and ``data: [DONE]`` ends it.
+
+Everything else (sending, retries, timeouts, fan-out) is the same for both; a wire only says
+what to send and how to read what comes back.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+
+from ._checks import is_int
+from ._decoding import TextDecoder, charset_from_content_type
+from ._exceptions import InvalidRequestError
+from ._messages import check_unicode, validate_messages
+from ._models import ModelSpec
+from ._payload import build_payload, check_max_tokens, check_temperature
+from ._sse import Event, EventDecoder
+
+if typing.TYPE_CHECKING:
+    from ._messages import Messages
+
+__all__ = [
+    "WIRES",
+    "BrokenReply",
+    "ReplyDecoder",
+    "ReportedError",
+    "Wire",
+    "openai_body",
+    "wire_named",
+]
+
+OPENAI_PATH = "/v1/chat/completions"
+
+
+class BrokenReply(Exception):
+    """The reply ended, or went on, in a way its wire does not allow (a cut, most likely)."""
+
+
+class ReportedError(Exception):
+    """The server reported an error inside the reply (an ``{"error": ...}`` event)."""
+
+
+class ReplyDecoder(typing.Protocol):
+    """Reads one reply's body: bytes in, text out, and what the wire says about the end."""
+
+    @property
+    def finish_reason(self) -> str | None:
+        """Why the reply ended (``"stop"``, ``"length"``...), if the wire says."""
+        ...
+
+    @property
+    def usage(self) -> dict[str, int] | None:
+        """The token counts the server sent, if it sent any."""
+        ...
+
+    def feed(self, data: bytes) -> str:
+        """Return the text ``data`` completed."""
+        ...
+
+    def close(self) -> str:
+        """Return the text left at the end of the body; raise :class:`BrokenReply` if the
+        wire says the reply is not complete."""
+        ...
+
+
+class Wire(typing.Protocol):
+    """What a client sends for one request, and how it reads the reply."""
+
+    @property
+    def name(self) -> str: ...
+    def path(self, base: str) -> str:
+        """The URL to post to, under the base URL ``base`` (no trailing slash)."""
+        ...
+
+    def body(
+        self,
+        messages: Messages,
+        *,
+        model: str | ModelSpec,
+        temperature: float,
+        max_tokens: int,
+        key: str,
+    ) -> bytes:
+        """The request body; raises :class:`InvalidRequestError` for bad arguments."""
+        ...
+
+    def headers(self, key: str) -> dict[str, str]:
+        """Headers this wire adds."""
+        ...
+
+    def decoder(self, content_type: str | None) -> ReplyDecoder:
+        """A decoder for one reply."""
+        ...
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@typing.final
+class _TextReply:
+    """The /api/chat reply: the body is the text, and its end is the reply's end."""
+
+    __slots__ = ("_text",)
+
+    finish_reason = None
+    usage = None
+
+    def __init__(self, encoding: str) -> None:
+        self._text = TextDecoder(encoding)
+
+    def feed(self, data: bytes) -> str:
+        return self._text.decode(data)
+
+    def close(self) -> str:
+        return self._text.flush()
+
+
+@typing.final
+class AuraWire:
+    """openchat-ui's ``POST /api/chat``."""
+
+    name = "aura"
+
+    def path(self, base: str) -> str:
+        return base + "/api/chat"
+
+    def body(
+        self,
+        messages: Messages,
+        *,
+        model: str | ModelSpec,
+        temperature: float,
+        max_tokens: int,
+        key: str,
+    ) -> bytes:
+        return _json(
+            build_payload(
+                messages, model=model, temperature=temperature, max_tokens=max_tokens, key=key
+            )
+        )
+
+    def headers(self, key: str) -> dict[str, str]:
+        return {}  # the key travels in the body
+
+    def decoder(self, content_type: str | None) -> ReplyDecoder:
+        return _TextReply(charset_from_content_type(content_type))
+
+
+def openai_body(
+    messages: Messages, *, model: str | ModelSpec, temperature: float, max_tokens: int
+) -> dict[str, object]:
+    """The body of ``POST /v1/chat/completions``, streamed; messages stay in their order.
+
+    Raises:
+        InvalidRequestError: An argument is invalid; the message names it.
+    """
+    checked = validate_messages(messages)
+    if isinstance(model, ModelSpec):
+        model = model.id
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequestError(f"model must be a non-empty str or a ModelSpec, got {model!r}")
+    check_unicode("model", model)
+    return {
+        "model": model,
+        "messages": checked,
+        "temperature": check_temperature(temperature),
+        # Here max_tokens caps the reply, so any positive count will do.
+        "max_tokens": check_max_tokens(max_tokens, minimum=1),
+        "stream": True,
+    }
+
+
+@typing.final
+class _EventReply:
+    """An OpenAI-style reply: server-sent events of ``chat.completion.chunk`` objects."""
+
+    __slots__ = ("_done", "_events", "finish_reason", "usage")
+
+    def __init__(self) -> None:
+        self._events = EventDecoder()
+        self._done = False
+        self.finish_reason: str | None = None
+        self.usage: dict[str, int] | None = None
+
+    def feed(self, data: bytes) -> str:
+        return self._read(self._events.feed(data))
+
+    def close(self) -> str:
+        text = self._read(self._events.feed(b"", final=True))
+        # [DONE] ends a whole reply; a finish_reason is as good, for servers that omit it.
+        if not self._done and self.finish_reason is None:
+            raise BrokenReply("the event stream ended before data: [DONE]")
+        return text
+
+    def _read(self, events: list[Event]) -> str:
+        pieces: list[str] = []
+        for event in events:
+            if self._done:
+                break  # what follows [DONE] is not part of the reply
+            if event.data == "[DONE]":
+                self._done = True
+            elif event.event == "error":
+                raise ReportedError(event.data[:_EXCERPT])
+            else:
+                pieces.append(self._chunk(event.data))
+        return "".join(pieces)
+
+    def _chunk(self, data: str) -> str:
+        try:
+            chunk = json.loads(data)
+        except (ValueError, RecursionError):  # RecursionError: nested past the stack
+            raise BrokenReply(f"an event's data is not JSON: {data[:_EXCERPT]!r}") from None
+        if not isinstance(chunk, dict):
+            raise BrokenReply(f"an event's data is not a JSON object: {data[:_EXCERPT]!r}")
+        fields = typing.cast("dict[str, object]", chunk)
+        if fields.get("error") is not None:  # some servers send "error": null in every chunk
+            raise ReportedError(_error_message(fields["error"]))
+        usage = fields.get("usage")
+        if isinstance(usage, dict):
+            counts = typing.cast("dict[str, object]", usage)
+            self.usage = {name: value for name, value in counts.items() if is_int(value)}
+        choices = fields.get("choices")
+        if not isinstance(choices, list) or not choices:
+            return ""  # a chunk with usage only, say
+        choice = typing.cast("list[object]", choices)[0]
+        if not isinstance(choice, dict):
+            return ""
+        choice = typing.cast("dict[str, object]", choice)
+        reason = choice.get("finish_reason")
+        if isinstance(reason, str):
+            self.finish_reason = reason
+        delta = choice.get("delta")
+        content = (
+            typing.cast("dict[str, object]", delta).get("content")
+            if isinstance(delta, dict)
+            else None
+        )
+        return content if isinstance(content, str) else ""
+
+
+_EXCERPT = 200
+
+
+def _error_message(error: object) -> str:
+    """The words of an in-band error: ``{"error": {"message": ...}}`` or ``{"error": "..."}``."""
+    if isinstance(error, dict):
+        message = typing.cast("dict[str, object]", error).get("message")
+        if isinstance(message, str):
+            return message[:_EXCERPT]
+    if isinstance(error, str):
+        return error[:_EXCERPT]
+    return json.dumps(error)[:_EXCERPT]
+
+
+@typing.final
+class OpenAIWire:
+    """``POST /v1/chat/completions``, streamed as server-sent events."""
+
+    name = "openai"
+
+    def path(self, base: str) -> str:
+        # Clients of the OpenAI SDK are used to base URLs that end in /v1.
+        return base + ("/chat/completions" if base.endswith("/v1") else OPENAI_PATH)
+
+    def body(
+        self,
+        messages: Messages,
+        *,
+        model: str | ModelSpec,
+        temperature: float,
+        max_tokens: int,
+        key: str,
+    ) -> bytes:
+        return _json(
+            openai_body(messages, model=model, temperature=temperature, max_tokens=max_tokens)
+        )
+
+    def headers(self, key: str) -> dict[str, str]:
+        headers = {"accept": "text/event-stream"}
+        if key:
+            if not (key.isascii() and key.isprintable()):  # never quoted: it is a secret
+                raise InvalidRequestError(
+                    "key must be printable ASCII to travel in an Authorization header"
+                )
+            headers["authorization"] = f"Bearer {key}"
+        return headers
+
+    def decoder(self, content_type: str | None) -> ReplyDecoder:
+        return _EventReply()  # an event stream is UTF-8, whatever the header says
+
+
+#: The wires by name.
+WIRES: dict[str, Wire] = {"aura": AuraWire(), "openai": OpenAIWire()}
+
+
+def wire_named(name: object) -> Wire:
+    """Return the wire called ``name``, or raise :class:`InvalidRequestError`."""
+    if not isinstance(name, str) or name not in WIRES:
+        raise InvalidRequestError(
+            f"wire must be one of {', '.join(map(repr, WIRES))}, got {name!r}"
+        )
+    return WIRES[name]

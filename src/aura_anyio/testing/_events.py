@@ -1,0 +1,86 @@
+"""The OpenAI-compatible route's reply: ``chat.completion.chunk`` server-sent events; no I/O.
+
+Each piece of the reply (a word, as on ``/api/chat``) is one event; the last events carry the
+``finish_reason``, the token counts, and ``data: [DONE]``. A fault that cuts the reply after
+N bytes counts the reply's text bytes, as on ``/api/chat``: the events before the cut go out
+whole, and the event the cut falls in goes out up to that byte, so it never ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = ["EventFraming", "json_error"]
+
+_ID = "chatcmpl-reference"
+DONE = b"data: [DONE]\n\n"
+
+
+def _string(piece: bytes) -> bytes:
+    """``piece`` as a JSON string; bytes that are not UTF-8 stay as they are (a fault)."""
+    text = piece.decode("utf-8", "surrogateescape")
+    return json.dumps(text, ensure_ascii=False).encode("utf-8", "surrogateescape")
+
+
+def json_error(message: str, kind: str = "invalid_request_error") -> bytes:
+    """An OpenAI-style error body."""
+    return json.dumps({"error": {"message": message, "type": kind, "code": None}}).encode()
+
+
+@typing.final
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventFraming:
+    """How to frame one reply's pieces as events: its model, end and token counts."""
+
+    model: str
+    finish_reason: str = "stop"
+    prompt_tokens: int = 0
+
+    def _event(self, fields: bytes) -> bytes:
+        """One event: a chunk object with the common fields, then ``fields``."""
+        common = {"id": _ID, "object": "chat.completion.chunk", "created": 0, "model": self.model}
+        return b"data: " + json.dumps(common).encode()[:-1] + b"," + fields + b"}\n\n"
+
+    def _content(self, piece: bytes) -> bytes:
+        return self._event(
+            b'"choices":[{"index":0,"delta":{"content":'
+            + _string(piece)
+            + b'},"finish_reason":null}]'
+        )
+
+    def frame(self, pieces: tuple[bytes, ...], *, endless: bool = False) -> tuple[bytes, ...]:
+        """The events of a whole reply; an endless one has no closing events to repeat."""
+        events = [self._content(piece) for piece in pieces]
+        if endless:
+            return tuple(events)
+        opening = self._event(
+            b'"choices":[{"index":0,"delta":{"role":"assistant"},"finish_reason":null}]'
+        )
+        reason = json.dumps(self.finish_reason).encode()
+        closing = self._event(b'"choices":[{"index":0,"delta":{},"finish_reason":' + reason + b"}]")
+        usage = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": len(pieces),
+            "total_tokens": self.prompt_tokens + len(pieces),
+        }
+        counts = self._event(b'"choices":[],"usage":' + json.dumps(usage).encode())
+        return (opening, *events, closing, counts, DONE)
+
+    def cut(self, pieces: Iterable[bytes], size: int) -> tuple[bytes, ...]:
+        """The events of the first ``size`` bytes of text; the event cut short never ends."""
+        events: list[bytes] = []
+        for piece in pieces:
+            if size <= 0:
+                break
+            if len(piece) <= size:
+                events.append(self._content(piece))
+            else:  # up to the cut byte, inside the content string
+                whole = self._content(piece[:size])
+                events.append(whole[: whole.rindex(b'"},"finish_reason"')])
+            size -= len(piece)
+        return tuple(events)
