@@ -1,4 +1,4 @@
-"""HTTP/1.1 framing for the lean transport: request bytes out, response parsed in; pure, no I/O.
+"""HTTP/1.1 responses for the lean transport, parsed as they arrive; pure, no I/O.
 
 h11 turns every HTTP chunk into an event and runs its state machine for each. A streamed
 reply comes as one chunk per token, so that per-event work was a third of the client's CPU
@@ -7,15 +7,17 @@ has arrived in one call, whatever its chunking, so the cost follows the reads fr
 socket, not the chunks. The client only ever sends ``POST`` with a known body, and reads
 responses with these framings (RFC 9112 section 6.3): none (1xx, 204, 304), ``Content-Length``,
 ``Transfer-Encoding: chunked`` and close-delimited. Anything else is a :class:`ProtocolError`.
-``tests/test_http1.py`` checks it against h11 with Hypothesis.
+``tests/test_http1.py`` checks it against h11 with Hypothesis. Heads, a request's out and
+a response's in, are ``_http1_head``'s; its names are re-exported here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import typing
 import zlib
+
+from ._http1_head import Head, ProtocolError, encode_request, parse_head, request_prefix
 
 __all__ = [
     "MAX_HEAD_BYTES",
@@ -31,45 +33,8 @@ MAX_HEAD_BYTES = 65536
 # A chunk-size line, extensions and all, and the trailer section: more is not a real server.
 MAX_LINE_BYTES = 4096
 
-_STATUS_LINE = re.compile(rb"HTTP/(\d\.\d) (\d{3})(?: ([\t\x20-\x7e\x80-\xff]*))?")
-_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
 _HEAD_END = re.compile(rb"\n\r?\n")
-
-
-class ProtocolError(Exception):
-    """The server's response is not valid HTTP/1.1 (or uses what the client does not speak)."""
-
-
-@typing.final
-@dataclasses.dataclass(frozen=True, slots=True)
-class Head:
-    """A final response's status line and headers.
-
-    ``headers`` maps lower-case names to values decoded as Latin-1, repeated fields joined
-    with ``", "``.
-    """
-
-    status_code: int
-    reason: str
-    headers: dict[str, str]
-    http_version: str
-
-
-def request_prefix(method: str, target: bytes, host: str, headers: dict[str, str]) -> bytes:
-    """The request line and headers of a request, up to its ``Content-Length``.
-
-    ``headers`` are checked already (see ``_options.build_headers``), and carry no framing.
-    """
-    lines = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method.encode(), target, host.encode("ascii"))]
-    lines.extend(b"%s: %s\r\n" % (name.encode(), value.encode()) for name, value in headers.items())
-    return b"".join(lines)
-
-
-def encode_request(prefix: bytes, body: bytes) -> bytes:
-    """The whole request: ``prefix`` (from :func:`request_prefix`), its length and ``body``."""
-    return b"%scontent-length: %d\r\n\r\n%s" % (prefix, len(body), body)
 
 
 class _Inflater(typing.Protocol):
@@ -166,7 +131,7 @@ class ResponseParser:
                 return None
             if found.start() - start > MAX_HEAD_BYTES:
                 raise ProtocolError(f"the response head is over {MAX_HEAD_BYTES} bytes")
-            head = _parse_head(bytes(buffer[start : found.start()]))
+            head = parse_head(bytes(buffer[start : found.start()]))
             del buffer[: found.end()]
             self._scanned = 0
             if head.status_code == 101:
@@ -326,35 +291,3 @@ class ResponseParser:
 
 def _is_length(value: str) -> bool:
     return value.isascii() and value.isdigit() and len(value) <= 20
-
-
-def _parse_head(raw: bytes) -> Head:
-    lines = raw.split(b"\n")
-    lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
-    status = _STATUS_LINE.fullmatch(lines[0])
-    if status is None or status[2] < b"100":
-        raise ProtocolError(f"invalid status line {lines[0][:100]!r}")
-    fields: list[list[bytes]] = []
-    for line in lines[1:]:
-        if line[:1] in (b" ", b"\t"):  # obsolete line folding continues the previous field
-            if not fields:
-                raise ProtocolError("a header continuation line before any header")
-            joined = fields[-1][1].rstrip(b" \t") + b" " + line.strip(b" \t")
-            fields[-1][1] = joined.strip(b" \t")
-            continue
-        name, colon, value = line.partition(b":")
-        if not colon or not _FIELD_NAME.fullmatch(name):
-            raise ProtocolError(f"invalid header line {line[:100]!r}")
-        fields.append([name.lower(), value.strip(b" \t")])
-    headers: dict[str, str] = {}
-    for name, value in fields:
-        if not _FIELD_VALUE.fullmatch(value):
-            raise ProtocolError(f"invalid characters in the value of header {name.decode()!r}")
-        key, text = name.decode("ascii"), value.decode("latin-1")
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
-    return Head(
-        status_code=int(status[2]),
-        reason=(status[3] or b"").decode("latin-1"),
-        headers=headers,
-        http_version=status[1].decode("ascii"),
-    )

@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 import typing
 
-from ._checks import is_int
 from ._decoding import TextDecoder, charset_from_content_type
 from ._exceptions import InvalidRequestError
 from ._messages import check_unicode, validate_messages
 from ._models import ModelSpec
+from ._openai_reply import BrokenReply, OpenAIReply, ReportedError
 from ._payload import build_payload, check_max_tokens, check_temperature
-from ._sse import Event, EventDecoder
 
 if typing.TYPE_CHECKING:
     from ._messages import Messages
@@ -37,14 +36,6 @@ __all__ = [
 ]
 
 OPENAI_PATH = "/v1/chat/completions"
-
-
-class BrokenReply(Exception):
-    """The reply ended, or went on, in a way its wire does not allow (a cut, most likely)."""
-
-
-class ReportedError(Exception):
-    """The server reported an error inside the reply (an ``{"error": ...}`` event)."""
 
 
 class ReplyDecoder(typing.Protocol):
@@ -179,88 +170,6 @@ def openai_body(
 
 
 @typing.final
-class _EventReply:
-    """An OpenAI-style reply: server-sent events of ``chat.completion.chunk`` objects."""
-
-    __slots__ = ("_done", "_events", "finish_reason", "usage")
-
-    def __init__(self) -> None:
-        self._events = EventDecoder()
-        self._done = False
-        self.finish_reason: str | None = None
-        self.usage: dict[str, int] | None = None
-
-    def feed(self, data: bytes) -> str:
-        return self._read(self._events.feed(data))
-
-    def close(self) -> str:
-        text = self._read(self._events.feed(b"", final=True))
-        # [DONE] ends a whole reply; a finish_reason is as good, for servers that omit it.
-        if not self._done and self.finish_reason is None:
-            raise BrokenReply("the event stream ended before data: [DONE]")
-        return text
-
-    def _read(self, events: list[Event]) -> str:
-        pieces: list[str] = []
-        for event in events:
-            if self._done:
-                break  # what follows [DONE] is not part of the reply
-            if event.data == "[DONE]":
-                self._done = True
-            elif event.event == "error":
-                raise ReportedError(event.data[:_EXCERPT])
-            else:
-                pieces.append(self._chunk(event.data))
-        return "".join(pieces)
-
-    def _chunk(self, data: str) -> str:
-        try:
-            chunk = json.loads(data)
-        except (ValueError, RecursionError):  # RecursionError: nested past the stack
-            raise BrokenReply(f"an event's data is not JSON: {data[:_EXCERPT]!r}") from None
-        if not isinstance(chunk, dict):
-            raise BrokenReply(f"an event's data is not a JSON object: {data[:_EXCERPT]!r}")
-        fields = typing.cast("dict[str, object]", chunk)
-        if fields.get("error") is not None:  # some servers send "error": null in every chunk
-            raise ReportedError(_error_message(fields["error"]))
-        usage = fields.get("usage")
-        if isinstance(usage, dict):
-            counts = typing.cast("dict[str, object]", usage)
-            self.usage = {name: value for name, value in counts.items() if is_int(value)}
-        choices = fields.get("choices")
-        if not isinstance(choices, list) or not choices:
-            return ""  # a chunk with usage only, say
-        choice = typing.cast("list[object]", choices)[0]
-        if not isinstance(choice, dict):
-            return ""
-        choice = typing.cast("dict[str, object]", choice)
-        reason = choice.get("finish_reason")
-        if isinstance(reason, str):
-            self.finish_reason = reason
-        delta = choice.get("delta")
-        content = (
-            typing.cast("dict[str, object]", delta).get("content")
-            if isinstance(delta, dict)
-            else None
-        )
-        return content if isinstance(content, str) else ""
-
-
-_EXCERPT = 200
-
-
-def _error_message(error: object) -> str:
-    """The words of an in-band error: ``{"error": {"message": ...}}`` or ``{"error": "..."}``."""
-    if isinstance(error, dict):
-        message = typing.cast("dict[str, object]", error).get("message")
-        if isinstance(message, str):
-            return message[:_EXCERPT]
-    if isinstance(error, str):
-        return error[:_EXCERPT]
-    return json.dumps(error)[:_EXCERPT]
-
-
-@typing.final
 class OpenAIWire:
     """``POST /v1/chat/completions``, streamed as server-sent events."""
 
@@ -294,7 +203,7 @@ class OpenAIWire:
         return headers
 
     def decoder(self, content_type: str | None) -> ReplyDecoder:
-        return _EventReply()  # an event stream is UTF-8, whatever the header says
+        return OpenAIReply()  # an event stream is UTF-8, whatever the header says
 
 
 #: The wires by name.

@@ -1,0 +1,89 @@
+"""HTTP/1.1 heads: a request's head out, a response's head in; pure, no I/O.
+
+The lean transport sends one kind of request (``POST`` with a known body, built once per
+client from :func:`request_prefix`) and reads response heads with :func:`parse_head`;
+``_http1`` frames the bodies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import typing
+
+__all__ = ["Head", "ProtocolError", "encode_request", "parse_head", "request_prefix"]
+
+_STATUS_LINE = re.compile(rb"HTTP/(\d\.\d) (\d{3})(?: ([\t\x20-\x7e\x80-\xff]*))?")
+_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
+
+
+class ProtocolError(Exception):
+    """The server's response is not valid HTTP/1.1 (or uses what the client does not speak)."""
+
+
+@typing.final
+@dataclasses.dataclass(frozen=True, slots=True)
+class Head:
+    """A final response's status line and headers.
+
+    ``headers`` maps lower-case names to values decoded as Latin-1, repeated fields joined
+    with ``", "``.
+    """
+
+    status_code: int
+    reason: str
+    headers: dict[str, str]
+    http_version: str
+
+
+def request_prefix(method: str, target: bytes, host: str, headers: dict[str, str]) -> bytes:
+    """The request line and headers of a request, up to its ``Content-Length``.
+
+    ``headers`` are checked already (see ``_options.build_headers``), and carry no framing.
+    """
+    lines = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method.encode(), target, host.encode("ascii"))]
+    lines.extend(b"%s: %s\r\n" % (name.encode(), value.encode()) for name, value in headers.items())
+    return b"".join(lines)
+
+
+def encode_request(prefix: bytes, body: bytes) -> bytes:
+    """The whole request: ``prefix`` (from :func:`request_prefix`), its length and ``body``."""
+    return b"%scontent-length: %d\r\n\r\n%s" % (prefix, len(body), body)
+
+
+def parse_head(raw: bytes) -> Head:
+    """Parse a response head: its status line and header lines, without the blank line.
+
+    Raises:
+        ProtocolError: The status line or a header line is malformed.
+    """
+    lines = raw.split(b"\n")
+    lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
+    status = _STATUS_LINE.fullmatch(lines[0])
+    if status is None or status[2] < b"100":
+        raise ProtocolError(f"invalid status line {lines[0][:100]!r}")
+    fields: list[list[bytes]] = []
+    for line in lines[1:]:
+        if line[:1] in (b" ", b"\t"):  # obsolete line folding continues the previous field
+            if not fields:
+                raise ProtocolError("a header continuation line before any header")
+            joined = fields[-1][1].rstrip(b" \t") + b" " + line.strip(b" \t")
+            fields[-1][1] = joined.strip(b" \t")
+            continue
+        name, colon, value = line.partition(b":")
+        if not colon or not _FIELD_NAME.fullmatch(name):
+            raise ProtocolError(f"invalid header line {line[:100]!r}")
+        fields.append([name.lower(), value.strip(b" \t")])
+    headers: dict[str, str] = {}
+    for name, value in fields:
+        if not _FIELD_VALUE.fullmatch(value):
+            raise ProtocolError(f"invalid characters in the value of header {name.decode()!r}")
+        key, text = name.decode("ascii"), value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return Head(
+        status_code=int(status[2]),
+        reason=(status[3] or b"").decode("latin-1"),
+        headers=headers,
+        http_version=status[1].decode("ascii"),
+    )
