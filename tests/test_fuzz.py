@@ -1,4 +1,4 @@
-"""Fuzzing the client with server behaviour drawn by Hypothesis, on every backend.
+"""Fuzzing the client with server behaviour drawn by Hypothesis, on every backend and wire.
 
 Whatever the server does (chunking, status, body, where it cuts, stalls or repeats), the
 client returns exactly the text that was sent, or raises an AuraError; never anything else,
@@ -8,6 +8,7 @@ and never hangs. Text kept from a reply that broke is always a prefix of the rep
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import anyio
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -21,7 +22,9 @@ RETRIES = RetryPolicy(max_retries=1, initial_delay=0.001, max_delay=0.001, max_r
 # Only a read timeout ends a stall, so stalls get a short one; nothing else may wait that short.
 TIMEOUTS = Timeouts(connect=5.0, read=5.0, total=8.0)
 STALL_TIMEOUTS = Timeouts(connect=5.0, read=0.1, total=8.0)
-LIMIT = 2000  # max_response_bytes: an endless body passes it quickly
+# max_response_bytes, which an endless body passes quickly; the OpenAI wire frames each piece
+# of text in an event of some 190 bytes, so a whole reply there (at most 11 pieces) takes 3 kB.
+LIMITS = {"aura": 2000, "openai": 5000}
 HELLO = [{"role": "user", "content": "hi"}]
 
 
@@ -37,11 +40,14 @@ def server_faults(draw: st.DrawFn) -> Fault:
             retry_after=draw(st.none() | st.sampled_from(["0", "0.001", "junk", "3600"])),
             error_body_bytes=draw(st.none() | st.integers(0, 20_000)),
         )
+    endless = draw(st.booleans()) if kind == "body" else False
     body = Fault(
         chunk_size=draw(st.none() | st.integers(1, 7)),
         invalid_utf8=draw(st.booleans()),
-        endless=draw(st.booleans()) if kind == "body" else False,
-        drip=draw(st.none() | st.just(0.0005)),
+        endless=endless,
+        # Not with an endless body: dripped a byte at a time, its thousands of pauses would
+        # take seconds to reach the limit, and show nothing new.
+        drip=None if endless else draw(st.none() | st.just(0.0005)),
     )
     after = draw(st.integers(0, 60))
     if kind == "close":
@@ -53,13 +59,13 @@ def server_faults(draw: st.DrawFn) -> Fault:
     return body
 
 
-def sent_bytes(reply: bytes, chunks: list[bytes], fault: Fault) -> bytes:
-    """The body the server sends if nothing cuts it (an endless one up to past LIMIT)."""
+def sent_bytes(reply: bytes, chunks: list[bytes], fault: Fault, limit: int) -> bytes:
+    """The text the server sends if nothing cuts it (an endless one up to past ``limit``)."""
     if fault.invalid_utf8:
         first = len(chunks[0]) if chunks else 0
         reply = reply[:first] + b"\xff" + reply[first:]
     if fault.endless:
-        reply = (reply or b" ") * (LIMIT // max(1, len(reply)) + 2)
+        reply = (reply or b" ") * (limit // max(1, len(reply)) + 2)
     return reply
 
 
@@ -72,12 +78,23 @@ def is_benign(fault: Fault) -> bool:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(data=st.data(), text=st.text(max_size=80), fault=server_faults(), streamed=st.booleans())
+@given(
+    data=st.data(),
+    text=st.text(max_size=80),
+    fault=server_faults(),
+    streamed=st.booleans(),
+    wire=st.sampled_from(["aura", "openai"]),
+)
 async def test_the_client_returns_the_text_sent_or_an_aura_error(
-    data: st.DataObject, text: str, fault: Fault, streamed: bool
+    data: st.DataObject, text: str, fault: Fault, streamed: bool, wire: str
 ) -> None:
     reply = text.encode()
-    chunks = [chunk for chunk in data.draw(chunkings(reply)) if chunk]
+    if wire == "aura":
+        chunks = [chunk for chunk in data.draw(chunkings(reply)) if chunk]
+    else:  # an event carries whole characters: its JSON string is text
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=10)))
+        bounds = [0, *cuts, len(text)]
+        chunks = [text[a:b].encode() for a, b in itertools.pairwise(bounds) if b > a]
     received = ""
     error: AuraError | None = None
     async with ReferenceServer(reply=lambda _: chunks, fault=fault) as server:
@@ -85,7 +102,8 @@ async def test_the_client_returns_the_text_sent_or_an_aura_error(
             server.base_url,
             timeout=STALL_TIMEOUTS if fault.stall_after is not None else TIMEOUTS,
             max_retries=RETRIES,
-            max_response_bytes=LIMIT,
+            max_response_bytes=LIMITS[wire],
+            wire=wire,
         )
         # Never hangs: every fault ends within the timeouts.
         with anyio.fail_after(20):
@@ -101,7 +119,7 @@ async def test_the_client_returns_the_text_sent_or_an_aura_error(
                     error = exc
         # And leaves no connection open once the client is closed.
         await server.wait_until(lambda: server.open_connections == 0)
-    expected = sent_bytes(reply, chunks, fault).decode("utf-8", errors="replace")
+    expected = sent_bytes(reply, chunks, fault, LIMITS[wire]).decode("utf-8", errors="replace")
     if error is None:
         assert received == expected
     else:
