@@ -29,7 +29,17 @@ if typing.TYPE_CHECKING:
 
     from click.decorators import FC
 
-__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_USAGE", "Failed", "cli"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_USAGE",
+    "Failed",
+    "Interrupted",
+    "cli",
+    "finish_batch",
+    "main",
+    "silence_stdout",
+]
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
