@@ -501,3 +501,21 @@ def test_the_openai_wire_from_the_command_line(server: ReferenceServer, tmp_path
         1: REPLY.format("one"),
         2: "Hello from ",
     }
+
+
+@pytest.mark.parametrize("option", [["--rps", "nan"], ["--request-timeout", "inf"]])
+def test_bad_numbers_are_usage_errors_and_write_nothing(
+    server: ReferenceServer, tmp_path: Path, option: list[str]
+) -> None:
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text('{"prompt": "x"}\n')
+    done = aura("batch", str(source), "-o", str(output), "--base-url", server.base_url, *option)
+    assert done.returncode == 2
+    assert_one_clear_line(done.stderr)
+    assert not output.exists()
+
+
+def test_a_terminal_that_cannot_show_every_character(server: ReferenceServer) -> None:
+    done = aura("chat", "--base-url", server.base_url, "hi", env={"PYTHONIOENCODING": "ascii"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == REPLY.format("hi").encode("ascii", "replace").decode()

@@ -352,6 +352,10 @@ async def test_a_borrowed_client_is_not_closed(router: respx.MockRouter) -> None
         ({"cookies": {"sid": "v-secret\r\n"}}, "cookies['sid'] has characters"),
         ({"base_url": "http://127.0.0.1:99999"}, "base_url is not a valid URL"),
         ({"base_url": "http://[::1"}, "base_url is not a valid URL"),
+        ({"base_url": "http://h\tost"}, "base_url must not contain spaces or control"),
+        ({"base_url": "http://host/a\nb"}, "base_url must not contain spaces or control"),
+        ({"base_url": "http://a b.com"}, "base_url must not contain spaces or control"),
+        ({"base_url": "http://host:0"}, "port must be from 1 to 65535"),
         ({"proxy": "http://u:v-secret@127.0.0.1:99999"}, "proxy is not a valid URL"),
     ],
 )

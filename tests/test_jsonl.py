@@ -84,6 +84,8 @@ def test_a_blank_line_is_no_request(blank: str) -> None:
         ('{"prompt": 5}', 4, "prompt must be a string"),
         ('{"prompt": "x", "system": 5}', 4, "system must be a string"),
         ('{"messages": [], "system": "s"}', 4, 'system goes with "prompt"'),
+        ("[" * 100_000 + "]" * 100_000, 4, "line 4 is not valid JSON"),
+        ('{"id": "\\ud800", "prompt": "x"}', 4, "id is not valid Unicode"),
     ],
 )
 def test_a_bad_line_says_why(text: str, line_id: str | int, needle: str) -> None:
@@ -142,7 +144,7 @@ def test_resume_knows_exactly_the_ids_with_an_ok_row(
 ) -> None:
     lines = [Row(i, 1, True, "t", None, 1, 0.1).to_json() for i in done]
     lines += [Row(i, 1, False, "", {"type": "X"}, 1, 0.1).to_json() for i in failed]
-    lines += ['{"ok": true, "id": false}', *junk]
+    lines += ['{"ok": true, "id": false}', "[" * 100_000, *junk]
     assert ok_ids(lines) == {id_key(i) for i in done}
 
 

@@ -303,3 +303,45 @@ async def test_no_read_timeout_at_all() -> None:
         assert response.finished
 
     await run(handler, body)
+
+
+@pytest.mark.parametrize("rest", ["arrives", "stalls", "never"])
+async def test_closing_may_linger_for_the_rest_of_the_body(rest: str) -> None:
+    """After an end marker, the body's own end is a moment behind: worth waiting for."""
+
+    async def handler(number: int, stream: SocketStream) -> None:
+        while await read_request(stream):
+            await stream.send(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nhello")
+            if rest == "never":
+                return  # the connection closes with half the body
+            await anyio.sleep(0.05 if rest == "arrives" else 5)
+            await stream.send(b"world")
+
+    async def body(client: LeanTransport, url: str, server: RawServer) -> None:
+        route = Route(url, {})
+        request = encode_request(route.prefix, b"")
+        response = await client.send(route.origin, request, connect_timeout=5, read_timeout=5)
+        assert await response.__anext__() == b"hello"
+        await response.aclose(linger=1.0 if rest != "stalls" else 0.1)
+        assert response.finished == (rest == "arrives")
+        assert client._idle_count == (1 if rest == "arrives" else 0)
+
+    await run(handler, body)
+
+
+async def test_a_body_already_buffered_is_read_on_close_and_the_connection_kept() -> None:
+    async def handler(number: int, stream: SocketStream) -> None:
+        while await read_request(stream):
+            await stream.send(OK)  # head and body in one write
+
+    async def body(client: LeanTransport, url: str, server: RawServer) -> None:
+        route = Route(url, {})
+        request = encode_request(route.prefix, b"")
+        for _ in range(2):
+            response = await client.send(route.origin, request, connect_timeout=5, read_timeout=5)
+            await response.aclose()  # without reading: the body came with the head
+            if response.finished:
+                assert client._idle_count == 1
+
+    server = await run(handler, body)
+    assert server.connections in (1, 2)  # 1 unless the body was a read behind its head

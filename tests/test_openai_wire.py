@@ -28,7 +28,7 @@ from aura_anyio import (
 from aura_anyio.testing import ReferenceServer, default_reply
 from aura_anyio.testing._body import RejectedError, parse_openai_body
 
-from .helpers import FAST_RETRIES, drain, reply
+from .helpers import FAST_RETRIES, Pause, drain, reply
 
 if typing.TYPE_CHECKING:
     from aura_anyio.testing import ReceivedRequest
@@ -254,3 +254,45 @@ def test_the_server_checks_an_openai_body(body: dict[str, object], needle: str) 
         parse_openai_body(body)
     parsed = parse_openai_body({"model": "m", "messages": HELLO, "stream": True, "max_tokens": 5})
     assert (parsed.model, parsed.max_tokens, parsed.messages) == ("m", 5, tuple(HELLO))
+
+
+async def test_done_ends_the_reply_even_if_the_body_stalls() -> None:
+    router = respx.MockRouter(assert_all_called=False)
+    router.post(OPENAI_URL).mock(
+        return_value=reply(content("Whole"), "data: [DONE]\n\n", Pause(30), headers=SSE)
+    )
+    async with scripted_client(router) as client:
+        with anyio.fail_after(10):  # the stall is never waited for
+            assert await client.complete(HELLO) == "Whole"
+            async with client.stream(HELLO) as chunks:
+                assert [text async for text in chunks] == ["Whole"]
+
+
+async def test_connections_are_reused_after_done() -> None:
+    async with ReferenceServer() as server, AuraClient(server.base_url, wire="openai") as client:
+        for _ in range(3):
+            assert await client.complete(HELLO)
+        assert server.accepted_connections == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"error": {"message": "model 'x' not found"}}, "model 'x' not found"),
+        ({"choices": [{"message": {"content": "not streamed"}}]}, "not a stream of events"),
+        ("[" * 100_000, "not a stream of events"),
+    ],
+)
+async def test_a_json_body_instead_of_events_is_an_api_error_not_retried(
+    body: object, needle: str
+) -> None:
+    router = respx.MockRouter(assert_all_called=False)
+    text = body if isinstance(body, str) else json.dumps(body)
+    route = router.post(OPENAI_URL).mock(
+        return_value=reply(text, headers={"content-type": "application/json"})
+    )
+    async with scripted_client(router) as client:
+        with pytest.raises(APIError, match=needle) as caught:
+            await client.complete(HELLO)
+    assert type(caught.value) is APIError
+    assert route.call_count == 1

@@ -144,7 +144,9 @@ def _prepare(source: Path, output: Path, resume: bool) -> tuple[set[str], int, T
         with output.open(encoding="utf-8", errors="replace") as rows:
             finished = ok_ids(rows)
     total = max(0, count_lines(source) - len(finished))
-    out = output.open("a", encoding="utf-8")
+    # A row's text is checked already; should anything still not be UTF-8, it is escaped
+    # rather than lose the row (and stop the batch).
+    out = output.open("a", encoding="utf-8", errors="backslashreplace")
     if out.tell():
         with output.open("rb") as raw:
             raw.seek(-1, 2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import io
 import os
 import sys
 import typing
@@ -20,6 +21,7 @@ import click
 from ._batch import BatchStats, run_batch, until_signalled
 from ._client import DEFAULT_BASE_URL, AuraClient
 from ._exceptions import AuraError, InvalidRequestError
+from ._fanout import check_fan_out
 from ._models import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_TEMPERATURE
 from ._progress import BatchProgress
 from ._wire import WIRES
@@ -167,6 +169,8 @@ def chat(
     messages.append({"role": "user", "content": text})
     connection = Connection(base_url, retries, backend, wire)
     out = sys.stdout
+    if isinstance(out, io.TextIOWrapper):  # a terminal or file that cannot take every character
+        out.reconfigure(errors="replace")
 
     async def job() -> None:
         async with connection.client() as client:
@@ -230,6 +234,22 @@ def batch(
     succeeded, 1 if some failed, 130 if interrupted (every finished result is in OUTPUT: run
     again with --resume to finish).
     """
+    try:  # before anything is written: nan and inf pass click's ranges
+        check_fan_out(
+            (),
+            max_concurrency=concurrency,
+            requests_per_second=rps,
+            request_timeout=request_timeout,
+            max_connections=None,
+        )
+    except InvalidRequestError as exc:
+        message = str(exc).replace(" or None", "")
+        for name, option in (
+            ("requests_per_second", "--rps"),
+            ("request_timeout", "--request-timeout"),
+        ):
+            message = message.replace(name, option)
+        raise Failed(message, EXIT_USAGE) from None
     if output.exists() and not resume:
         raise Failed(
             f"{output} exists; pass --resume to continue that batch, or choose another file",

@@ -53,7 +53,10 @@ class Reply(typing.Protocol):
 
     def __aiter__(self) -> AsyncIterator[bytes]: ...
     async def __anext__(self) -> bytes: ...
-    async def aclose(self) -> None: ...
+    async def aclose(self, *, linger: float = 0.0) -> None:
+        """End the response; wait up to ``linger`` seconds for the rest of its body, if
+        that lets the connection serve the next request."""
+        ...
 
 
 __all__ = [
@@ -212,7 +215,8 @@ class HttpxReply:
             self._finished = True
             raise
 
-    async def aclose(self) -> None:
+    async def aclose(self, *, linger: float = 0.0) -> None:
+        # httpx reads a body's rest only through the generators it leaves half-way.
         await close_response(self._response, self._chunks)
 
 

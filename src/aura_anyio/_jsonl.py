@@ -14,7 +14,8 @@ import json
 import math
 import typing
 
-from ._exceptions import APIStatusError
+from ._exceptions import APIStatusError, InvalidRequestError
+from ._messages import check_unicode
 from ._models import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_TEMPERATURE, ChatRequest
 
 if typing.TYPE_CHECKING:
@@ -83,7 +84,7 @@ def parse_line(text: str, line: int) -> ChatRequest | BadLine | None:
         return None
     try:
         item = json.loads(text)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested past the stack
         return BadLine(line, line, f"line {line} is not valid JSON ({exc})")
     if not isinstance(item, dict):
         return BadLine(line, line, f"line {line} must be a JSON object, got {_kind(item)}")
@@ -91,6 +92,11 @@ def parse_line(text: str, line: int) -> ChatRequest | BadLine | None:
     request_id = fields.get("id", line)
     if isinstance(request_id, bool) or not isinstance(request_id, (str, int)):
         return BadLine(line, line, f"line {line}: id must be a string or an integer")
+    if isinstance(request_id, str):
+        try:  # JSON's "\ud800" decodes to a lone surrogate, which no UTF-8 file can hold
+            check_unicode("id", request_id)
+        except InvalidRequestError as exc:
+            return BadLine(line, line, f"line {line}: {exc}")
     unknown = sorted(set(fields) - _KEYS)
     if unknown:
         return BadLine(
@@ -192,7 +198,7 @@ def ok_ids(rows: Iterable[str]) -> set[str]:
     for text in rows:
         try:
             row = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if not isinstance(row, dict):
             continue

@@ -34,7 +34,9 @@ __all__ = ["LeanResponse", "LeanTransport", "Route"]
 
 READ_SIZE = 65536
 # How long an idle connection is kept for the next request.
-KEEPALIVE_EXPIRY = 5.0
+# Below the 5 s that uvicorn (vLLM's server) and others keep an idle connection: reused at the
+# same moment the server closes it, a request would fail.
+KEEPALIVE_EXPIRY = 4.0
 
 Origin = tuple[str, str, int]
 
@@ -173,10 +175,32 @@ class LeanResponse:
             raise StopAsyncIteration
         return data
 
-    async def aclose(self) -> None:
-        """Close the connection unless the body was read to its end; idempotent."""
+    async def aclose(self, *, linger: float = 0.0) -> None:
+        """Close the connection unless the body was read to its end; idempotent.
+
+        The rest of the body is read and dropped if it has arrived already, or if it arrives
+        within ``linger`` seconds (after an end marker the caller stopped at, the body's own
+        end is a moment behind): then the connection is kept for the next request.
+        """
         connection, self._connection = self._connection, None
-        if connection is not None:
+        if connection is None:
+            return
+        parser = connection.parser
+        try:
+            while parser.read_body():  # what is buffered: no I/O
+                pass
+            if not parser.done and linger > 0:
+                with anyio.move_on_after(linger):
+                    while not parser.done:
+                        await connection.receive(None)
+                        while parser.read_body():
+                            pass
+        except _FAILURES:
+            pass  # not reusable: discarded below
+        if parser.done:
+            self._finished = True
+            await self._transport.release(connection)
+        else:
             await self._transport.discard(connection)
 
 

@@ -13,7 +13,10 @@ import typing
 from ._checks import is_int
 from ._sse import Event, EventDecoder
 
-__all__ = ["BrokenReply", "OpenAIReply", "ReportedError"]
+__all__ = ["BrokenReply", "JSONReply", "OpenAIReply", "ReportedError"]
+
+# An unexpected JSON body is read this far: enough for any error object.
+_JSON_LIMIT = 8192
 
 
 class BrokenReply(Exception):
@@ -35,6 +38,11 @@ class OpenAIReply:
         self._done = False
         self.finish_reason: str | None = None
         self.usage: dict[str, int] | None = None
+
+    @property
+    def done(self) -> bool:
+        """Whether ``data: [DONE]`` came: the reply is whole, whatever follows."""
+        return self._done
 
     def feed(self, data: bytes) -> str:
         return self._read(self._events.feed(data))
@@ -104,3 +112,37 @@ def _error_message(error: object) -> str:
     if isinstance(error, str):
         return error[:_EXCERPT]
     return json.dumps(error)[:_EXCERPT]
+
+
+@typing.final
+class JSONReply:
+    """A ``200`` with one JSON object where a stream of events was asked for.
+
+    Some servers answer so when they cannot stream, or to report an error; either way no
+    reply comes, and retrying will not bring one.
+    """
+
+    __slots__ = ("_body",)
+
+    finish_reason = None
+    usage = None
+    done = False
+
+    def __init__(self) -> None:
+        self._body = bytearray()
+
+    def feed(self, data: bytes) -> str:
+        self._body += data[: max(0, _JSON_LIMIT - len(self._body))]
+        return ""
+
+    def close(self) -> str:
+        try:
+            body = json.loads(self._body)
+        except (ValueError, RecursionError):
+            body = None
+        if isinstance(body, dict) and "error" in body:
+            raise ReportedError(_error_message(typing.cast("dict[str, object]", body)["error"]))
+        raise ReportedError(
+            "the server answered with one JSON object, not a stream of events; "
+            "does it stream chat completions?"
+        )

@@ -60,7 +60,13 @@ def check_base_url(base_url: object) -> str:
     """Return ``base_url`` without a trailing slash, or raise if it is not a usable URL."""
     if not isinstance(base_url, str):
         raise InvalidRequestError(f"base_url must be a str, got {type(base_url).__name__}")
+    if any(char.isspace() or not char.isprintable() for char in base_url):
+        raise InvalidRequestError(
+            f"base_url must not contain spaces or control characters, got {redact_url(base_url)!r}"
+        )
     parts = _split("base_url", base_url)
+    if parts.port == 0:
+        raise InvalidRequestError("base_url's port must be from 1 to 65535, got 0")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidRequestError(
             f"base_url must be an http:// or https:// URL with a host, got {redact_url(base_url)!r}"

@@ -34,7 +34,7 @@ class EventDecoder:
 
     def __init__(self) -> None:
         self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._line = ""  # an incomplete line, carried to the next feed
+        self._line: list[str] = []  # an incomplete line's pieces, carried to the next feed
         self._pending_cr = False  # the last feed ended in CR: a LF next belongs to it
         self._data: list[str] = []
         self._event = ""
@@ -55,11 +55,18 @@ class EventDecoder:
         if self._pending_cr and text.startswith("\n"):
             text = text[1:]
         self._pending_cr = text.endswith("\r")
-        events: list[Event] = []
         if "\r" in text:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
-        *lines, rest = (self._line + text).split("\n")
-        self._line = rest
+        if "\n" not in text:
+            # Kept in pieces, joined once the line ends: a line that comes in many reads
+            # costs its length, not its length times the reads.
+            self._line.append(text)
+            return []
+        *lines, rest = text.split("\n")
+        if self._line:
+            lines[0] = "".join(self._line) + lines[0]
+        self._line = [rest] if rest else []
+        events: list[Event] = []
         for line in lines:
             event = self._line_done(line)
             if event is not None:

@@ -39,6 +39,9 @@ logger = logging.getLogger("aura_anyio")
 
 # Closing a response is shielded from cancellation but must not hang on a dead peer.
 CLOSE_TIMEOUT = 5.0
+# After the wire's end marker, how long the rest of the body may take to come: a server
+# ends the body at once, and then the connection can serve the next request.
+LINGER = 0.25
 
 
 @dataclasses.dataclass(slots=True)
@@ -120,6 +123,7 @@ class ChatStream:
         "_done",
         "_exchange",
         "_info",
+        "_marked_end",
         "_parts",
         "_pending",
         "_reply",
@@ -142,6 +146,7 @@ class ChatStream:
         self._pending: str | None = None
         self._bytes = 0
         self._done = False
+        self._marked_end = False  # the wire marked the reply's end before the body's
         self._slot = False
 
     @property
@@ -292,7 +297,7 @@ class ChatStream:
     async def _first_text(self) -> str | None:
         exchange = self._exchange
         self._bytes = 0
-        self._done = False
+        self._done = self._marked_end = False
         if exchange.slots is not None:
             await self._take_slot(exchange.slots)
         try:
@@ -340,7 +345,12 @@ class ChatStream:
                     request=self._info,
                 )
         try:
-            text = decoder.close() if chunk is None else decoder.feed(chunk)
+            if chunk is None:
+                text = decoder.close()
+            else:
+                text = decoder.feed(chunk)
+                # The wire's end marker ends the reply, even if the body goes on (or stalls).
+                self._done = self._marked_end = decoder.done
         except BrokenReply as exc:
             raise APIConnectionError(f"the reply broke: {exc}", request=self._info) from exc
         except ReportedError as exc:
@@ -356,7 +366,7 @@ class ChatStream:
                 with anyio.CancelScope(shield=True) as scope:
                     scope.deadline = anyio.current_time() + CLOSE_TIMEOUT
                     try:
-                        await reply.aclose()
+                        await reply.aclose(linger=LINGER if self._marked_end else 0.0)
                     except Exception as exc:
                         logger.warning("error while closing a response to %s: %r", self._info, exc)
         finally:

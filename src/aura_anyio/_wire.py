@@ -19,7 +19,7 @@ from ._decoding import TextDecoder, charset_from_content_type
 from ._exceptions import InvalidRequestError
 from ._messages import check_unicode, validate_messages
 from ._models import ModelSpec
-from ._openai_reply import BrokenReply, OpenAIReply, ReportedError
+from ._openai_reply import BrokenReply, JSONReply, OpenAIReply, ReportedError
 from ._payload import build_payload, check_max_tokens, check_temperature
 
 if typing.TYPE_CHECKING:
@@ -49,6 +49,11 @@ class ReplyDecoder(typing.Protocol):
     @property
     def usage(self) -> dict[str, int] | None:
         """The token counts the server sent, if it sent any."""
+        ...
+
+    @property
+    def done(self) -> bool:
+        """Whether the wire marked the reply's end, before the body's end (``[DONE]``)."""
         ...
 
     def feed(self, data: bytes) -> str:
@@ -103,6 +108,7 @@ class _TextReply:
 
     finish_reason = None
     usage = None
+    done = False  # only the body's end ends this reply
 
     def __init__(self, encoding: str) -> None:
         self._text = TextDecoder(encoding)
@@ -203,6 +209,8 @@ class OpenAIWire:
         return headers
 
     def decoder(self, content_type: str | None) -> ReplyDecoder:
+        if content_type is not None and "json" in content_type.lower():
+            return JSONReply()  # an error, or a server that does not stream
         return OpenAIReply()  # an event stream is UTF-8, whatever the header says
 
 
