@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import io
 import os
 import sys
 import typing
@@ -168,9 +167,7 @@ def chat(
     messages = [{"role": "system", "content": system}] if system is not None else []
     messages.append({"role": "user", "content": text})
     connection = Connection(base_url, retries, backend, wire)
-    out = sys.stdout
-    if isinstance(out, io.TextIOWrapper):  # a terminal or file that cannot take every character
-        out.reconfigure(errors="replace")
+    out = _lenient_stdout()
 
     async def job() -> None:
         async with connection.client() as client:
@@ -191,6 +188,15 @@ def chat(
         _end_line(out, reply.text)
 
     connection.run(job)
+
+
+def _lenient_stdout() -> typing.TextIO:
+    """stdout, replacing what its encoding cannot carry (a terminal's, say) instead of failing."""
+    stream = sys.stdout
+    reconfigure = getattr(stream, "reconfigure", None)  # a TextIOWrapper's; not a test's stand-in
+    if reconfigure is not None:
+        reconfigure(errors="replace")
+    return stream
 
 
 def _end_line(out: typing.TextIO, text: str) -> None:
