@@ -199,17 +199,20 @@ async def test_an_in_band_error_before_any_text_is_an_api_error_not_retried() ->
     assert route.call_count == 1
 
 
-async def test_an_in_band_error_mid_reply_keeps_the_text() -> None:
+async def test_an_in_band_error_mid_reply_keeps_the_text_and_is_not_retried() -> None:
     router = respx.MockRouter(assert_all_called=False)
-    router.post(OPENAI_URL).mock(
+    route = router.post(OPENAI_URL).mock(
         return_value=reply(content("Half "), event({"error": "upstream died"}), headers=SSE)
     )
     async with scripted_client(router) as client:
         with pytest.raises(IncompleteStreamError) as caught:
             async with client.stream(HELLO) as chunks:
                 await drain(chunks)
-    assert caught.value.partial_text == "Half "
-    assert type(caught.value.__cause__) is APIError
+        assert caught.value.partial_text == "Half "
+        assert type(caught.value.__cause__) is APIError
+        with pytest.raises(IncompleteStreamError, match="upstream died"):
+            await client.complete(HELLO)  # complete() may retry a cut reply, not this
+    assert route.call_count == 2
 
 
 async def test_a_reply_without_done_is_a_cut_and_complete_retries_it() -> None:

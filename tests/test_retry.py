@@ -197,3 +197,17 @@ def test_what_pauses_every_request(
     error: APIError, delay: float | None, pause: float | None
 ) -> None:
     assert pause_after(error, delay=delay, policy=POLICY, now=NOW) == pause
+
+
+def test_a_cut_reply_is_retried_as_its_cause_would_be() -> None:
+    """complete() may retry a reply whose connection broke, not one the server failed itself."""
+    for cause, retried in [
+        (APIConnectionError("reset"), True),
+        (APIConnectionError("bad certificate", retryable=False), False),
+        (APIError("the server reported an error: engine died"), False),
+        (None, True),
+    ]:
+        cut = IncompleteStreamError("the reply broke", partial_text="Half")
+        cut.__cause__ = cause
+        assert is_retryable(cut) is retried
+        assert not is_retryable(cut, text_received=True)

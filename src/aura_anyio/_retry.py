@@ -121,13 +121,19 @@ def is_retryable(error: APIError, *, text_received: bool = False) -> bool:
     Connection failures and timeouts are, unless text already reached the caller or the
     failure is permanent (``retryable`` is false); so are 408, 429 and 5xx statuses. An
     :class:`IncompleteStreamError` is, when the caller saw none of its text (``complete()``
-    buffers the reply, ``stream()`` does not).
+    buffers the reply, ``stream()`` does not) and what broke it is worth another attempt (an
+    error the server reported inside the reply is not).
     """
+    if isinstance(error, IncompleteStreamError):
+        cause = error.__cause__
+        if isinstance(cause, APIError) and not is_retryable(cause):
+            return False
+        return not text_received
     if isinstance(error, APIStatusError):
         return error.status_code in RETRYABLE_STATUSES or error.status_code >= 500
     if isinstance(error, APIConnectionError) and not error.retryable:
         return False
-    if isinstance(error, (APIConnectionError, IncompleteStreamError)):
+    if isinstance(error, APIConnectionError):
         return not text_received
     return False
 
