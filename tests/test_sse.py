@@ -7,14 +7,14 @@ that have no data), the streams are built so that its extra events can be told a
 
 from __future__ import annotations
 
-import itertools
-
 import httpx
 import httpx_sse
 import pytest
 from hypothesis import given, strategies as st
 
 from aura_anyio._sse import Event, EventDecoder
+
+from .strategies import chunkings
 
 ENDINGS = ("\n", "\r\n", "\r")
 SPLITLINES = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # no line ends in an event stream
@@ -79,16 +79,6 @@ def streams(draw: st.DrawFn) -> tuple[bytes, list[bool]]:
         out += line + ending.encode()
         previous = ending
     return out, [any(map(_has_data, block)) for block in blocks]
-
-
-@st.composite
-def chunkings(draw: st.DrawFn, data: bytes) -> list[bytes]:
-    """``data`` cut at drawn points, into non-empty pieces, down to single bytes."""
-    if len(data) < 2:
-        return [data] if data else []
-    cuts = sorted(draw(st.sets(st.integers(1, len(data) - 1), max_size=len(data))))
-    bounds = [0, *cuts, len(data)]
-    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def decode(pieces: list[bytes]) -> list[tuple[str, str]]:

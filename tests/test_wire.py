@@ -27,22 +27,14 @@ from aura_anyio._wire import (
 )
 from aura_anyio.testing._events import EventFraming
 
+from .strategies import chunkings
+
 USER = {"role": "user", "content": "hi"}
 EXCERPT = 200  # what an error message keeps of what the server sent
 
 # Text that JSON has to escape, and text it does not, emoji and U+2028 included.
 _chars = st.one_of(st.sampled_from('"\\\n\r\t/\x00\x7f\u2028é😀'), st.characters(codec="utf-8"))
 pieces = st.lists(st.text(_chars, max_size=6), max_size=8)
-
-
-@st.composite
-def chunkings(draw: st.DrawFn, data: bytes) -> list[bytes]:
-    """``data`` cut at drawn points, into non-empty pieces, down to single bytes."""
-    if len(data) < 2:
-        return [data] if data else []
-    cuts = sorted(draw(st.sets(st.integers(1, len(data) - 1), max_size=len(data))))
-    bounds = [0, *cuts, len(data)]
-    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 @st.composite

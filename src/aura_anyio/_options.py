@@ -21,8 +21,17 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")
 # Headers that say where a request goes and how its bytes are framed: the transport's own.
 _FRAMING = frozenset(
-    {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "te", "upgrade"}
-    | {"trailer", "expect"}
+    (
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "upgrade",
+        "trailer",
+        "expect",
+    )
 )
 # RFC 6265 section 4.1.1: cookie-octet, optionally in double quotes.
 _COOKIE_VALUE = re.compile(
