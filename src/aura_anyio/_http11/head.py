@@ -1,8 +1,8 @@
-"""HTTP/1.1 heads: a request's head out, a response's head in; pure, no I/O.
+"""HTTP/1.1 response heads: the status line and header fields; pure, no I/O.
 
-The lean transport sends one kind of request (``POST`` with a known body, built once per
-client from :func:`request_prefix`) and reads response heads with :func:`parse_head`;
-``_http1`` frames the bodies.
+:func:`parse_head` turns the bytes of one head, found by ``response``, into a :class:`Head`.
+It is lenient where RFC 9112 lets a recipient be (bare LF line ends, obsolete line folding)
+and strict where a lenient reading could be fooled (field names, control characters).
 """
 
 from __future__ import annotations
@@ -11,10 +11,14 @@ import dataclasses
 import re
 import typing
 
-__all__ = ["Head", "ProtocolError", "encode_request", "parse_head", "request_prefix"]
+__all__ = ["TOKEN", "Head", "ProtocolError", "parse_head"]
 
+# RFC 9110 section 5.6.2: a token, as in field names. A str pattern, for ``_options`` too.
+TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+
+_FIELD_NAME = re.compile(TOKEN.encode("ascii"))
 _STATUS_LINE = re.compile(rb"HTTP/(\d\.\d) (\d{3})(?: ([\t\x20-\x7e\x80-\xff]*))?")
-_FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9110 section 5.5: visible characters, space and tab, and obs-text.
 _FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
 
 
@@ -37,23 +41,14 @@ class Head:
     http_version: str
 
 
-def request_prefix(method: str, target: bytes, host: str, headers: dict[str, str]) -> bytes:
-    """The request line and headers of a request, up to its ``Content-Length``.
-
-    ``headers`` are checked already (see ``_options.build_headers``), and carry no framing.
-    """
-    lines = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method.encode(), target, host.encode("ascii"))]
-    lines.extend(b"%s: %s\r\n" % (name.encode(), value.encode()) for name, value in headers.items())
-    return b"".join(lines)
-
-
-def encode_request(prefix: bytes, body: bytes) -> bytes:
-    """The whole request: ``prefix`` (from :func:`request_prefix`), its length and ``body``."""
-    return b"%scontent-length: %d\r\n\r\n%s" % (prefix, len(body), body)
-
-
 def parse_head(raw: bytes) -> Head:
     """Parse a response head: its status line and header lines, without the blank line.
+
+    Args:
+        raw: The head's bytes, lines ended by CRLF or a bare LF.
+
+    Returns:
+        The status line and the headers.
 
     Raises:
         ProtocolError: The status line or a header line is malformed.

@@ -1,0 +1,198 @@
+"""HTTP/1.1 response bodies: one reader per framing; pure, no I/O.
+
+RFC 9112 section 6.3 delimits a response body in one of four ways, and each has its reader
+here: none at all (:class:`EmptyReader`), ``Content-Length`` (:class:`LengthReader`),
+``Transfer-Encoding: chunked`` (:class:`ChunkedReader`) and the server's close
+(:class:`CloseReader`). A reader takes every body byte the buffer holds in one call,
+whatever the chunking, so its cost follows the reads from the socket, not the chunks, and it
+leaves any bytes after the body in the buffer. Content codings are not undone: the body's
+bytes are returned as they were sent.
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+
+from .head import ProtocolError
+
+__all__ = [
+    "MAX_LINE_BYTES",
+    "BodyReader",
+    "ChunkedReader",
+    "CloseReader",
+    "EmptyReader",
+    "LengthReader",
+]
+
+# A chunk-size line, extensions and all, and a trailer field: more is not a real server.
+MAX_LINE_BYTES = 4096
+
+# RFC 9112 section 7.1. No more than 16 hex digits (64 bits), so int() never sees a huge number.
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
+_CUT = "peer closed connection without sending complete message body"
+
+# What a ChunkedReader waits for next.
+_SIZE_LINE = 0  # a chunk-size line
+_DATA = 1  # the rest of a chunk's data
+_DATA_END = 2  # the CRLF after a chunk's data
+_TRAILERS = 3  # a trailer field, or the empty line that ends the message
+
+
+class BodyReader(typing.Protocol):
+    """What the parser asks of a body's reader.
+
+    The readers keep ``done`` as a plain attribute, which costs less to read than a property.
+    """
+
+    @property
+    def done(self) -> bool:
+        """Whether the whole body has been returned; :meth:`read` returns ``b""`` from then."""
+
+    def read(self, buffer: bytearray, eof: bool) -> bytes:
+        """Remove the body's bytes from the front of ``buffer`` and return them.
+
+        Args:
+            buffer: The bytes received and not yet taken; what follows the body stays.
+            eof: Whether the server has closed its side: no more bytes will come.
+
+        Returns:
+            The body bytes that have arrived since the last call, ``b""`` if none.
+
+        Raises:
+            ProtocolError: The body is malformed, or cut by the server's close. An error
+                found after some bytes is raised by the next call, once they are returned.
+        """
+
+
+@typing.final
+class EmptyReader:
+    """No body: after a 204 or a 304, or a ``Content-Length`` of 0."""
+
+    __slots__ = ()
+    done = True
+
+    def read(self, buffer: bytearray, eof: bool) -> bytes:
+        """Return ``b""``: see :meth:`BodyReader.read`."""
+        return b""
+
+
+@typing.final
+class LengthReader:
+    """A body of ``Content-Length`` bytes.
+
+    Args:
+        length: The body's length in bytes.
+    """
+
+    __slots__ = ("_remaining", "done")
+
+    def __init__(self, length: int) -> None:
+        self._remaining = length
+        self.done = not length
+
+    def read(self, buffer: bytearray, eof: bool) -> bytes:
+        """Return what has arrived of the body: see :meth:`BodyReader.read`."""
+        take = min(len(buffer), self._remaining)
+        data = bytes(buffer[:take])
+        del buffer[:take]
+        self._remaining -= take
+        if not self._remaining:
+            self.done = True
+        elif not take and eof:
+            raise ProtocolError(_CUT)
+        return data
+
+
+@typing.final
+class CloseReader:
+    """A body that the server's close ends: every byte up to the EOF."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def read(self, buffer: bytearray, eof: bool) -> bytes:
+        """Return what has arrived of the body: see :meth:`BodyReader.read`."""
+        data = bytes(buffer)
+        buffer.clear()
+        if eof:
+            self.done = True
+        return data
+
+
+@typing.final
+class ChunkedReader:
+    """A body sent with ``Transfer-Encoding: chunked`` (RFC 9112 section 7.1).
+
+    Chunk extensions and trailer fields are skipped: nothing in a reply needs them.
+    """
+
+    __slots__ = ("_error", "_remaining", "_state", "done")
+
+    def __init__(self) -> None:
+        self._state = _SIZE_LINE
+        self._remaining = 0  # of the current chunk's data
+        # An error found after some body bytes: raised once they have been returned.
+        self._error: ProtocolError | None = None
+        self.done = False
+
+    def read(self, buffer: bytearray, eof: bool) -> bytes:
+        """Return the data of the chunks that have arrived: see :meth:`BodyReader.read`."""
+        if self.done:
+            return b""  # and leave what follows the body in the buffer
+        if self._error is not None:
+            raise self._error
+        pieces: list[bytearray] = []
+        state = self._state
+        remaining = self._remaining
+        position = 0
+        end = len(buffer)
+        try:
+            while True:
+                if state == _DATA:
+                    take = min(remaining, end - position)
+                    if take:
+                        pieces.append(buffer[position : position + take])
+                        position += take
+                        remaining -= take
+                    if remaining:
+                        break
+                    state = _DATA_END
+                if state == _DATA_END:
+                    if end - position < 2:
+                        break
+                    if not buffer.startswith(b"\r\n", position):
+                        raise ProtocolError("a chunk's data is not followed by CRLF")
+                    position += 2
+                    state = _SIZE_LINE
+                line_end = buffer.find(b"\r\n", position)
+                # Whether the line's end has arrived or not (then its "\r" may have), so that
+                # the verdict does not depend on where the reads were cut.
+                if (line_end if line_end >= 0 else end - 1) - position > MAX_LINE_BYTES:
+                    raise ProtocolError("a chunk-size line or trailer is too long")
+                if line_end < 0:
+                    break
+                if state == _SIZE_LINE:
+                    match = _CHUNK_SIZE.fullmatch(buffer, position, line_end)
+                    if match is None:
+                        raise ProtocolError("invalid chunk-size line")
+                    remaining = int(match[1], 16)
+                    state = _DATA if remaining else _TRAILERS
+                elif line_end == position:  # the empty line that ends the trailer section
+                    position += 2
+                    self.done = True
+                    break
+                position = line_end + 2  # past a size line, or a trailer field skipped
+        except ProtocolError as exc:
+            self._error = exc
+            if not pieces:
+                raise
+            return b"".join(pieces)
+        del buffer[:position]
+        self._state = state
+        self._remaining = remaining
+        if not pieces and eof and not self.done:
+            raise ProtocolError(_CUT + ": incomplete chunked read")
+        return b"".join(pieces)
