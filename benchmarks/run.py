@@ -21,7 +21,7 @@ import anyio
 import httpx
 
 from aura_anyio import AuraClient, build_payload
-from aura_anyio._decoding import TextDecoder
+from aura_anyio._wire.text import TextDecoder
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from aura_anyio._decoding import TextDecoder, charset_from_content_type
+from aura_anyio._wire.text import TextDecoder, charset_from_content_type
 
 from .strategies import chunkings
 

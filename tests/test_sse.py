@@ -12,7 +12,7 @@ import httpx_sse
 import pytest
 from hypothesis import given, strategies as st
 
-from aura_anyio._sse import Event, EventDecoder
+from aura_anyio._wire.sse import Event, EventDecoder
 
 from .strategies import chunkings
 

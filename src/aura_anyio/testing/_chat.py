@@ -149,12 +149,12 @@ def default_reply(request: ReceivedRequest) -> str:
 #: gets 404 or 405.
 CHAT_PATH = "/api/chat"
 OPENAI_PATH = "/v1/chat/completions"
-WIRES = {CHAT_PATH: "aura", OPENAI_PATH: "openai"}
+WIRE_BY_PATH = {CHAT_PATH: "aura", OPENAI_PATH: "openai"}
 
 
 def is_chat_route(method: str, path: str) -> bool:
     """Return whether ``method`` and ``path`` are ``POST`` to one of the chat routes."""
-    return method == "POST" and path in WIRES
+    return method == "POST" and path in WIRE_BY_PATH
 
 
 def inspect_request(
@@ -170,7 +170,7 @@ def inspect_request(
     Never raises for bad input: a rejected body is recorded with its reason in ``error``.
     """
     base = ReceivedRequest(
-        method=method, path=path, headers=headers, body=body, wire=WIRES.get(path, "aura")
+        method=method, path=path, headers=headers, body=body, wire=WIRE_BY_PATH.get(path, "aura")
     )
     if not is_chat_route(method, path):
         return base

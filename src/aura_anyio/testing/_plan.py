@@ -15,7 +15,7 @@ import typing
 from collections.abc import Callable, Iterable, Sequence
 
 from ._chat import (
-    WIRES,
+    WIRE_BY_PATH,
     ReceivedRequest,
     approx_tokens,
     default_reply,
@@ -224,7 +224,7 @@ def plan_response(
     the detail in the reason phrase, the way openchat-ui reports upstream failures.
     """
     openai = request.wire == "openai"
-    if request.path not in WIRES:
+    if request.path not in WIRE_BY_PATH:
         plan = _error(404, "Not Found", (b"Not Found",))
     elif request.method != "POST":
         plan = _error(405, "Method Not Allowed", (b"Method Not Allowed",), (b"allow", b"POST"))

@@ -1,8 +1,10 @@
-"""An OpenAI-style reply: ``chat.completion.chunk`` objects as server-sent events; pure.
+"""The OpenAI-compatible wire: ``POST /v1/chat/completions``, streamed; pure, no I/O.
 
-The text is in ``choices[0].delta.content``, the end in ``finish_reason`` and ``data:
-[DONE]``, the token counts in ``usage``, and a server's own failure in an ``{"error": ...}``
-object (or an ``event: error``).
+vLLM, llama.cpp, Ollama, LM Studio and OpenChat's own server speak it. The request asks for
+``"stream": true``, and the reply comes as server-sent events of ``chat.completion.chunk``
+JSON objects: the text in ``choices[0].delta.content``, the end in ``finish_reason`` and
+``data: [DONE]``, the token counts in ``usage``, and a server's own failure in an
+``{"error": ...}`` object (or an ``event: error``).
 """
 
 from __future__ import annotations
@@ -10,21 +12,90 @@ from __future__ import annotations
 import json
 import typing
 
-from ._checks import is_int
-from ._sse import Event, EventDecoder
+from .._exceptions import InvalidRequestError
+from .._messages import check_unicode, validate_messages
+from .._models import ModelSpec
+from .._numbers import is_int
+from .._payload import check_max_tokens, check_temperature
+from .base import BrokenReply, ReportedError, dump_json
+from .sse import Event, EventDecoder
 
-__all__ = ["BrokenReply", "JSONReply", "OpenAIReply", "ReportedError"]
+if typing.TYPE_CHECKING:
+    from .._messages import Messages
+    from .base import ReplyDecoder, WireName
+
+__all__ = ["OPENAI_PATH", "JSONReply", "OpenAIReply", "OpenAIWire", "openai_body"]
+
+OPENAI_PATH = "/v1/chat/completions"
+
+
+def openai_body(
+    messages: Messages, *, model: str | ModelSpec, temperature: float, max_tokens: int
+) -> dict[str, object]:
+    """The body of ``POST /v1/chat/completions``, streamed; messages stay in their order.
+
+    Raises:
+        InvalidRequestError: An argument is invalid; the message names it.
+    """
+    checked = validate_messages(messages)
+    if isinstance(model, ModelSpec):
+        model = model.id
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequestError(f"model must be a non-empty str or a ModelSpec, got {model!r}")
+    check_unicode("model", model)
+    return {
+        "model": model,
+        "messages": checked,
+        "temperature": check_temperature(temperature),
+        # Here max_tokens caps the reply, so any positive count will do.
+        "max_tokens": check_max_tokens(max_tokens, minimum=1),
+        "stream": True,
+    }
+
+
+@typing.final
+class OpenAIWire:
+    """``POST /v1/chat/completions``, streamed as server-sent events."""
+
+    name: WireName = "openai"
+
+    def path(self, base: str) -> str:
+        # Clients of the OpenAI SDK are used to base URLs that end in /v1.
+        return base + ("/chat/completions" if base.endswith("/v1") else OPENAI_PATH)
+
+    def body(
+        self,
+        messages: Messages,
+        *,
+        model: str | ModelSpec,
+        temperature: float,
+        max_tokens: int,
+        key: str,
+    ) -> bytes:
+        return dump_json(
+            openai_body(messages, model=model, temperature=temperature, max_tokens=max_tokens)
+        )
+
+    def headers(self, key: str) -> dict[str, str]:
+        headers = {"accept": "text/event-stream"}
+        if key:
+            if not (key.isascii() and key.isprintable()):  # never quoted: it is a secret
+                raise InvalidRequestError(
+                    "key must be printable ASCII to travel in an Authorization header"
+                )
+            headers["authorization"] = f"Bearer {key}"
+        return headers
+
+    def decoder(self, content_type: str | None) -> ReplyDecoder:
+        if content_type is not None and "json" in content_type.lower():
+            return JSONReply()  # an error, or a server that does not stream
+        return OpenAIReply()  # an event stream is UTF-8, whatever the header says
+
 
 # An unexpected JSON body is read this far: enough for any error object.
 _JSON_LIMIT = 8192
-
-
-class BrokenReply(Exception):
-    """The reply ended, or went on, in a way its wire does not allow (a cut, most likely)."""
-
-
-class ReportedError(Exception):
-    """The server reported an error inside the reply (an ``{"error": ...}`` event)."""
+# What an error message keeps of what the server sent.
+_EXCERPT = 200
 
 
 @typing.final
@@ -98,9 +169,6 @@ class OpenAIReply:
             else None
         )
         return content if isinstance(content, str) else ""
-
-
-_EXCERPT = 200
 
 
 def _error_message(error: object) -> str:

@@ -1,0 +1,71 @@
+"""openchat-ui's ``POST /api/chat`` wire; pure, no I/O.
+
+The body is :func:`build_payload`'s (``_payload``), the key travels in it, and the reply is
+the response body's text: the body's end is the reply's end.
+"""
+
+from __future__ import annotations
+
+import typing
+
+from .._payload import build_payload
+from .base import dump_json
+from .text import TextDecoder, charset_from_content_type
+
+if typing.TYPE_CHECKING:
+    from .._messages import Messages
+    from .._models import ModelSpec
+    from .base import ReplyDecoder, WireName
+
+__all__ = ["AuraWire", "TextReply"]
+
+
+@typing.final
+class TextReply:
+    """The /api/chat reply: the body is the text, and its end is the reply's end."""
+
+    __slots__ = ("_text",)
+
+    finish_reason = None
+    usage = None
+    done = False  # only the body's end ends this reply
+
+    def __init__(self, encoding: str) -> None:
+        self._text = TextDecoder(encoding)
+
+    def feed(self, data: bytes) -> str:
+        return self._text.decode(data)
+
+    def close(self) -> str:
+        return self._text.flush()
+
+
+@typing.final
+class AuraWire:
+    """openchat-ui's ``POST /api/chat``."""
+
+    name: WireName = "aura"
+
+    def path(self, base: str) -> str:
+        return base + "/api/chat"
+
+    def body(
+        self,
+        messages: Messages,
+        *,
+        model: str | ModelSpec,
+        temperature: float,
+        max_tokens: int,
+        key: str,
+    ) -> bytes:
+        return dump_json(
+            build_payload(
+                messages, model=model, temperature=temperature, max_tokens=max_tokens, key=key
+            )
+        )
+
+    def headers(self, key: str) -> dict[str, str]:
+        return {}  # the key travels in the body
+
+    def decoder(self, content_type: str | None) -> ReplyDecoder:
+        return TextReply(charset_from_content_type(content_type))

@@ -1,0 +1,100 @@
+"""What every wire is: the :class:`Wire` and :class:`ReplyDecoder` protocols; pure, no I/O.
+
+With the errors a reply decoder raises. A module of its own so that the wire modules and the
+registry in ``__init__`` can all import it without importing each other.
+"""
+
+from __future__ import annotations
+
+import json
+import typing
+
+if typing.TYPE_CHECKING:
+    from .._messages import Messages
+    from .._models import ModelSpec
+
+__all__ = [
+    "BrokenReply",
+    "ReplyDecoder",
+    "ReportedError",
+    "Wire",
+    "WireName",
+    "dump_json",
+]
+
+#: The names a client's ``wire=`` takes.
+WireName = typing.Literal["aura", "openai"]
+
+
+class BrokenReply(Exception):
+    """The reply ended, or went on, in a way its wire does not allow (a cut, most likely)."""
+
+
+class ReportedError(Exception):
+    """The server reported an error inside the reply (an ``{"error": ...}`` event)."""
+
+
+class ReplyDecoder(typing.Protocol):
+    """Reads one reply's body: bytes in, text out, and what the wire says about the end."""
+
+    @property
+    def finish_reason(self) -> str | None:
+        """Why the reply ended (``"stop"``, ``"length"``...), if the wire says."""
+        ...
+
+    @property
+    def usage(self) -> dict[str, int] | None:
+        """The token counts the server sent, if it sent any."""
+        ...
+
+    @property
+    def done(self) -> bool:
+        """Whether the wire marked the reply's end, before the body's end (``[DONE]``)."""
+        ...
+
+    def feed(self, data: bytes) -> str:
+        """Return the text ``data`` completed."""
+        ...
+
+    def close(self) -> str:
+        """Return the text left at the end of the body; raise :class:`BrokenReply` if the
+        wire says the reply is not complete."""
+        ...
+
+
+class Wire(typing.Protocol):
+    """What a client sends for one request, and how it reads the reply."""
+
+    @property
+    def name(self) -> WireName:
+        """The name ``wire=`` takes for this wire."""
+        ...
+
+    def path(self, base: str) -> str:
+        """The URL to post to, under the base URL ``base`` (no trailing slash)."""
+        ...
+
+    def body(
+        self,
+        messages: Messages,
+        *,
+        model: str | ModelSpec,
+        temperature: float,
+        max_tokens: int,
+        key: str,
+    ) -> bytes:
+        """The request body; raises :class:`InvalidRequestError` for bad arguments."""
+        ...
+
+    def headers(self, key: str) -> dict[str, str]:
+        """Headers this wire adds."""
+        ...
+
+    def decoder(self, content_type: str | None) -> ReplyDecoder:
+        """A decoder for one reply."""
+        ...
+
+
+def dump_json(value: object) -> bytes:
+    """Return ``value`` as compact UTF-8 JSON, the form both wires send."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
