@@ -13,8 +13,8 @@ import pytest
 pytest.importorskip("click", reason="the aura command needs the cli extra")
 
 from aura_anyio import AuraClient
-from aura_anyio._batch import BatchStats, run_batch, until_signalled
-from aura_anyio._commands import Failed, Interrupted, finish_batch, main
+from aura_anyio._cli.batch import BatchStats, run_batch, until_signalled
+from aura_anyio._cli.commands import Failed, Interrupted, finish_batch, main
 from aura_anyio.testing import ReferenceServer
 
 if typing.TYPE_CHECKING:
@@ -114,8 +114,8 @@ def test_how_main_ends(
         raise raised
 
     silenced: list[bool] = []
-    monkeypatch.setattr("aura_anyio._commands.Connection.run", run)
-    monkeypatch.setattr("aura_anyio._commands.silence_stdout", lambda: silenced.append(True))
+    monkeypatch.setattr("aura_anyio._cli.commands.Connection.run", run)
+    monkeypatch.setattr("aura_anyio._cli.commands.silence_stdout", lambda: silenced.append(True))
     assert main(["chat", "hi"]) == code
     assert silenced == ([True] if isinstance(raised, BrokenPipeError) else [])
     if isinstance(raised, Failed):

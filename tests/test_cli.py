@@ -347,7 +347,7 @@ def test_without_the_cli_extra_the_command_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setitem(sys.modules, "click", None)
-    monkeypatch.delitem(sys.modules, "aura_anyio._commands", raising=False)
+    monkeypatch.delitem(sys.modules, "aura_anyio._cli.commands", raising=False)
     assert main(["chat", "hi"]) == 2
     assert "pip install 'aura_anyio[cli]'" in capsys.readouterr().err
 
@@ -446,7 +446,7 @@ def test_a_bad_base_url_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_an_import_error_that_is_not_the_extra_is_a_bug(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "aura_anyio._commands", None)
+    monkeypatch.setitem(sys.modules, "aura_anyio._cli.commands", None)
     with pytest.raises(ImportError):
         main(["chat", "hi"])
 
@@ -479,7 +479,7 @@ def test_a_progress_bar_on_a_terminal(server: ReferenceServer, tmp_path: Path) -
 
 
 def test_silenced_stdout_takes_no_more_output() -> None:
-    code = "from aura_anyio._commands import silence_stdout; silence_stdout(); print('lost')"
+    code = "from aura_anyio._cli.commands import silence_stdout; silence_stdout(); print('lost')"
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_GUARD
     )

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from aura_anyio import APITimeoutError, ChatRequest, ChatResult, RateLimitError
-from aura_anyio._exceptions import RequestInfo
-from aura_anyio._jsonl import (
+from aura_anyio._cli.jsonl import (
     BadLine,
     Row,
     id_key,
@@ -20,6 +19,7 @@ from aura_anyio._jsonl import (
     percentile,
     result_row,
 )
+from aura_anyio._exceptions import RequestInfo
 
 ids = st.one_of(st.integers(), st.text(max_size=20))
 # Rows a kill can leave, and rows that are not ok rows.

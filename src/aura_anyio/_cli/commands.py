@@ -17,18 +17,20 @@ from pathlib import Path
 import anyio
 import click
 
-from ._batch import BatchStats, run_batch, until_signalled
-from ._client import DEFAULT_BASE_URL, AuraClient
-from ._exceptions import AuraError, InvalidRequestError
-from ._fanout import check_fan_out
-from ._models import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_TEMPERATURE
-from ._progress import BatchProgress
-from ._wire import WIRES
+from .._client import DEFAULT_BASE_URL, AuraClient
+from .._exceptions import AuraError, InvalidRequestError
+from .._fanout import check_fan_out
+from .._models import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_TEMPERATURE
+from .._wire import WIRES
+from .batch import BatchStats, run_batch, until_signalled
+from .progress import BatchProgress
 
 if typing.TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from click.decorators import FC
+
+    from .._wire import WireName
 
 __all__ = [
     "EXIT_FAILED",
@@ -67,7 +69,7 @@ class Connection:
     base_url: str
     retries: int
     backend: str
-    wire: str = "aura"
+    wire: WireName = "aura"
 
     def client(self, concurrency: int = 1) -> AuraClient:
         try:
@@ -156,7 +158,7 @@ def chat(
     base_url: str,
     retries: int,
     backend: str,
-    wire: str,
+    wire: WireName,  # click.Choice(list(WIRES)) lets no other name through
 ) -> None:
     """Stream the reply to PROMPT (its words joined by spaces; - reads it from stdin).
 
@@ -230,7 +232,7 @@ def batch(
     base_url: str,
     retries: int,
     backend: str,
-    wire: str,
+    wire: WireName,  # click.Choice(list(WIRES)) lets no other name through
 ) -> None:
     """Send every request of SOURCE (JSON lines) and append each result to OUTPUT.
 
@@ -312,7 +314,7 @@ def finish_batch(stats: BatchStats, output: Path, error: BaseException | None) -
 @click.option("--delay-ms", type=click.FloatRange(min=0), default=0.0, help="Pause between chunks.")
 def serve(host: str, port: int, delay_ms: float) -> None:
     """Run the reference server until SIGINT or SIGTERM; print its URL on stdout."""
-    from .testing import ReferenceServer
+    from ..testing import ReferenceServer
 
     async def job() -> None:
         async with ReferenceServer(host=host, port=port, delay=delay_ms / 1000) as server:
@@ -330,7 +332,7 @@ def serve(host: str, port: int, delay_ms: float) -> None:
 @cli.command()
 def demo() -> None:
     """Start the reference server, stream one reply, then a batch of 1,000 prompts."""
-    from ._demo import run_demo
+    from .demo import run_demo
 
     Connection("", 0, "asyncio").run(run_demo)
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import anyio
 import click
 
-from ._batch import run_batch
-from ._client import AuraClient
-from ._jsonl import percentile
-from ._progress import BatchProgress
-from .testing import Fault, ReferenceServer
+from .._client import AuraClient
+from ..testing import Fault, ReferenceServer
+from .batch import run_batch
+from .jsonl import percentile
+from .progress import BatchProgress
 
 __all__ = ["DEMO_PROMPTS", "run_demo"]
 

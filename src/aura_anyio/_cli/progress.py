@@ -19,7 +19,7 @@ from rich.progress import (
 if typing.TYPE_CHECKING:
     from types import TracebackType
 
-    from ._batch import BatchStats
+    from .batch import BatchStats
 
 __all__ = ["BatchProgress"]
 

@@ -14,15 +14,15 @@ import json
 import math
 import typing
 
-from ._exceptions import APIStatusError, InvalidRequestError
-from ._messages import check_unicode
-from ._models import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_TEMPERATURE, ChatRequest
+from .._exceptions import APIStatusError, InvalidRequestError
+from .._messages import check_unicode
+from .._models import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_TEMPERATURE, ChatRequest
 
 if typing.TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from ._messages import Messages
-    from ._models import ChatResult
+    from .._messages import Messages
+    from .._models import ChatResult
 
 __all__ = [
     "BadLine",

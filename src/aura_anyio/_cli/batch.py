@@ -15,7 +15,7 @@ import typing
 
 import anyio
 
-from ._jsonl import BadLine, id_key, line_error_row, ok_ids, parse_line, result_row
+from .jsonl import BadLine, id_key, line_error_row, ok_ids, parse_line, result_row
 
 if typing.TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Generator
@@ -24,9 +24,9 @@ if typing.TYPE_CHECKING:
 
     from anyio.abc import TaskStatus
 
-    from ._client import AuraClient
-    from ._jsonl import Row
-    from ._models import ChatRequest
+    from .._client import AuraClient
+    from .._models import ChatRequest
+    from .jsonl import Row
 
 __all__ = ["BatchStats", "count_lines", "run_batch", "until_signalled"]
 
