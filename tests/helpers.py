@@ -1,4 +1,9 @@
-"""Test helpers for respx-driven client tests."""
+"""Test helpers: scripted replies over MockTransport, so client tests run the production path.
+
+A :class:`Script` answers an ``AuraClient(transport=MockTransport(script))``'s requests with
+the responses it was given, in turn, and records each request; :func:`reply` builds a
+response whose body pauses or breaks wherever a test wants.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,21 @@ import dataclasses
 from typing import TYPE_CHECKING, TypeVar, cast
 
 import anyio
-import httpx
 import pytest
 
 from aura_anyio import AuraClient, ChatStream, RetryPolicy, Timeouts
+from aura_anyio.testing import MockResponse, MockTransport
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
-    import respx
+    from aura_anyio._transports.base import Request
 
 T = TypeVar("T")
 
 FAST_RETRIES = RetryPolicy(max_retries=2, initial_delay=0.001, max_delay=0.01)
-URL = "https://chat.test/api/chat"
+BASE_URL = "https://chat.test"
+URL = f"{BASE_URL}/api/chat"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,43 +38,37 @@ class Pause:
 Step = bytes | str | Exception | Pause
 
 
-class ScriptedStream(httpx.AsyncByteStream):
-    """A response body that sends chunks, pauses or fails, step by step.
+@dataclasses.dataclass(frozen=True)
+class Steps:
+    """A body that sends chunks, pauses or fails, step by step; each response reads it anew.
 
-    A plain iterator rather than an async generator: Trio warns about generators left
-    unfinished, and tests stop reading early on purpose.
+    An ``OSError`` step (``ConnectionResetError``, say) breaks the connection there, as
+    :class:`MockResponse` documents.
     """
 
-    def __init__(self, steps: Sequence[Step]) -> None:
-        self.steps = list(steps)
-        self.closed = False
+    steps: Sequence[Step]
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        self.closed = False  # a route may hand the same response to several requests
-        return _Steps(iter(self.steps), self)
-
-    async def aclose(self) -> None:
-        self.closed = True
+    def __aiter__(self) -> AsyncIterator[bytes | str]:
+        return _StepIterator(iter(self.steps))
 
 
-class _Steps:
-    def __init__(self, steps: Iterator[Step], stream: ScriptedStream) -> None:
+class _StepIterator:
+    # A plain iterator rather than an async generator: Trio warns about generators left
+    # unfinished, and tests stop reading early on purpose.
+    def __init__(self, steps: Iterator[Step]) -> None:
         self._steps = steps
-        self._stream = stream
 
-    def __aiter__(self) -> _Steps:
+    def __aiter__(self) -> _StepIterator:
         return self
 
-    async def __anext__(self) -> bytes:
-        if self._stream.closed:  # as a closed connection would, it gives nothing more
-            raise httpx.ReadError("the connection is closed")
+    async def __anext__(self) -> bytes | str:
         for step in self._steps:
             if isinstance(step, Pause):
                 await anyio.sleep(step.seconds)
             elif isinstance(step, Exception):
                 raise step
             else:
-                return step.encode() if isinstance(step, str) else step
+                return step
         raise StopAsyncIteration
 
 
@@ -77,35 +77,57 @@ def reply(
     status: int = 200,
     reason: str | None = None,
     headers: dict[str, str] | None = None,
-) -> httpx.Response:
+) -> MockResponse:
     """A response whose body follows ``steps``; ``reason`` sets the reason phrase."""
-    extensions = {} if reason is None else {"reason_phrase": reason.encode("latin-1")}
-    return httpx.Response(
-        status, headers=headers, stream=ScriptedStream(steps), extensions=extensions
-    )
+    return MockResponse(status, chunks=Steps(steps), headers=headers, reason=reason)
+
+
+class Script:
+    """A MockTransport handler: the responses given, in turn, and the requests received.
+
+    An exception among the responses is raised instead of answering: an ``OSError``
+    (``ConnectionRefusedError``, say) fails the connection.
+    """
+
+    def __init__(self, *responses: MockResponse | Exception) -> None:
+        self._responses = iter(responses)
+        self.calls: list[Request] = []
+
+    @property
+    def call_count(self) -> int:
+        """How many requests arrived."""
+        return len(self.calls)
+
+    @property
+    def called(self) -> bool:
+        """Whether any request arrived."""
+        return bool(self.calls)
+
+    def __call__(self, request: Request) -> MockResponse:
+        self.calls.append(request)
+        response = next(self._responses, None)
+        if response is None:
+            raise AssertionError(f"request {len(self.calls)} was not scripted")
+        if isinstance(response, Exception):
+            raise response
+        return response
 
 
 def make_client(
-    router: respx.MockRouter,
+    script: Script,
     *,
     timeout: Timeouts = Timeouts(),  # noqa: B008
     max_retries: int | RetryPolicy = FAST_RETRIES,
     **kwargs: object,
 ) -> AuraClient:
-    """An AuraClient whose HTTP goes to ``router``."""
-    http = httpx.AsyncClient(transport=httpx.MockTransport(router.handler))
+    """An AuraClient whose requests ``script`` answers."""
     return AuraClient(
-        "https://chat.test",
-        http_client=http,
+        BASE_URL,
+        transport=MockTransport(script),
         timeout=timeout,
         max_retries=max_retries,
         **kwargs,  # type: ignore[arg-type]
     )
-
-
-def route(router: respx.MockRouter, *responses: httpx.Response | Exception) -> respx.Route:
-    """Route ``POST /api/chat`` to ``responses`` in turn."""
-    return router.post(URL).mock(side_effect=list(responses))
 
 
 async def drain(chunks: ChatStream) -> None:
@@ -120,7 +142,7 @@ def fault_row(name: str) -> Callable[[T], T]:
 
 
 async def until(predicate: Callable[[], bool], *, timeout: float = 5.0) -> None:  # noqa: ASYNC109
-    """Wait until ``predicate()`` holds, for state that no event reports (httpcore's pool, say)."""
+    """Wait until ``predicate()`` holds, for state that no event reports."""
     with anyio.fail_after(timeout):
         while not predicate():  # noqa: ASYNC110 (nothing to wait on but time)
             await anyio.sleep(0.001)

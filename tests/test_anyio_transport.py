@@ -7,7 +7,6 @@ tests cover what only a misbehaving raw peer can show.
 from __future__ import annotations
 
 import contextlib
-import gzip
 import ssl
 import typing
 
@@ -15,8 +14,7 @@ import anyio
 import httpx
 import pytest
 
-from aura_anyio import AuraClient
-from aura_anyio._http1 import encode_request
+from aura_anyio._http11 import encode_request
 from aura_anyio._lean_transport import LeanTransport, Route
 
 if typing.TYPE_CHECKING:
@@ -170,24 +168,6 @@ async def test_idle_connections_are_bounded_and_expire(monkeypatch: pytest.Monke
         await get(client, url)  # the idle one had expired: a new connection
 
     assert (await run(handler, body, max_idle=1)).connections == 4
-
-
-async def test_a_gzip_body_is_inflated_whatever_its_chunking() -> None:
-    """Nothing asks for a content coding, but a server may use one (RFC 9110, 12.5.3)."""
-    packed = gzip.compress("naïve ✓ reply".encode())
-
-    async def handler(number: int, stream: SocketStream) -> None:
-        await read_request(stream)
-        await stream.send(b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\n")
-        await stream.send(b"transfer-encoding: chunked\r\n\r\n")
-        for byte in range(len(packed)):  # one chunk, and one read, per byte
-            await stream.send(b"1\r\n%s\r\n" % packed[byte : byte + 1])
-            await anyio.sleep(0.001)
-        await stream.send(b"0\r\n\r\n")
-
-    async with serving(handler) as (_, url):
-        async with AuraClient(url.removesuffix("/x")) as client:
-            assert await client.complete([{"role": "user", "content": "hi"}]) == "naïve ✓ reply"
 
 
 async def test_a_closed_transport_refuses_requests() -> None:

@@ -17,7 +17,6 @@ from ._exceptions import (
     ResponseTooLargeError as ResponseTooLargeError,
     ServerError as ServerError,
 )
-from ._exports import show_public_module as _show_public_module
 from ._fanout import FanOut as FanOut, FanOutProgress as FanOutProgress, Requests as Requests
 from ._messages import (
     Message as Message,
@@ -72,5 +71,7 @@ __all__ = (
 
 
 # Tracebacks and reprs show the public module, not the private one defining a name.
-_show_public_module(globals(), __all__)
-del _show_public_module
+for _name in __all__:
+    if getattr(globals()[_name], "__module__", "").startswith(f"{__name__}._"):
+        globals()[_name].__module__ = __name__
+del _name

@@ -1,21 +1,32 @@
-"""AuraClient: the /api/chat client on AnyIO and httpx."""
+"""AuraClient: the chat client, on whichever transport moves its bytes."""
 
 from __future__ import annotations
 
+import os
 import ssl
 import typing
+from types import MappingProxyType
 
 import anyio
 
-from ._checks import is_int
-from ._exceptions import InvalidRequestError
+from ._deadlines import close_shielded
+from ._exceptions import InvalidRequestError, RequestInfo
+from ._exchange import Exchange
 from ._fanout import DEFAULT_MAX_CONCURRENCY, FanOut, Requests, check_fan_out
 from ._models import DEFAULT_MODEL, ModelSpec, Timeouts
-from ._options import build_headers, check_base_url, check_proxy, redact_url
+from ._numbers import is_int
+from ._options import (
+    build_headers,
+    check_base_url,
+    check_proxy,
+    environment_proxy,
+    redact_url,
+)
 from ._payload import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE
 from ._retry import DEFAULT_MAX_RETRIES, RetryPolicy
-from ._stream import Attempts, ChatStream, Exchange, complete_reply
-from ._transport import HttpxSender, hide_socks_credentials, make_sender
+from ._stream import Attempts, ChatStream, complete_reply
+from ._transports.anyio import AnyIOTransport, make_ssl_context
+from ._transports.base import Request
 from ._version import __version__
 from ._wire import wire_named
 
@@ -28,7 +39,8 @@ if typing.TYPE_CHECKING:
     from ._messages import Messages
     from ._models import ChatRequest, ChatResult
     from ._ratelimit import Gate
-    from ._transport import Sender
+    from ._transports.base import Transport
+    from ._wire import WireName
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -42,11 +54,12 @@ DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_CONNECTIONS = 100  # httpx's default pool size
 DEFAULT_HEADERS = {
     "accept": "*/*",
+    # No content coding: a compressed stream would be decoded for nothing, and a body that
+    # comes compressed anyway is refused with a clear error.
+    "accept-encoding": "identity",
     "content-type": "application/json",
     "user-agent": f"aura_anyio/{__version__}",
 }
-# Closing the pool is shielded from cancellation but must not hang on a dead peer.
-CLOSE_TIMEOUT = 5.0
 
 
 @typing.final
@@ -62,7 +75,8 @@ class AuraClient:
         key: An API key: in the body on ``/api/chat`` (an upstream key), as ``Authorization:
             Bearer`` on the OpenAI wire; a secret, never shown in ``repr`` or errors.
         proxy: A proxy URL (``http``, ``https`` or ``socks5``; SOCKS needs the ``socks``
-            extra); credentials in it stay secret.
+            extra); credentials in it stay secret. By default the environment's
+            (``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``...), as httpx and curl read it.
         verify: Check the server's TLS certificate against the system's CAs (``True``), against
             an ``ssl.SSLContext`` of yours, or not at all (``False``: insecure, and explicit).
         timeout: Limits on each stage of a reply.
@@ -72,11 +86,14 @@ class AuraClient:
         max_response_bytes: The largest reply body accepted.
         max_connections: The most requests in flight at once; more wait for a free one, for
             up to ``timeout.connect`` seconds. Applies to the client's own connection pool.
-        http_client: An ``httpx.AsyncClient`` to borrow; it is never closed by this client,
-            and its own limits apply instead of ``proxy``, ``verify`` and ``max_connections``.
         wire: ``"aura"`` for openchat-ui's ``/api/chat``, or ``"openai"`` for an
             OpenAI-compatible server (vLLM, llama.cpp, Ollama, LM Studio, OpenChat's own),
             streamed as server-sent events.
+        transport: What moves the bytes, borrowed and never closed by this client: an
+            ``aura_anyio.testing.MockTransport`` in tests, say. By default the client's own
+            HTTP/1.1 transport on AnyIO (through HTTP proxies with ``CONNECT``).
+        http_client: An ``httpx.AsyncClient`` to borrow; it is never closed by this client,
+            and its own limits apply instead of ``proxy``, ``verify`` and ``max_connections``.
 
     Raises:
         InvalidRequestError: An argument is invalid.
@@ -95,8 +112,9 @@ class AuraClient:
         cookies: Mapping[str, str] | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        wire: WireName = "aura",
+        transport: Transport | None = None,
         http_client: httpx.AsyncClient | None = None,
-        wire: str = "aura",
     ) -> None:
         self._base_url = check_base_url(base_url)
         if not isinstance(key, str):
@@ -123,48 +141,60 @@ class AuraClient:
                 f"verify must be a bool or an ssl.SSLContext, got {type(verify).__name__}"
             )
         self._verify = verify
-        if http_client is not None:
+        if transport is not None and http_client is not None:
+            raise InvalidRequestError("pass transport or http_client, not both")
+        lent = "transport" if transport is not None else "http_client"
+        if transport is not None or http_client is not None:
             for name, value, default in (("proxy", self._proxy, None), ("verify", verify, True)):
                 if value is not default:
                     raise InvalidRequestError(
-                        f"{name} cannot be combined with http_client; configure it on the "
-                        "http_client you pass in"
+                        f"{name} cannot be combined with {lent}; configure it on the "
+                        f"{lent} you pass in"
                     )
         self._key = key
         self._timeouts = timeout
         self._max_response_bytes = max_response_bytes
         self._wire = wire_named(wire)
         self._url = self._wire.path(self._base_url)
-        self._headers = build_headers(DEFAULT_HEADERS, headers, cookies)
+        headers_ = build_headers(DEFAULT_HEADERS, headers, cookies)
         # The wire's own headers (the key, on the OpenAI wire) win over the caller's.
-        self._headers.update(self._wire.headers(key))
-        hide_socks_credentials()
-        self._owns_http = http_client is None
-        self._sender: Sender = (
-            self._make_sender()
-            if http_client is None
-            else HttpxSender(http_client, self._url, self._headers, timeout)
+        headers_.update(self._wire.headers(key))
+        # One mapping for every request, never changed: the transport builds its head once.
+        self._headers: Mapping[str, str] = MappingProxyType(headers_)
+        self._owns_transport = transport is None
+        self._transport: Transport = (
+            transport if transport is not None else self._make_transport(http_client)
         )
+        # A borrowed httpx client keeps its own pool limits.
         self._slots = (
-            anyio.Semaphore(max_connections, fast_acquire=True) if self._owns_http else None
+            anyio.Semaphore(max_connections, fast_acquire=True) if http_client is None else None
         )
+        self._info = RequestInfo("POST", self._url)
         self._closed = False
 
-    def _make_sender(self) -> Sender:
-        try:
-            return make_sender(
-                url=self._url,
-                headers=self._headers,
-                timeouts=self._timeouts,
-                proxy=self._proxy,
-                verify=self._verify,
-                max_connections=self._max_connections,
-            )
-        except ImportError as exc:  # httpx needs socksio for socks5 proxies
-            raise InvalidRequestError(
-                f"proxy {redact_url(self._proxy or '')!r} needs the socks extra: "
-                f"pip install 'aura_anyio[socks]' ({exc})"
-            ) from None
+    def _make_transport(self, http_client: httpx.AsyncClient | None) -> Transport:
+        if http_client is not None:
+            from ._transports.httpx import HttpxTransport
+
+            return HttpxTransport(http_client, owned=False)
+        proxy = self._proxy
+        if proxy is None:
+            proxy = environment_proxy(self._url, os.environ)
+        if proxy is not None and not proxy.startswith(("http://", "https://")):
+            from ._transports.httpx import socks_transport
+
+            try:
+                return socks_transport(proxy, verify=self._verify, max_idle=self._max_connections)
+            except ImportError as exc:  # socksio
+                raise InvalidRequestError(
+                    f"proxy {redact_url(proxy)!r} needs the socks extra: "
+                    f"pip install 'aura_anyio[socks]' ({exc})"
+                ) from None
+        return AnyIOTransport(
+            ssl_context=make_ssl_context(self._verify),
+            max_idle=self._max_connections,
+            proxy=proxy,
+        )
 
     @property
     def base_url(self) -> str:
@@ -207,14 +237,15 @@ class AuraClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool, unless the httpx client was borrowed; idempotent."""
+        """Close the connection pool, unless the transport or httpx client was borrowed.
+
+        Idempotent; shielded from cancellation, for at most a few seconds.
+        """
         if self._closed:
             return
         self._closed = True
-        if self._owns_http:
-            with anyio.CancelScope(shield=True) as scope:
-                scope.deadline = anyio.current_time() + CLOSE_TIMEOUT
-                await self._sender.aclose()
+        if self._owns_transport:
+            await close_shielded(self._transport.aclose)
 
     def _exchange(
         self,
@@ -230,14 +261,20 @@ class AuraClient:
         )
         if self._closed:
             raise RuntimeError("this AuraClient is closed; create a new one")
-        if self._sender.is_closed:
-            raise RuntimeError("the httpx.AsyncClient lent to this AuraClient is closed")
+        timeouts = self._timeouts
         return Exchange(
-            sender=self._sender,
-            url=self._url,
-            body=body,
+            transport=self._transport,
+            request=Request(
+                "POST",
+                self._url,
+                self._headers,
+                body,
+                connect_timeout=timeouts.connect,
+                read_timeout=timeouts.read,
+            ),
+            info=self._info,
             wire=self._wire,
-            timeouts=self._timeouts,
+            timeouts=timeouts,
             policy=self._policy,
             max_response_bytes=self._max_response_bytes,
             slots=self._slots,
@@ -269,7 +306,8 @@ class AuraClient:
 
         Raises:
             InvalidRequestError: An argument is invalid (raised by this call).
-            RuntimeError: The client, or the httpx client lent to it, is closed.
+            RuntimeError: The client is closed (raised by this call), or the transport or
+                httpx client lent to it is (when entering).
             APIError: When entering or iterating: the request failed (see the error table).
         """
         return ChatStream(
@@ -297,7 +335,7 @@ class AuraClient:
 
         Raises:
             InvalidRequestError: An argument is invalid; nothing was sent.
-            RuntimeError: The client, or the httpx client lent to it, is closed.
+            RuntimeError: The client, or the transport or httpx client lent to it, is closed.
             APIError: The request failed after any retries; an
                 :class:`IncompleteStreamError` keeps the last attempt's ``partial_text``.
         """
@@ -353,7 +391,7 @@ class AuraClient:
             max_concurrency=max_concurrency,
             requests_per_second=requests_per_second,
             request_timeout=request_timeout,
-            max_connections=self._max_connections if self._owns_http else None,
+            max_connections=None if self._slots is None else self._max_connections,
         )
         return FanOut(
             self._fan_out_exchange,

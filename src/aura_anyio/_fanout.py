@@ -17,19 +17,21 @@ from collections.abc import AsyncIterable, Iterable
 import anyio
 import anyio.lowlevel
 
-from ._checks import is_int, is_number
-from ._exceptions import APITimeoutError, AuraError, InvalidRequestError, RequestInfo
-from ._hosting import leave_task_group
+from ._deadlines import DeadlineExpired, deadline_after, run_until
+from ._exceptions import APITimeoutError, AuraError, InvalidRequestError
 from ._models import ChatRequest, ChatResult, to_request
+from ._numbers import check_positive, is_int
 from ._ratelimit import Gate
-from ._stream import Attempts, ChatStream, Exchange, complete_reply
+from ._stream import Attempts, ChatStream, complete_reply
+from ._task_groups import hosted_task_group
 
 if typing.TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
-    from types import TracebackType
 
     from anyio.abc import TaskGroup
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+    from ._exchange import Exchange
 
 __all__ = ["DEFAULT_MAX_CONCURRENCY", "FanOut", "FanOutProgress", "Requests", "check_fan_out"]
 
@@ -39,7 +41,7 @@ DEFAULT_MAX_CONCURRENCY = 16
 #: prompt strings, in any mix.
 Requests = Iterable[object] | AsyncIterable[object]
 #: Builds the exchange for one request; the client's, with the fan-out's gate.
-MakeExchange = typing.Callable[[ChatRequest, Gate], Exchange]
+MakeExchange = typing.Callable[[ChatRequest, Gate], "Exchange"]
 
 
 @typing.final
@@ -60,11 +62,6 @@ class FanOutProgress:
     failed: int = 0
     retried: int = 0
     in_flight: int = 0
-
-
-def _check_seconds(name: str, value: object) -> None:
-    if value is not None and (not is_number(value) or value <= 0):
-        raise InvalidRequestError(f"{name} must be a positive number or None, got {value!r}")
 
 
 def check_fan_out(
@@ -92,12 +89,12 @@ def check_fan_out(
             f"max_concurrency={max_concurrency} is more than the client's "
             f"max_connections={max_connections}; raise max_connections to match"
         )
-    _check_seconds("requests_per_second", requests_per_second)
-    _check_seconds("request_timeout", request_timeout)
+    check_positive("requests_per_second", requests_per_second)
+    check_positive("request_timeout", request_timeout)
 
 
 @typing.final
-class FanOut:
+class FanOut(anyio.AsyncContextManagerMixin):
     """The results of a fan-out, as each request finishes: ``async for result in results``.
 
     Made by :meth:`AuraClient.fan_out`, and used as an async context manager: leaving the
@@ -136,45 +133,34 @@ class FanOut:
             in_flight=self._started - self._done,
         )
 
-    async def __aenter__(self) -> FanOut:
+    @contextlib.asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncIterator[FanOut]:
         if self._entered:
             raise RuntimeError("a fan-out can be entered only once; call fan_out() again")
         self._entered = True
         gate = Gate(self._rate)
         results_in, results_out = anyio.create_memory_object_stream[ChatResult](0)
         jobs_in, jobs_out = anyio.create_memory_object_stream[tuple[int, ChatRequest]](0)
-        # Entering an AnyIO task group neither blocks nor fails.
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
         self._results = results_out
-        with results_in, jobs_out:
-            task_group.start_soon(self._feed, jobs_in)
-            for _ in range(self._max_concurrency):
-                task_group.start_soon(self._work, gate, jobs_out.clone(), results_in.clone())
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool | None:
-        task_group, self._task_group = self._task_group, None
-        assert task_group is not None
-        assert self._results is not None
         try:
-            handled = await leave_task_group(task_group, exc_type, exc, traceback)
+            async with hosted_task_group() as task_group:
+                self._task_group = task_group
+                with results_in, jobs_out:
+                    task_group.start_soon(self._feed, jobs_in)
+                    for _ in range(self._max_concurrency):
+                        task_group.start_soon(
+                            self._work, gate, jobs_out.clone(), results_in.clone()
+                        )
+                yield self
         finally:
             # Only now: closed earlier, it would wake a worker waiting to hand over a result
             # with BrokenResourceError instead of the cancellation.
-            self._results.close()
+            results_out.close()
         # _fail() cancels the task group, whose scope also covers the caller's block: its
-        # cancellation, swallowed there, makes way for the failure.
-        if (exc is None or handled) and self._failure is not None:
+        # cancellation, absorbed by the group, makes way for the failure.
+        if self._failure is not None:
             failure, self._failure = self._failure, None
             raise failure
-        return handled
 
     def __aiter__(self) -> FanOut:
         return self
@@ -230,19 +216,20 @@ class FanOut:
         self._started += 1
         try:
             exchange = self._make_exchange(request, gate)
-            if self._request_timeout is None:  # the default: no scope to pay for
-                text = await complete_reply(exchange, attempts, streams.append)
-                timed_out = False
-            else:
-                with anyio.move_on_after(self._request_timeout) as scope:
-                    text = await complete_reply(exchange, attempts, streams.append)
-                timed_out = scope.cancelled_caught
-            if timed_out:
+            try:
+                text = await run_until(
+                    deadline_after(self._request_timeout),
+                    complete_reply,
+                    exchange,
+                    attempts,
+                    streams.append,
+                )
+            except DeadlineExpired:
                 text = streams[-1].text if streams else ""
                 error = APITimeoutError(
                     f"request_timeout: no whole reply within {self._request_timeout:g} s "
                     f"({attempts.count} attempt(s))",
-                    request=RequestInfo("POST", exchange.url),
+                    request=exchange.info,
                 )
         except AuraError as exc:
             error = exc

@@ -6,9 +6,9 @@ import dataclasses
 import typing
 from types import MappingProxyType
 
-from ._checks import is_int, is_number
 from ._exceptions import InvalidRequestError
 from ._messages import check_unicode
+from ._numbers import check_positive, is_int
 
 if typing.TYPE_CHECKING:
     from collections.abc import Mapping
@@ -95,15 +95,6 @@ def resolve_model(model: object) -> ModelSpec:
     )
 
 
-def _check_seconds(field: str, value: object) -> None:
-    if value is None:
-        return
-    if not is_number(value) or value <= 0:
-        raise InvalidRequestError(
-            f"timeout.{field} must be a positive number of seconds or None, got {value!r}"
-        )
-
-
 @typing.final
 @dataclasses.dataclass(frozen=True, slots=True)
 class Timeouts:
@@ -125,7 +116,7 @@ class Timeouts:
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
-            _check_seconds(field.name, getattr(self, field.name))
+            check_positive(f"timeout.{field.name}", getattr(self, field.name))
 
 
 @typing.final

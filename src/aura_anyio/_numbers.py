@@ -1,4 +1,4 @@
-"""Type predicates shared by the validation rules; pure, no I/O.
+"""What counts as a number in an argument, and the checks built on that; pure, no I/O.
 
 ``bool`` is an ``int`` to Python but never a number or a count to a user: ``temperature=True``
 is a mistake, and so is ``max_tokens=True``.
@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 from typing import TypeGuard
 
-__all__ = ["is_int", "is_number"]
+from ._exceptions import InvalidRequestError
+
+__all__ = ["check_positive", "is_int", "is_number"]
 
 
 def is_number(value: object) -> TypeGuard[int | float]:
@@ -20,3 +22,13 @@ def is_number(value: object) -> TypeGuard[int | float]:
 def is_int(value: object) -> TypeGuard[int]:
     """Tell whether ``value`` is an ``int`` (and not a ``bool``)."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_positive(name: str, value: object) -> None:
+    """Raise :class:`InvalidRequestError` unless ``value`` is ``None`` or a positive number.
+
+    Args:
+        name: The argument's name, as the caller wrote it (``timeout.read``, say).
+    """
+    if value is not None and (not is_number(value) or value <= 0):
+        raise InvalidRequestError(f"{name} must be a positive number or None, got {value!r}")

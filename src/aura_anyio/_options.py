@@ -12,12 +12,20 @@ from collections.abc import Mapping
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from ._exceptions import InvalidRequestError
+from ._http11 import TOKEN
 
-__all__ = ["PROXY_SCHEMES", "build_headers", "check_base_url", "check_proxy", "redact_url"]
+__all__ = [
+    "PROXY_SCHEMES",
+    "build_headers",
+    "check_base_url",
+    "check_proxy",
+    "environment_proxy",
+    "redact_url",
+]
 
 PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
 # RFC 9110 section 5.6.2 (token) and 5.5 (field values: visible ASCII, space and tab).
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TOKEN = re.compile(TOKEN)
 _FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")
 # Headers that say where a request goes and how its bytes are framed: the transport's own.
 _FRAMING = frozenset(
@@ -104,6 +112,33 @@ def check_proxy(proxy: object) -> str | None:
             f"got {redact_url(proxy)!r}"
         )
     return proxy
+
+
+def environment_proxy(url: str, environ: Mapping[str, str]) -> str | None:
+    """Return the proxy that ``environ`` names for ``url``, as curl and httpx read it.
+
+    ``{scheme}_proxy``, else ``all_proxy`` (lower-case names first, then upper-case); none
+    when ``no_proxy`` lists the URL's host, a domain it belongs to, or ``*``. A proxy given
+    without a scheme is an ``http://`` one.
+    """
+
+    def variable(name: str) -> str:
+        return (environ.get(name) or environ.get(name.upper()) or "").strip()
+
+    parts = urlsplit(url)
+    proxy = variable(f"{parts.scheme}_proxy") or variable("all_proxy")
+    if not proxy:
+        return None
+    host = (parts.hostname or "").lower()
+    for entry in variable("no_proxy").split(","):
+        name = entry.strip().lower().lstrip(".")
+        if name.startswith("["):  # an IPv6 literal, with or without a port
+            name = name[1:].partition("]")[0]
+        elif name.count(":") == 1:  # a host and a port
+            name = name.partition(":")[0]
+        if name == "*" or (name and (host == name or host.endswith(f".{name}"))):
+            return None
+    return proxy if "://" in proxy else f"http://{proxy}"
 
 
 def _str_items(field: str, value: object) -> list[tuple[str, str]]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from ._checks import is_int, is_number
 from ._exceptions import InvalidRequestError
 from ._messages import Message, Messages, check_unicode, split_messages
 from ._models import (
@@ -18,6 +17,7 @@ from ._models import (
     ModelSpec,
     resolve_model,
 )
+from ._numbers import is_int, is_number
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",

@@ -12,10 +12,10 @@ import typing
 
 import anyio
 
-from ._checks import is_number
 from ._client import DEFAULT_BASE_URL, AuraClient
 from ._exceptions import InvalidRequestError
 from ._models import DEFAULT_MODEL, MODELS, Timeouts
+from ._numbers import is_number
 from ._options import build_headers
 from ._payload import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, build_payload
 

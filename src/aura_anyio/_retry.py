@@ -12,7 +12,6 @@ import math
 import typing
 from email.utils import parsedate_to_datetime
 
-from ._checks import is_int, is_number
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -21,6 +20,7 @@ from ._exceptions import (
     InvalidRequestError,
     RateLimitError,
 )
+from ._numbers import is_int, is_number
 
 if typing.TYPE_CHECKING:
     from collections.abc import Mapping

@@ -1,13 +1,14 @@
-"""Test helpers: a reference openchat-ui server on AnyIO and h11, and canned streamed responses.
+"""Test helpers: a reference server, a mock transport, and canned streamed responses.
 
-:class:`ReferenceServer` serves ``POST /api/chat`` over real loopback sockets on asyncio and
-Trio, as openchat-ui does; :func:`stream_response` builds streamed ``httpx`` responses with
-exact chunk boundaries for ``httpx.MockTransport`` and respx.
+:class:`ReferenceServer` serves ``POST /api/chat`` (as openchat-ui does) and
+``/v1/chat/completions`` over real loopback sockets on asyncio and Trio, with faults on
+demand; :class:`MockTransport` answers an ``AuraClient(transport=...)``'s requests with a
+function of yours, no network involved; :func:`stream_response` builds streamed ``httpx``
+responses with exact chunk boundaries for ``httpx.MockTransport`` and respx.
 """
 
 from __future__ import annotations
 
-from .._exports import show_public_module as _show_public_module
 from ._chat import (
     DEFAULT_SYSTEM_PROMPT as DEFAULT_SYSTEM_PROMPT,
     ReceivedRequest as ReceivedRequest,
@@ -16,12 +17,15 @@ from ._chat import (
     trim_history as trim_history,
 )
 from ._faults import Fault as Fault
+from ._mock import MockResponse as MockResponse, MockTransport as MockTransport
 from ._server import Outcome as Outcome, ReferenceServer as ReferenceServer
 from ._streams import stream_response as stream_response
 
 __all__ = (
     "DEFAULT_SYSTEM_PROMPT",
     "Fault",
+    "MockResponse",
+    "MockTransport",
     "Outcome",
     "ReceivedRequest",
     "ReferenceServer",
@@ -33,5 +37,7 @@ __all__ = (
 
 
 # Tracebacks and reprs show the public module, not the private one defining a name.
-_show_public_module(globals(), __all__)
-del _show_public_module
+for _name in __all__:
+    if getattr(globals()[_name], "__module__", "").startswith(f"{__name__}._"):
+        globals()[_name].__module__ = __name__
+del _name

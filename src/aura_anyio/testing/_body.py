@@ -10,8 +10,8 @@ import dataclasses
 import json
 import typing
 
-from .._checks import is_int, is_number
 from .._messages import ROLES, Message
+from .._numbers import is_int, is_number
 
 if typing.TYPE_CHECKING:
     from collections.abc import Container, Mapping

@@ -18,7 +18,7 @@ import typing
 from collections import Counter
 from urllib.parse import quote, unquote
 
-from .._checks import is_int, is_number
+from .._numbers import is_int, is_number
 
 if typing.TYPE_CHECKING:
     from collections.abc import Callable

@@ -22,17 +22,16 @@ import h11
 from anyio.abc import ByteStream, SocketAttribute, TaskGroup, TaskStatus
 from anyio.streams.tls import TLSListener
 
-from .._checks import is_number
-from .._hosting import leave_task_group
 from .._models import MODELS
+from .._numbers import is_number
+from .._task_groups import hosted_task_group
 from ._chat import ReceivedRequest, inspect_request
 from ._faults import Fault, FaultBook
 from ._plan import Ending, Reply, ResponsePlan, bad_request, plan_response
 
 if typing.TYPE_CHECKING:
     import ssl
-    from collections.abc import Callable, Collection, Iterable
-    from types import TracebackType
+    from collections.abc import AsyncIterator, Callable, Collection, Iterable
 
     from anyio.abc import Listener
 
@@ -70,12 +69,16 @@ def _decode_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
 
 
 @typing.final
-class ReferenceServer:
+class ReferenceServer(anyio.AsyncContextManagerMixin):
     """A local stand-in for an openchat-ui server, for tests and demos.
 
-    Only ``POST /api/chat`` is served; other paths get ``404`` and other methods ``405``. A valid
-    body gets ``200`` with a chunked body and no ``Content-Type``, one chunk per word of the
-    reply; anything else gets ``500``, the body ``Error`` and the detail in the reason phrase.
+    ``POST /api/chat`` is served as openchat-ui serves it, and ``POST /v1/chat/completions``
+    as an OpenAI-compatible server does; other paths get ``404`` and other methods ``405``.
+    On ``/api/chat`` a valid body gets ``200`` with a chunked body and no ``Content-Type``,
+    one chunk per word of the reply; anything else gets ``500``, the body ``Error`` and the
+    detail in the reason phrase. On ``/v1/chat/completions`` the reply comes as server-sent
+    events of ``chat.completion.chunk`` objects, ending with ``data: [DONE]``, and a bad body
+    gets ``400`` with a JSON error.
     The history is trimmed as openchat-ui trims it (see :func:`trim_history`). A client that
     closes its side of the connection (even a half-close) counts as gone: the reply stops and
     is recorded as :attr:`Outcome.ABORTED`, so tests see a cancellation at once.
@@ -84,10 +87,10 @@ class ReferenceServer:
     request, and a marker (``Fault.marker()``) in the content of a request's last message
     applies one to that request, taking precedence. An invalid marker gets ``400``.
 
-    Use it as an async context manager; it listens from ``__aenter__`` until ``__aexit__``::
+    Use it as an async context manager; it listens from entering until leaving::
 
         async with ReferenceServer(delay=0.01) as server:
-            async with httpx.AsyncClient(base_url=server.base_url) as client:
+            async with AuraClient(server.base_url) as client:
                 ...
             assert server.requests[-1].kept_messages
 
@@ -134,7 +137,7 @@ class ReferenceServer:
         self._host = host
         self._wanted_port = port
         self._port: int | None = None
-        self._task_group: TaskGroup | None = None
+        self._running = False
         self._requests: list[ReceivedRequest] = []
         self._outcomes: list[Outcome] = []
         self._open_connections = 0
@@ -258,14 +261,17 @@ class ReferenceServer:
             task_status.started(self.base_url)
             await anyio.sleep_forever()
 
-    async def __aenter__(self) -> ReferenceServer:
-        """Start listening; connections are served in a task group held until ``__aexit__``.
+    @contextlib.asynccontextmanager
+    async def __asynccontextmanager__(self) -> AsyncIterator[ReferenceServer]:
+        """Listen from entering until leaving, serving connections in a task group.
+
+        Leaving stops listening, closes every connection and waits for the serving tasks.
 
         Raises:
             RuntimeError: The server is already running.
             OSError: The address could not be bound.
         """
-        if self._task_group is not None:
+        if self._running:
             raise RuntimeError("the ReferenceServer is already running")
         listener = await anyio.create_tcp_listener(
             local_host=self._host, local_port=self._wanted_port
@@ -276,24 +282,14 @@ class ReferenceServer:
             # Not standard-compatible: HTTP/1.1 frames its own end, so clients may skip
             # close_notify, and most do.
             served = TLSListener(listener, self._ssl_context, standard_compatible=False)
-        # Entering an AnyIO task group neither blocks nor fails, so the listener cannot leak.
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        task_group.start_soon(self._serve, served, task_group)
-        self._task_group = task_group
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> bool | None:
-        """Stop listening, close every connection and wait for the serving tasks to end."""
-        task_group, self._task_group = self._task_group, None
-        if task_group is None:
-            raise RuntimeError("the ReferenceServer is not running")
-        return await leave_task_group(task_group, exc_type, exc, traceback)
+        self._running = True
+        try:
+            # Entering the task group neither blocks nor fails, so the listener cannot leak.
+            async with hosted_task_group() as task_group:
+                task_group.start_soon(self._serve, served, task_group)
+                yield self
+        finally:
+            self._running = False
 
     def _changed_now(self) -> None:
         if self._changed is not None:
