@@ -33,6 +33,7 @@ from .helpers import fault_row
 if typing.TYPE_CHECKING:
     from collections.abc import Callable
 
+    from aura_anyio._wire import WireName
     from aura_anyio.testing import ReceivedRequest
 
 E = typing.TypeVar("E", bound=BaseException)
@@ -48,16 +49,11 @@ class Mode(str):
     """How a test reads the reply: ``"stream"`` or ``"complete"``, over ``wire``."""
 
     __slots__ = ("wire",)
-    wire: str
-
-
-@pytest.fixture(params=["aura", "openai"])
-def wire(request: pytest.FixtureRequest) -> str:
-    return typing.cast("str", request.param)
+    wire: WireName
 
 
 @pytest.fixture(params=["stream", "complete"])
-def mode(request: pytest.FixtureRequest, wire: str) -> Mode:
+def mode(request: pytest.FixtureRequest, wire: WireName) -> Mode:
     """Whether the reply is read with ``stream()`` or ``complete()``, and on which wire."""
     read = Mode(typing.cast("str", request.param))
     read.wire = wire

@@ -18,7 +18,7 @@ from aura_anyio import (
     ResponseTooLargeError,
     RetryPolicy,
 )
-from aura_anyio._exceptions import APIError, make_status_error
+from aura_anyio._exceptions import REASON_LIMIT, APIError, make_status_error
 from aura_anyio._retry import (
     backoff_delay,
     is_retryable,
@@ -180,6 +180,15 @@ def test_status_error_messages_carry_the_reason_and_a_bounded_excerpt() -> None:
     assert "500 Rate limit reached for model" in text
     assert len(text) < 500
     assert error.body == "x" * 10_000
+
+
+@given(st.text(min_size=0, max_size=30_000))
+def test_the_reason_attribute_is_bounded(reason: str) -> None:
+    error = make_status_error(status_code=500, reason=reason, body="", headers={}, request=None)
+    assert len(error.reason) <= REASON_LIMIT + 1
+    assert error.reason.startswith(reason[:REASON_LIMIT])
+    assert (error.reason == reason) is (len(reason) <= REASON_LIMIT)
+    assert len(str(error)) < 500
 
 
 @pytest.mark.parametrize(

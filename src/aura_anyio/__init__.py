@@ -74,4 +74,3 @@ __all__ = (
 for _name in __all__:
     if getattr(globals()[_name], "__module__", "").startswith(f"{__name__}._"):
         globals()[_name].__module__ = __name__
-del _name

@@ -35,18 +35,23 @@ def deadline_after(seconds: float | None) -> float:
     return math.inf if seconds is None else anyio.current_time() + seconds
 
 
-async def run_until(
+def run_until(
     deadline: float, func: Callable[_P, Awaitable[_T]], /, *args: _P.args, **kwargs: _P.kwargs
-) -> _T:
-    """Return ``await func(*args, **kwargs)``, cancelling it if ``deadline`` passes first.
+) -> Awaitable[_T]:
+    """Return an awaitable of ``func(*args, **kwargs)``, cancelled if ``deadline`` passes first.
 
-    Raises:
-        DeadlineExpired: The deadline passed; ``func`` was cancelled.
+    Awaiting it raises :class:`DeadlineExpired` if the deadline passed (``func`` was then
+    cancelled). Without a deadline it is ``func``'s own awaitable: no scope, no extra frame,
+    for a call made once per chunk of a reply.
     """
     if deadline == math.inf:
-        return await func(*args, **kwargs)
+        return func(*args, **kwargs)
+    return _within(deadline, func(*args, **kwargs))
+
+
+async def _within(deadline: float, awaitable: Awaitable[_T]) -> _T:
     with anyio.CancelScope(deadline=deadline):
-        return await func(*args, **kwargs)
+        return await awaitable
     raise DeadlineExpired
 
 

@@ -46,6 +46,9 @@ __all__ = [
 # of what was read, and the body itself is bounded by the reader.
 BODY_EXCERPT_CHARS = 200
 REASON_EXCERPT_CHARS = 300
+# The reason attribute is bounded as the body is (by its reader): a server can send a reason
+# phrase of tens of kilobytes, and an error may be kept, logged or pickled.
+REASON_LIMIT = 1024
 
 
 @typing.final
@@ -204,8 +207,11 @@ def make_status_error(
     """Build the error for an error status; the one place that maps statuses to classes.
 
     The message carries the reason phrase (openchat-ui puts its only error detail there) and
-    a bounded excerpt of the body.
+    a bounded excerpt of the body; the ``reason`` attribute keeps at most
+    :data:`REASON_LIMIT` characters of the phrase.
     """
+    if len(reason) > REASON_LIMIT:
+        reason = reason[:REASON_LIMIT] + "…"
     where = f" from {request}" if request is not None else ""
     message = f"HTTP {status_code} {_excerpt(reason, REASON_EXCERPT_CHARS)}".rstrip() + where
     excerpt = _excerpt(body)

@@ -26,7 +26,7 @@ from ._stream import Attempts, ChatStream, complete_reply
 from ._task_groups import hosted_task_group
 
 if typing.TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 
     from anyio.abc import TaskGroup
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -134,7 +134,7 @@ class FanOut(anyio.AsyncContextManagerMixin):
         )
 
     @contextlib.asynccontextmanager
-    async def __asynccontextmanager__(self) -> AsyncIterator[FanOut]:
+    async def __asynccontextmanager__(self) -> AsyncGenerator[FanOut, None]:
         if self._entered:
             raise RuntimeError("a fan-out can be entered only once; call fan_out() again")
         self._entered = True

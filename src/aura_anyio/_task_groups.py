@@ -8,7 +8,7 @@ import typing
 import anyio
 
 if typing.TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator
 
     from anyio.abc import TaskGroup
 
@@ -16,7 +16,7 @@ __all__ = ["hosted_task_group"]
 
 
 @contextlib.asynccontextmanager
-async def hosted_task_group() -> AsyncIterator[TaskGroup]:
+async def hosted_task_group() -> AsyncGenerator[TaskGroup, None]:
     """Run a task group around the caller's block; leaving it cancels and awaits the tasks.
 
     For objects whose tasks serve the caller's block (a fan-out's workers, a server's

@@ -48,6 +48,7 @@ class BodyReader(typing.Protocol):
     @property
     def done(self) -> bool:
         """Whether the whole body has been returned; :meth:`read` returns ``b""`` from then."""
+        ...
 
     def read(self, buffer: bytearray, eof: bool) -> bytes:
         """Remove the body's bytes from the front of ``buffer`` and return them.
@@ -63,6 +64,7 @@ class BodyReader(typing.Protocol):
             ProtocolError: The body is malformed, or cut by the server's close. An error
                 found after some bytes is raised by the next call, once they are returned.
         """
+        ...
 
 
 @typing.final

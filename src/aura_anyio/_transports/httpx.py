@@ -180,8 +180,9 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
     """httpcore's AnyIO network backend, handing out :class:`_GuardedStream`s."""
 
     def __init__(self) -> None:
-        # AnyIO's backend serves asyncio and Trio alike, without importing trio.
-        self._backend = httpcore.AnyIOBackend()
+        # AnyIO's backend serves asyncio and Trio alike. httpcore defines a stand-in class of
+        # that name when anyio is missing, which type checkers see too; anyio never is.
+        self._backend = typing.cast("httpcore.AsyncNetworkBackend", httpcore.AnyIOBackend())
 
     async def connect_tcp(
         self,
@@ -294,11 +295,12 @@ class _SocksTransport(httpx.AsyncBaseTransport):
             )
         )
         stream = typing.cast("typing.AsyncIterable[bytes]", response.stream)
+        extensions = typing.cast("dict[str, object]", response.extensions)  # pyright: ignore[reportUnknownMemberType]
         return httpx.Response(
             status_code=response.status,
             headers=response.headers,
             stream=_PoolBody(stream),
-            extensions=response.extensions,
+            extensions=extensions,
         )
 
     async def aclose(self) -> None:

@@ -31,7 +31,7 @@ from ._plan import Ending, Reply, ResponsePlan, bad_request, plan_response
 
 if typing.TYPE_CHECKING:
     import ssl
-    from collections.abc import AsyncIterator, Callable, Collection, Iterable
+    from collections.abc import AsyncGenerator, Callable, Collection, Iterable
 
     from anyio.abc import Listener
 
@@ -262,7 +262,7 @@ class ReferenceServer(anyio.AsyncContextManagerMixin):
             await anyio.sleep_forever()
 
     @contextlib.asynccontextmanager
-    async def __asynccontextmanager__(self) -> AsyncIterator[ReferenceServer]:
+    async def __asynccontextmanager__(self) -> AsyncGenerator[ReferenceServer, None]:
         """Listen from entering until leaving, serving connections in a task group.
 
         Leaving stops listening, closes every connection and waits for the serving tasks.
