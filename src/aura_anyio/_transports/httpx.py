@@ -23,6 +23,7 @@ guards against httpcore 1.0.9's bugs:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib
 import logging
 import re
@@ -103,7 +104,15 @@ _NEUTRAL: tuple[tuple[tuple[type[Exception], ...], type[TransportError]], ...] =
     ((httpx.WriteTimeout, httpcore.WriteTimeout), WriteTimeout),
     ((httpx.PoolTimeout, httpcore.PoolTimeout), PoolTimeout),
     ((httpx.TimeoutException, httpcore.TimeoutException), TransportTimeout),
-    ((httpx.ConnectError, httpcore.ConnectError, httpx.UnsupportedProtocol), ConnectError),
+    (
+        (
+            httpx.ConnectError,
+            httpcore.ConnectError,
+            httpx.UnsupportedProtocol,
+            httpcore.UnsupportedProtocol,
+        ),
+        ConnectError,
+    ),
     ((httpx.RemoteProtocolError, httpcore.RemoteProtocolError), ProtocolError),
 )
 
@@ -113,7 +122,8 @@ def _neutral(exc: Exception) -> TransportError:
     detail = str(exc) or type(exc).__name__
     certificate = _certificate_error(exc)
     if certificate is not None:
-        return CertificateError(certificate.verify_message or certificate.reason or detail)
+        words = getattr(certificate, "verify_message", None) or getattr(certificate, "reason", None)
+        return CertificateError(words or detail)
     if isinstance(exc, _SOCKS_ERRORS):
         return ProxyError(f"the SOCKS proxy handshake failed: {detail}")
     if isinstance(exc, (httpx.ProxyError, httpcore.ProxyError)):
@@ -175,6 +185,14 @@ class _GuardedStream(httpcore.AsyncNetworkStream):
         return self._stream.get_extra_info(info)
 
 
+# The sockets the owned SOCKS pool opens during one request: httpcore 1.0.9 leaves a socket
+# whose SOCKS5 handshake failed open (a refused password, a proxy hanging up), so the
+# request closes them itself when it fails.
+_OPENED: contextvars.ContextVar[list[httpcore.AsyncNetworkStream] | None] = contextvars.ContextVar(
+    "_OPENED", default=None
+)
+
+
 @typing.final
 class _GuardedBackend(httpcore.AsyncNetworkBackend):
     """httpcore's AnyIO network backend, handing out :class:`_GuardedStream`s."""
@@ -195,6 +213,9 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         stream = await self._backend.connect_tcp(
             host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
         )
+        opened = _OPENED.get()
+        if opened is not None:
+            opened.append(stream)
         return _GuardedStream(stream)
 
     async def connect_unix_socket(
@@ -282,6 +303,19 @@ class _SocksTransport(httpx.AsyncBaseTransport):
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        opened: list[httpcore.AsyncNetworkStream] = []
+        token = _OPENED.set(opened)
+        try:
+            return await self._handle(request)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                for stream in opened:
+                    await stream.aclose()
+            raise
+        finally:
+            _OPENED.reset(token)
+
+    async def _handle(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         response = await self._pool.handle_async_request(
             httpcore.Request(
@@ -342,7 +376,11 @@ class HttpxResponse:
         self.headers: Mapping[str, str] = dict(response.headers)
         # aiter_raw() skips httpx's decoder and re-chunker: the client asks for no content
         # coding, and refuses one it did not ask for.
-        self._chunks = response.aiter_raw()
+        self._chunks: AsyncIterator[bytes] = (
+            # A response built already read (a mock's httpx.Response(content=...)): its
+            # stream is spent, its content is here.
+            _OneChunk(response.content) if response.is_stream_consumed else response.aiter_raw()
+        )
 
     def __aiter__(self) -> HttpxResponse:
         return self
