@@ -14,6 +14,7 @@ from aura_anyio import (
     AuraClient,
     ChatRequest,
     ChatResult,
+    FanOutProgress,
     InvalidRequestError,
     RateLimitError,
     RetryPolicy,
@@ -146,9 +147,10 @@ async def test_leaving_while_every_worker_waits_to_hand_over_a_result() -> None:
     async with ReferenceServer() as server, client_for(server) as client:
         async with client.fan_out([f"p{n}" for n in range(20)], max_concurrency=4) as results:
             first = await results.__anext__()
-            # Three more replies finish meanwhile, and their workers wait for the consumer.
-            await server.wait_until(lambda: server.completed >= 4)
-            await anyio.sleep(0.05)
+            # Four more replies finish meanwhile (the first worker's next one among them), and
+            # every worker waits for the consumer with a result it cannot hand over.
+            await until(lambda: results.progress.done == 5)
+            assert results.progress == FanOutProgress(started=5, done=5)
     assert first.ok
 
 

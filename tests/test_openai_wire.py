@@ -1,5 +1,5 @@
 """The OpenAI-compatible wire end to end, on every backend: the reference server's
-``/v1/chat/completions`` and scripted responses (respx) for what it never sends.
+``/v1/chat/completions`` and scripted responses (a MockTransport) for what it never sends.
 
 The fault table (``test_fault_table.py``) runs on this wire too; these tests cover what only
 this wire has: the request it sends, ``finish_reason`` and ``usage``, ``[DONE]``, in-band
@@ -14,7 +14,6 @@ import typing
 import anyio
 import httpx
 import pytest
-import respx
 
 from aura_anyio import (
     APIConnectionError,
@@ -25,10 +24,10 @@ from aura_anyio import (
     InvalidRequestError,
     ModelSpec,
 )
-from aura_anyio.testing import ReferenceServer, default_reply
+from aura_anyio.testing import MockTransport, ReferenceServer, default_reply
 from aura_anyio.testing._body import RejectedError, parse_openai_body
 
-from .helpers import FAST_RETRIES, Pause, drain, reply
+from .helpers import FAST_RETRIES, Pause, Script, drain, make_client, reply
 
 if typing.TYPE_CHECKING:
     from aura_anyio.testing import ReceivedRequest
@@ -118,11 +117,13 @@ async def test_the_concurrency_limit_holds_on_this_wire_too() -> None:
 
 
 async def test_cancelling_mid_reply_closes_the_connection_and_keeps_the_text() -> None:
-    async with ReferenceServer(delay=0.05) as server:
+    async with ReferenceServer(delay=0.1) as server:
         async with AuraClient(server.base_url, wire="openai") as client:
-            with anyio.move_on_after(0.3):
+            with anyio.CancelScope() as scope:
                 async with client.stream(HELLO) as chunks:
-                    await drain(chunks)
+                    async for _ in chunks:
+                        scope.cancel()  # after the first text: the next read is cancelled
+            assert scope.cancelled_caught
             assert chunks.text
             assert default_reply(server.requests[-1]).startswith(chunks.text)
             assert chunks.text != default_reply(server.requests[-1])
@@ -150,7 +151,7 @@ async def test_bad_arguments_are_refused_before_sending(
 
 def test_the_wire_is_checked() -> None:
     with pytest.raises(InvalidRequestError, match="wire must be one of 'aura', 'openai'"):
-        AuraClient(wire="grpc")
+        AuraClient(wire="grpc")  # type: ignore[arg-type]
     with pytest.raises(InvalidRequestError, match="key must be printable ASCII"):
         AuraClient(wire="openai", key="sk-é")
 
@@ -181,30 +182,26 @@ def content(text: str) -> str:
 SSE = {"content-type": "text/event-stream"}
 
 
-def scripted_client(router: respx.MockRouter) -> AuraClient:
-    http = httpx.AsyncClient(transport=httpx.MockTransport(router.handler))
-    return AuraClient(
-        "https://chat.test", http_client=http, wire="openai", max_retries=FAST_RETRIES
-    )
+def scripted_client(script: Script) -> AuraClient:
+    return make_client(script, wire="openai")
+
+
+def all_sent_to_the_openai_path(script: Script) -> bool:
+    return all((call.method, call.url) == ("POST", OPENAI_URL) for call in script.calls)
 
 
 async def test_an_in_band_error_before_any_text_is_an_api_error_not_retried() -> None:
-    router = respx.MockRouter(assert_all_called=False)
-    route = router.post(OPENAI_URL).mock(
-        return_value=reply(event({"error": {"message": "model overloaded"}}), headers=SSE)
-    )
-    async with scripted_client(router) as client:
+    script = Script(*[reply(event({"error": {"message": "model overloaded"}}), headers=SSE)] * 3)
+    async with scripted_client(script) as client:
         with pytest.raises(APIError, match="the server reported an error: model overloaded"):
             await client.complete(HELLO)
-    assert route.call_count == 1
+    assert script.call_count == 1
+    assert all_sent_to_the_openai_path(script)
 
 
 async def test_an_in_band_error_mid_reply_keeps_the_text_and_is_not_retried() -> None:
-    router = respx.MockRouter(assert_all_called=False)
-    route = router.post(OPENAI_URL).mock(
-        return_value=reply(content("Half "), event({"error": "upstream died"}), headers=SSE)
-    )
-    async with scripted_client(router) as client:
+    script = Script(*[reply(content("Half "), event({"error": "upstream died"}), headers=SSE)] * 3)
+    async with scripted_client(script) as client:
         with pytest.raises(IncompleteStreamError) as caught:
             async with client.stream(HELLO) as chunks:
                 await drain(chunks)
@@ -212,26 +209,24 @@ async def test_an_in_band_error_mid_reply_keeps_the_text_and_is_not_retried() ->
         assert type(caught.value.__cause__) is APIError
         with pytest.raises(IncompleteStreamError, match="upstream died"):
             await client.complete(HELLO)  # complete() may retry a cut reply, not this
-    assert route.call_count == 2
+    assert script.call_count == 2
+    assert all_sent_to_the_openai_path(script)
 
 
 async def test_a_reply_without_done_is_a_cut_and_complete_retries_it() -> None:
-    router = respx.MockRouter(assert_all_called=False)
-    route = router.post(OPENAI_URL).mock(
-        side_effect=[
-            reply(content("Cut "), headers=SSE),  # the body ends, but not the reply
-            reply(content("Whole"), "data: [DONE]\n\n", "data: ignored\n\n", headers=SSE),
-        ]
+    script = Script(
+        reply(content("Cut "), headers=SSE),  # the body ends, but not the reply
+        reply(content("Whole"), "data: [DONE]\n\n", "data: ignored\n\n", headers=SSE),
     )
-    async with scripted_client(router) as client:
+    async with scripted_client(script) as client:
         assert await client.complete(HELLO) == "Whole"
-    assert route.call_count == 2
+    assert script.call_count == 2
+    assert all_sent_to_the_openai_path(script)
 
 
 async def test_a_reply_without_done_in_a_stream_is_incomplete() -> None:
-    router = respx.MockRouter(assert_all_called=False)
-    router.post(OPENAI_URL).mock(return_value=reply(content("Cut "), headers=SSE))
-    async with scripted_client(router) as client:
+    script = Script(*[reply(content("Cut "), headers=SSE)] * 3)
+    async with scripted_client(script) as client:
         with pytest.raises(IncompleteStreamError) as caught:
             async with client.stream(HELLO) as chunks:
                 await drain(chunks)
@@ -239,6 +234,7 @@ async def test_a_reply_without_done_in_a_stream_is_incomplete() -> None:
     cause = caught.value.__cause__
     assert isinstance(cause, APIConnectionError)
     assert "before data: [DONE]" in str(cause)
+    assert all_sent_to_the_openai_path(script)
 
 
 @pytest.mark.parametrize(
@@ -260,15 +256,19 @@ def test_the_server_checks_an_openai_body(body: dict[str, object], needle: str) 
 
 
 async def test_done_ends_the_reply_even_if_the_body_stalls() -> None:
-    router = respx.MockRouter(assert_all_called=False)
-    router.post(OPENAI_URL).mock(
-        return_value=reply(content("Whole"), "data: [DONE]\n\n", Pause(30), headers=SSE)
+    stalled = reply(content("Whole"), "data: [DONE]\n\n", Pause(30), headers=SSE)
+    script = Script(stalled, stalled)
+    transport = MockTransport(script)
+    client = AuraClient(
+        "https://chat.test", transport=transport, wire="openai", max_retries=FAST_RETRIES
     )
-    async with scripted_client(router) as client:
+    async with client:
         with anyio.fail_after(10):  # the stall is never waited for
             assert await client.complete(HELLO) == "Whole"
             async with client.stream(HELLO) as chunks:
                 assert [text async for text in chunks] == ["Whole"]
+    assert script.call_count == 2
+    assert transport.open_responses == 0  # the stalled bodies were closed, not left open
 
 
 async def test_connections_are_reused_after_done() -> None:
@@ -289,13 +289,11 @@ async def test_connections_are_reused_after_done() -> None:
 async def test_a_json_body_instead_of_events_is_an_api_error_not_retried(
     body: object, needle: str
 ) -> None:
-    router = respx.MockRouter(assert_all_called=False)
     text = body if isinstance(body, str) else json.dumps(body)
-    route = router.post(OPENAI_URL).mock(
-        return_value=reply(text, headers={"content-type": "application/json"})
-    )
-    async with scripted_client(router) as client:
+    script = Script(*[reply(text, headers={"content-type": "application/json"})] * 3)
+    async with scripted_client(script) as client:
         with pytest.raises(APIError, match=needle) as caught:
             await client.complete(HELLO)
     assert type(caught.value) is APIError
-    assert route.call_count == 1
+    assert script.call_count == 1
+    assert all_sent_to_the_openai_path(script)

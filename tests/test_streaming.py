@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 import anyio
-import httpx
 import pytest
 
 from aura_anyio import (
@@ -93,10 +92,14 @@ async def test_unknown_model_is_a_server_error_with_the_reason_phrase() -> None:
 
 
 async def test_cancelling_mid_reply_closes_the_connection_and_keeps_the_text() -> None:
-    async with ReferenceServer(delay=0.05) as server, AuraClient(server.base_url) as client:
-        with anyio.move_on_after(0.12):
+    # A tenth of a second between chunks: the reply is far from done when the cancellation
+    # lands right after the first one, and the next whole reply still takes only a second.
+    async with ReferenceServer(delay=0.1) as server, AuraClient(server.base_url) as client:
+        with anyio.CancelScope() as scope:
             async with client.stream(HELLO) as chunks:
-                await drain(chunks)
+                async for _ in chunks:
+                    scope.cancel()  # after the first text: the next read is cancelled
+        assert scope.cancelled_caught
         assert chunks.text  # what arrived before the cancellation is still there
         assert chunks.text != default_reply(server.requests[-1])
         await server.wait_until(lambda: server.aborted == 1)
@@ -140,17 +143,21 @@ async def test_many_cancelled_requests_leave_the_pool_healthy() -> None:
 
 
 async def test_waiting_for_a_pool_connection_is_bounded() -> None:
-    http = httpx.AsyncClient(limits=httpx.Limits(max_connections=1))
     async with (
-        ReferenceServer(delay=5) as server,
-        http,
+        ReferenceServer(delay=30) as server,
         AuraClient(
-            server.base_url, http_client=http, timeout=Timeouts(connect=0.2), max_retries=0
+            server.base_url, max_connections=1, timeout=Timeouts(connect=1.0), max_retries=0
         ) as client,
-        client.stream(HELLO),  # holds the only connection
     ):
-        with pytest.raises(APITimeoutError, match="pool timeout"):
-            await client.complete(HELLO)
+        async with client.stream(HELLO):  # holds the only connection
+            with pytest.raises(APITimeoutError, match="pool timeout: every connection stayed"):
+                await client.complete(HELLO)
+            assert len(server.requests) == 1  # the second request never left
+        await server.wait_until(lambda: server.aborted == 1)
+        # The timed-out wait took no slot: the connection serves the next request.
+        with anyio.fail_after(5):
+            async with client.stream(HELLO) as reply:
+                assert await reply.__anext__()
 
 
 async def test_the_total_clock_starts_when_the_stream_is_entered() -> None:
@@ -179,8 +186,9 @@ async def test_read_timeout_mid_reply_is_an_incomplete_stream() -> None:
 
 async def test_total_timeout_stops_a_slow_reply() -> None:
     async with (
-        ReferenceServer(delay=0.2) as server,
-        AuraClient(server.base_url, timeout=Timeouts(total=0.3)) as client,
+        # The first chunk comes at once, the second after 5 s: the total timeout cuts between.
+        ReferenceServer(delay=5) as server,
+        AuraClient(server.base_url, timeout=Timeouts(total=1.0)) as client,
     ):
         with pytest.raises(IncompleteStreamError, match="total timeout"):
             await client.complete(HELLO)

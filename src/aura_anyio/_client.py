@@ -179,7 +179,10 @@ class AuraClient:
             return HttpxTransport(http_client, owned=False)
         proxy = self._proxy
         if proxy is None:
-            proxy = environment_proxy(self._url, os.environ)
+            proxy = check_proxy(
+                environment_proxy(self._url, os.environ),
+                field="the proxy from the environment (HTTPS_PROXY, HTTP_PROXY or ALL_PROXY)",
+            )
         if proxy is not None and not proxy.startswith(("http://", "https://")):
             from ._transports.httpx import socks_transport
 

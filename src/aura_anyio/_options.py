@@ -99,16 +99,20 @@ def check_base_url(base_url: object) -> str:
     return base_url.rstrip("/")
 
 
-def check_proxy(proxy: object) -> str | None:
-    """Return ``proxy``, or raise if it is neither ``None`` nor a proxy URL."""
+def check_proxy(proxy: object, *, field: str = "proxy") -> str | None:
+    """Return ``proxy``, or raise if it is neither ``None`` nor a proxy URL.
+
+    Args:
+        field: What the error calls the value (where it came from).
+    """
     if proxy is None:
         return None
     if not isinstance(proxy, str):
-        raise InvalidRequestError(f"proxy must be a URL str or None, got {type(proxy).__name__}")
-    parts = _split("proxy", proxy)
+        raise InvalidRequestError(f"{field} must be a URL str or None, got {type(proxy).__name__}")
+    parts = _split(field, proxy)
     if parts.scheme not in PROXY_SCHEMES or not parts.hostname:
         raise InvalidRequestError(
-            f"proxy must be a URL with scheme {', '.join(PROXY_SCHEMES)} and a host, "
+            f"{field} must be a URL with scheme {', '.join(PROXY_SCHEMES)} and a host, "
             f"got {redact_url(proxy)!r}"
         )
     return proxy

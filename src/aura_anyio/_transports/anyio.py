@@ -388,13 +388,15 @@ class AnyIOTransport:
 class _Proxy:
     """An HTTP proxy that opens tunnels with ``CONNECT``."""
 
-    __slots__ = ("_authorization", "_host", "_port", "_tls")
+    __slots__ = ("_authorization", "_host", "_port", "_shown", "_tls")
 
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
         self._tls = parts.scheme == "https"
         self._host = _ascii_host(parts.hostname or "")
         self._port = parts.port or (443 if self._tls else 80)
+        shown = f"[{self._host}]" if ":" in self._host else self._host
+        self._shown = f"{parts.scheme}://{shown}:{self._port}"  # never the credentials
         self._authorization = b""
         if parts.username is not None or parts.password is not None:
             credentials = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
@@ -407,16 +409,22 @@ class _Proxy:
         Raises:
             ProxyError: The proxy answered ``CONNECT`` with anything but 2xx.
         """
-        if self._tls:
-            stream: ByteStream = await anyio.connect_tcp(
-                self._host,
-                self._port,
-                ssl_context=ssl_context,
-                tls_hostname=self._host,
-                tls_standard_compatible=False,
-            )
-        else:
-            stream = await anyio.connect_tcp(self._host, self._port)
+        try:
+            if self._tls:
+                stream: ByteStream = await anyio.connect_tcp(
+                    self._host,
+                    self._port,
+                    ssl_context=ssl_context,
+                    tls_hostname=self._host,
+                    tls_standard_compatible=False,
+                )
+            else:
+                stream = await anyio.connect_tcp(self._host, self._port)
+        except OSError as exc:
+            if isinstance(exc, ssl.SSLError):  # the proxy's certificate: said as such
+                raise
+            # The proxy may come from the environment: say it was the proxy that failed.
+            raise ProxyError(f"could not connect to the proxy {self._shown}: {exc}") from exc
         try:
             authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             await stream.send(

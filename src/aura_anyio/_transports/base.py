@@ -7,7 +7,7 @@ the body to its end releases the response (its connection goes back to the pool,
 
 Every transport raises these errors and no others (besides cancellation), mapping its own
 library's errors to them once; the client maps them to the public errors in one place
-(``_reply``)::
+(``_exchange``)::
 
     TransportError
     ├── ConnectError              could not connect

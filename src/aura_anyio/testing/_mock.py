@@ -130,7 +130,7 @@ class MockTransport:
     closed, so a test can check that the client leaks none.
 
     Args:
-        handler: Gets a :data:`MockRequest` and returns a :class:`MockResponse`, or an
+        handler: Gets the request and returns a :class:`MockResponse`, or an
             awaitable of one.
     """
 
