@@ -1,11 +1,13 @@
 """TLS verification, proxies and secrets, over real loopback sockets on every backend.
 
 Proxies are real: pproxy, run in a subprocess, serves HTTP and SOCKS5 on one loopback port and
-requires a user name and password.
+requires a user name and password. An ``http://`` proxy carries the default AnyIO transport's
+``CONNECT`` tunnels; a ``socks5://`` one, the httpx adapter's SOCKS pool.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import re
@@ -19,7 +21,8 @@ import httpx
 import pytest
 import trustme
 
-from aura_anyio import APIConnectionError, APIStatusError, AuraClient, ServerError, Timeouts
+from aura_anyio import APIConnectionError, AuraClient, ServerError, Timeouts
+from aura_anyio._transports.base import CertificateError, ProxyError
 from aura_anyio.testing import Fault, ReferenceServer, default_reply
 
 from .helpers import FAST_RETRIES, fault_row
@@ -31,7 +34,9 @@ HELLO = [{"role": "user", "content": "hello"}]
 KEY = "sk-very-secret-key"
 COOKIE = "cookie-secret-value"
 PROXY_USER, PROXY_PASSWORD = "aurauser", "proxy-pa55word"
-SECRETS = (KEY, COOKIE, PROXY_PASSWORD)
+# What a CONNECT carries: the user name and password, in base64 but no less secret.
+PROXY_TOKEN = base64.b64encode(f"{PROXY_USER}:{PROXY_PASSWORD}".encode()).decode()
+SECRETS = (KEY, COOKIE, PROXY_PASSWORD, PROXY_TOKEN)
 
 
 # TLS
@@ -71,7 +76,7 @@ async def test_an_untrusted_certificate_is_refused_and_not_retried(
     assert "TLS certificate verification failed" in str(error)
     assert "verify=" in str(error)
     assert error.retryable is False
-    assert isinstance(error.__cause__, httpx.ConnectError)
+    assert isinstance(error.__cause__, CertificateError)
     assert server.requests == []
 
 
@@ -136,6 +141,10 @@ def proxy_port() -> Iterator[int]:
         process.stdout.close()
 
 
+# pproxy matches header names case-sensitively: it answers 407 to the right credentials sent
+# as "proxy-authorization". These tests run through it, so they pin the usual spelling.
+
+
 def proxy_url(scheme: str, port: int, password: str = PROXY_PASSWORD) -> str:
     return f"{scheme}://{PROXY_USER}:{password}@127.0.0.1:{port}"
 
@@ -153,24 +162,36 @@ async def test_replies_arrive_through_a_proxy(scheme: str, proxy_port: int) -> N
 
 
 @fault_row("proxy refuses the credentials")
-async def test_a_proxy_refusing_the_credentials(proxy_port: int) -> None:
+@pytest.mark.parametrize("scheme", ["http", "socks5"])
+async def test_a_proxy_refusing_the_credentials(scheme: str, proxy_port: int) -> None:
     async with ReferenceServer() as server:
-        url = proxy_url("http", proxy_port, password="wrong")
-        async with AuraClient(server.base_url, proxy=url) as client:
-            with pytest.raises(APIStatusError) as caught:
+        url = proxy_url(scheme, proxy_port, password="wrong-pa55word")
+        async with AuraClient(server.base_url, proxy=url, max_retries=FAST_RETRIES) as client:
+            with pytest.raises(APIConnectionError) as caught:
                 await client.complete(HELLO)
-    assert caught.value.status_code == 407
-    assert "wrong" not in str(caught.value)
+    error = caught.value
+    assert error.retryable is False  # the same credentials cannot do better
+    assert "check the proxy's user name and password" in str(error)
+    assert isinstance(error.__cause__, ProxyError)
+    assert error.__cause__.refused is True
+    if scheme == "http":  # the proxy's own answer to CONNECT
+        assert "407 Proxy Authentication Required" in str(error)
+    for shown in (str(error), repr(error), repr(error.__cause__)):
+        assert "wrong-pa55word" not in shown
     assert server.requests == []  # the proxy stopped it: the traffic goes through the proxy
 
 
-async def test_a_socks_proxy_through_tls(
-    proxy_port: int, server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
+@pytest.mark.parametrize("scheme", ["http", "socks5"])
+async def test_a_proxy_through_tls(
+    scheme: str, proxy_port: int, server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
 ) -> None:
+    """TLS to the origin runs inside the tunnel: the proxy sees only encrypted bytes."""
     async with ReferenceServer(ssl_context=server_tls) as server:
-        proxy = proxy_url("socks5", proxy_port)
+        proxy = proxy_url(scheme, proxy_port)
         async with AuraClient(server.base_url, proxy=proxy, verify=client_tls) as client:
             assert await client.complete(HELLO) == default_reply(server.requests[0])
+            assert await client.complete(HELLO) == default_reply(server.requests[1])
+    assert server.accepted_connections == 1  # one tunnel, kept for the second request
 
 
 # Secrets
@@ -202,11 +223,16 @@ async def test_secrets_never_reach_reprs_errors_or_debug_logs(
     assert received.headers["cookie"] == f"session={COOKIE}"
     assert text == default_reply(received)
     assert "retrying POST" in caplog.text
-    assert "HTTP Request: POST" in caplog.text  # httpx's own log of each request
-    if scheme == "socks5":  # httpcore logs the handshake's arguments, credentials cut out
+    if scheme == "socks5":
+        assert "HTTP Request: POST" in caplog.text  # httpx's own log of each request
+        # httpcore logs the handshake's arguments, credentials cut out.
         assert "setup_socks5_connection.started" in caplog.text
         assert "auth=<hidden>" in caplog.text
+    else:  # the AnyIO transport: no httpx, no httpcore, so no log of theirs
+        assert not any(record.name.startswith(("httpx", "httpcore")) for record in caplog.records)
     shown = [caplog.text, repr(client), str(error), repr(error), repr(error.request)]
+    shown += [repr(error.__cause__), str(error.__cause__)]
     shown += [repr(record.args) for record in caplog.records]
+    shown += [record.getMessage() for record in caplog.records]
     for secret in SECRETS:
         assert not any(secret in text for text in shown), secret

@@ -67,6 +67,9 @@ KEEPALIVE_EXPIRY = 4.0
 MAX_PROXY_HEAD = 16384
 
 Origin = tuple[str, str, int]
+# What a request target may carry unescaped (RFC 3986 pchar and "/"); "%" keeps what the URL
+# had escaped already.
+_TARGET_SAFE = "/%:@!$&'()*+,;=-._~"
 
 # What the OS, TLS and AnyIO raise when a connection breaks or was closed under a response
 # (TimeoutError is an OSError).
@@ -128,8 +131,9 @@ class Route:
         port = parts.port or default_port
         self.origin: Origin = (scheme, host, port)
         # Only what cannot travel in a request line is escaped; what is escaped stays so.
-        path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
-        self.target: bytes = (path + (f"?{parts.query}" if parts.query else "")).encode("ascii")
+        path = quote(parts.path or "/", safe=_TARGET_SAFE)
+        query = f"?{quote(parts.query, safe=_TARGET_SAFE + '?')}" if parts.query else ""
+        self.target: bytes = (path + query).encode("ascii")
         shown = f"[{host}]" if ":" in host else host
         self.host: str = shown if port == default_port else f"{shown}:{port}"
 
@@ -401,7 +405,8 @@ class _Proxy:
         if parts.username is not None or parts.password is not None:
             credentials = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
             token = base64.b64encode(credentials.encode()).decode("ascii")
-            self._authorization = f"proxy-authorization: Basic {token}\r\n".encode()
+            # Spelled as RFC 9110 does: some proxies (pproxy) match the name case-sensitively.
+            self._authorization = f"Proxy-Authorization: Basic {token}\r\n".encode()
 
     async def tunnel(self, host: str, port: int, ssl_context: ssl.SSLContext) -> ByteStream:
         """A stream to ``host:port`` through the proxy.
@@ -431,20 +436,23 @@ class _Proxy:
                 b"CONNECT %s HTTP/1.1\r\nhost: %s\r\n%s\r\n"
                 % (authority.encode(), authority.encode(), self._authorization)
             )
-            head = await self._read_head(stream)
+            head, extra = await self._read_head(stream)
+            if not 200 <= head.status_code < 300:
+                # A refusal may come with a body (an error page): the status says it all.
+                raise ProxyError(
+                    f"the proxy answered CONNECT with {head.status_code} {head.reason}".rstrip(),
+                    refused=head.status_code == 407,
+                )
+            if extra:  # the origin speaks only after the client has
+                raise HTTPProtocolError("the proxy sent bytes after its answer to CONNECT")
         except BaseException:
             await anyio.aclose_forcefully(stream)
             raise
-        if not 200 <= head.status_code < 300:
-            await anyio.aclose_forcefully(stream)
-            raise ProxyError(
-                f"the proxy answered CONNECT with {head.status_code} {head.reason}".rstrip(),
-                refused=head.status_code == 407,
-            )
         return stream
 
     @staticmethod
-    async def _read_head(stream: ByteStream) -> Head:
+    async def _read_head(stream: ByteStream) -> tuple[Head, bytes]:
+        """The proxy's answer to CONNECT, and any bytes that came after it."""
         buffer = b""
         while (end := buffer.find(b"\r\n\r\n")) < 0:
             if len(buffer) > MAX_PROXY_HEAD:
@@ -453,9 +461,7 @@ class _Proxy:
                 buffer += await stream.receive(READ_SIZE)
             except anyio.EndOfStream:
                 raise ProxyError("the proxy closed the connection during CONNECT") from None
-        if end + 4 != len(buffer):  # the origin speaks only after the client has
-            raise HTTPProtocolError("the proxy sent bytes after its answer to CONNECT")
-        return parse_head(buffer[:end])
+        return parse_head(buffer[:end]), buffer[end + 4 :]
 
 
 def _poller(stream: ByteStream) -> select.poll | None:

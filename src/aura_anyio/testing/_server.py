@@ -137,7 +137,6 @@ class ReferenceServer(anyio.AsyncContextManagerMixin):
         self._host = host
         self._wanted_port = port
         self._port: int | None = None
-        self._running = False
         self._requests: list[ReceivedRequest] = []
         self._outcomes: list[Outcome] = []
         self._open_connections = 0
@@ -271,8 +270,7 @@ class ReferenceServer(anyio.AsyncContextManagerMixin):
             RuntimeError: The server is already running.
             OSError: The address could not be bound.
         """
-        if self._running:
-            raise RuntimeError("the ReferenceServer is already running")
+        # Entering twice at once is refused by AsyncContextManagerMixin.
         listener = await anyio.create_tcp_listener(
             local_host=self._host, local_port=self._wanted_port
         )
@@ -282,14 +280,10 @@ class ReferenceServer(anyio.AsyncContextManagerMixin):
             # Not standard-compatible: HTTP/1.1 frames its own end, so clients may skip
             # close_notify, and most do.
             served = TLSListener(listener, self._ssl_context, standard_compatible=False)
-        self._running = True
-        try:
-            # Entering the task group neither blocks nor fails, so the listener cannot leak.
-            async with hosted_task_group() as task_group:
-                task_group.start_soon(self._serve, served, task_group)
-                yield self
-        finally:
-            self._running = False
+        # Entering the task group neither blocks nor fails, so the listener cannot leak.
+        async with hosted_task_group() as task_group:
+            task_group.start_soon(self._serve, served, task_group)
+            yield self
 
     def _changed_now(self) -> None:
         if self._changed is not None:
