@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import ssl
 import typing
 
 import pytest
+import trustme
 
 if typing.TYPE_CHECKING:
     from aura_anyio._wire import WireName
@@ -42,3 +44,26 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object
 def wire(request: pytest.FixtureRequest) -> WireName:
     """The wire a test speaks, for behaviour that must be the same on both."""
     return typing.cast("WireName", request.param)
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    """A certificate authority no system trusts."""
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def server_tls(ca: trustme.CA) -> ssl.SSLContext:
+    """For servers and proxies on loopback, and for the names tunnels lead to."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    names = ("127.0.0.1", "::1", "localhost", "chat.example", "xn--bcher-kva.example")
+    ca.issue_cert(*names).configure_cert(context)
+    return context
+
+
+@pytest.fixture(scope="session")
+def client_tls(ca: trustme.CA) -> ssl.SSLContext:
+    """A client context that trusts :func:`ca`, and nothing else."""
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context

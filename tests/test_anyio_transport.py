@@ -20,7 +20,6 @@ import typing
 import anyio
 import anyio.abc
 import pytest
-import trustme
 from anyio.streams.tls import TLSListener
 
 from aura_anyio import APIConnectionError, AuraClient
@@ -681,28 +680,6 @@ def test_make_ssl_context() -> None:
 
 
 # HTTP CONNECT proxies
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    """A certificate authority no system trusts."""
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_tls(ca: trustme.CA) -> ssl.SSLContext:
-    """For servers and proxies on loopback, and for the names tunnels lead to."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    names = ("127.0.0.1", "::1", "localhost", "chat.example", "xn--bcher-kva.example")
-    ca.issue_cert(*names).configure_cert(context)
-    return context
-
-
-@pytest.fixture(scope="module")
-def client_tls(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return context
 
 
 @dataclasses.dataclass(frozen=True)

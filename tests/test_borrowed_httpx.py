@@ -15,7 +15,6 @@ import json
 import ssl
 import typing
 
-import anyio
 import httpx
 import pytest
 import respx
@@ -33,67 +32,13 @@ from aura_anyio import (
 from aura_anyio._transports.base import ConnectError, ReadTimeout, TransportClosed
 from aura_anyio.testing import ReferenceServer, default_reply
 
-from .helpers import FAST_RETRIES, URL, Pause, drain
+from .helpers import FAST_RETRIES, URL, drain
+from .httpx_helpers import httpx_reply as reply
 
 if typing.TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Sequence
+    from collections.abc import AsyncIterator
 
 HELLO = [{"role": "user", "content": "hello"}]
-
-Step = bytes | str | Exception | Pause
-
-
-class ScriptedStream(httpx.AsyncByteStream):
-    """A response body that sends chunks, pauses or fails, step by step.
-
-    A plain iterator rather than an async generator: Trio warns about generators left
-    unfinished, and tests stop reading early on purpose.
-    """
-
-    def __init__(self, steps: Sequence[Step]) -> None:
-        self.steps = list(steps)
-        self.closed = False
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        self.closed = False  # a route may hand the same response to several requests
-        return _Steps(iter(self.steps), self)
-
-    async def aclose(self) -> None:
-        self.closed = True
-
-
-class _Steps:
-    def __init__(self, steps: Iterator[Step], stream: ScriptedStream) -> None:
-        self._steps = steps
-        self._stream = stream
-
-    def __aiter__(self) -> _Steps:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._stream.closed:  # as a closed connection would, it gives nothing more
-            raise httpx.ReadError("the connection is closed")
-        for step in self._steps:
-            if isinstance(step, Pause):
-                await anyio.sleep(step.seconds)
-            elif isinstance(step, Exception):
-                raise step
-            else:
-                return step.encode() if isinstance(step, str) else step
-        raise StopAsyncIteration
-
-
-def reply(
-    *steps: Step,
-    status: int = 200,
-    reason: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> httpx.Response:
-    """A response whose body follows ``steps``; ``reason`` sets the reason phrase."""
-    extensions = {} if reason is None else {"reason_phrase": reason.encode("latin-1")}
-    return httpx.Response(
-        status, headers=headers, stream=ScriptedStream(steps), extensions=extensions
-    )
 
 
 def route(router: respx.MockRouter, *responses: httpx.Response | Exception) -> respx.Route:

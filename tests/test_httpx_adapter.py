@@ -28,7 +28,6 @@ import httpcore
 import httpx
 import pytest
 import respx
-import trustme
 from anyio.abc import SocketAttribute
 from anyio.streams.buffered import BufferedByteReceiveStream
 from socksio.exceptions import ProtocolError as SocksProtocolError
@@ -74,10 +73,11 @@ from aura_anyio._transports.httpx import (
 )
 from aura_anyio.testing import Fault, ReferenceServer, default_reply
 
-from .helpers import FAST_RETRIES, Pause, until
+from .helpers import FAST_RETRIES, until
+from .httpx_helpers import ScriptedStream, httpx_reply
 
 if typing.TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Sequence
+    from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 
     from anyio.abc import SocketStream
 
@@ -101,64 +101,6 @@ def request(url: str = URL, *, content: bytes = CHAT_BODY) -> Request:
         content,
         connect_timeout=5.0,
         read_timeout=30.0,
-    )
-
-
-# --- httpx-side helpers (from the old respx helpers) -----------------------------------------
-
-Step = bytes | str | Exception | Pause
-
-
-class ScriptedStream(httpx.AsyncByteStream):
-    """A response body that sends chunks, pauses or fails, step by step.
-
-    A plain iterator rather than an async generator: Trio warns about generators left
-    unfinished, and tests stop reading early on purpose.
-    """
-
-    def __init__(self, steps: Sequence[Step]) -> None:
-        self.steps = list(steps)
-        self.closed = False
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        self.closed = False  # a route may hand the same response to several requests
-        return _Steps(iter(self.steps), self)
-
-    async def aclose(self) -> None:
-        self.closed = True
-
-
-class _Steps:
-    def __init__(self, steps: Iterator[Step], stream: ScriptedStream) -> None:
-        self._steps = steps
-        self._stream = stream
-
-    def __aiter__(self) -> _Steps:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._stream.closed:  # as a closed connection would, it gives nothing more
-            raise httpx.ReadError("the connection is closed")
-        for step in self._steps:
-            if isinstance(step, Pause):
-                await anyio.sleep(step.seconds)
-            elif isinstance(step, Exception):
-                raise step
-            else:
-                return step.encode() if isinstance(step, str) else step
-        raise StopAsyncIteration
-
-
-def httpx_reply(
-    *steps: Step,
-    status: int = 200,
-    reason: bytes | None = None,
-    headers: dict[str, str] | None = None,
-) -> httpx.Response:
-    """An httpx response whose body follows ``steps``; ``reason`` sets the raw reason phrase."""
-    extensions = {} if reason is None else {"reason_phrase": reason}
-    return httpx.Response(
-        status, headers=headers, stream=ScriptedStream(steps), extensions=extensions
     )
 
 
@@ -485,25 +427,6 @@ def test_a_cycle_of_causes_ends_the_search_for_a_certificate_failure() -> None:
     first.__cause__ = second
     second.__context__ = first
     assert type(_neutral(first)) is ConnectError
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_tls(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-    return context
-
-
-@pytest.fixture(scope="module")
-def client_tls(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return context
 
 
 class CountingTransport(httpx.AsyncHTTPTransport):

@@ -11,7 +11,6 @@ import base64
 import logging
 import os
 import re
-import ssl
 import subprocess
 import sys
 import threading
@@ -19,7 +18,6 @@ import typing
 
 import httpx
 import pytest
-import trustme
 
 from aura_anyio import APIConnectionError, AuraClient, ServerError, Timeouts
 from aura_anyio._transports.base import CertificateError, ProxyError
@@ -28,6 +26,7 @@ from aura_anyio.testing import Fault, ReferenceServer, default_reply
 from .helpers import FAST_RETRIES, fault_row
 
 if typing.TYPE_CHECKING:
+    import ssl
     from collections.abc import Iterator
 
 HELLO = [{"role": "user", "content": "hello"}]
@@ -40,26 +39,6 @@ SECRETS = (KEY, COOKIE, PROXY_PASSWORD, PROXY_TOKEN)
 
 
 # TLS
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    """A certificate authority no system trusts."""
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
-def server_tls(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
-    return context
-
-
-@pytest.fixture(scope="module")
-def client_tls(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return context
 
 
 @fault_row("untrusted TLS certificate")
