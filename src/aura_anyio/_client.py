@@ -6,6 +6,7 @@ import os
 import ssl
 import typing
 from types import MappingProxyType
+from urllib.parse import urlsplit
 
 import anyio
 
@@ -183,7 +184,7 @@ class AuraClient:
                 environment_proxy(self._url, os.environ),
                 field="the proxy from the environment (HTTPS_PROXY, HTTP_PROXY or ALL_PROXY)",
             )
-        if proxy is not None and not proxy.startswith(("http://", "https://")):
+        if proxy is not None and urlsplit(proxy).scheme not in ("http", "https"):
             from ._transports.httpx import socks_transport
 
             try:
