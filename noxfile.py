@@ -57,7 +57,12 @@ def typecheck(session: nox.Session) -> None:
     session.run("pyright", "--verifytypes", "aura_anyio", "--ignoreexternal")
 
 
-BENCHMARKS = {"overhead": "run.py", "fanout": "fanout.py", "stream": "stream.py"}
+BENCHMARKS = {
+    "overhead": "run.py",
+    "fanout": "fanout.py",
+    "stream": "stream.py",
+    "events": "events.py",
+}
 
 
 @nox.session(default=False)
@@ -65,8 +70,9 @@ def bench(session: nox.Session) -> None:
     """Run the benchmarks (not part of the tests): all of them, or ``-- NAME [ARGS]``.
 
     NAME is overhead (complete() and fan_out() against raw httpx), fanout (against aiohttp,
-    httpx, httpx2, openai-python and a hand-written client) or stream (time to first chunk,
-    and cost per chunk of a long stream).
+    httpx, httpx2, openai-python and a hand-written client), stream (time to first chunk,
+    and cost per chunk of a long stream) or events (cost per server-sent event of a
+    500-event reply on the OpenAI wire, against openai-python).
     """
     session.install(".[trio]")
     install_groups(session, "bench")
