@@ -15,14 +15,29 @@ pytest.importorskip("click", reason="the aura command needs the cli extra")
 from aura_anyio import AuraClient
 from aura_anyio._cli.batch import BatchStats, run_batch, until_signalled
 from aura_anyio._cli.commands import Failed, Interrupted, finish_batch, main
-from aura_anyio.testing import ReferenceServer
+from aura_anyio.testing import Fault, ReceivedRequest, ReferenceServer, ToolCalls, default_reply
 
 if typing.TYPE_CHECKING:
     from pathlib import Path
 
+# A row as JSON gives it: its fields' types are what the tests check.
+Row = dict[str, typing.Any]
 
-def rows(path: Path) -> list[dict[str, object]]:
+
+def rows(path: Path) -> list[Row]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def write_lines(path: Path, *lines: dict[str, object]) -> None:
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+
+
+def by_id(path: Path) -> dict[object, Row]:
+    return {row["id"]: row for row in rows(path)}
+
+
+def prompt_of(request: ReceivedRequest) -> str:
+    return request.kept_messages[-1]["content"]
 
 
 async def test_resume_after_a_row_cut_by_a_kill(tmp_path: Path) -> None:
@@ -58,6 +73,130 @@ async def test_the_counts_go_to_the_stats_given(tmp_path: Path) -> None:
     assert (stats.total, stats.done, stats.failed, stats.retried) == (3, 3, 2, 1)
     assert seen == [1, 2, 3]
     assert {row["line"] for row in rows(output)} == {1, 2, 3}
+
+
+async def test_rows_cut_by_max_tokens_are_ok_and_counted(tmp_path: Path) -> None:
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    failing = Fault(status=500).marker()
+    write_lines(
+        source,
+        {"id": "short", "prompt": "a", "max_tokens": 2},
+        {"id": "whole", "prompt": "b"},
+        {"id": "shorter", "prompt": "c", "max_tokens": 1},
+        {"id": "roomy", "prompt": "d", "max_tokens": 100},  # room to spare: "stop"
+        {"id": "failed", "prompt": failing, "max_tokens": 2},
+        {"id": "never sent", "prompt": "e", "max_tokens": "2"},
+    )
+    async with (
+        ReferenceServer() as server,
+        AuraClient(server.base_url, wire="openai", max_retries=0) as client,
+    ):
+        stats = await run_batch(client, source, output, concurrency=3)
+    assert (stats.done, stats.failed, stats.truncated) == (6, 2, 2)
+    found = by_id(output)
+    assert {key: row["finish_reason"] for key, row in found.items()} == {
+        "short": "length",
+        "whole": "stop",
+        "shorter": "length",
+        "roomy": "stop",
+        "failed": None,
+        "never sent": None,
+    }
+    assert (found["short"]["ok"], found["short"]["text"]) == (True, "Hello from ")
+    assert (found["shorter"]["ok"], found["shorter"]["text"]) == (True, "Hello ")
+    assert found["short"]["usage"] == {
+        "prompt_tokens": 1,
+        "completion_tokens": 2,
+        "total_tokens": 3,
+    }
+    assert found["failed"]["error"]["status_code"] == 500
+    assert found["never sent"]["error"]["type"] == "InvalidRequestError"
+    sent = {
+        prompt_of(request): typing.cast("dict[str, object]", request.json)
+        for request in server.requests
+    }
+    assert "max_tokens" not in sent["b"]  # none asked: the server's default applies
+    assert sent["a"]["max_tokens"] == 2
+
+
+async def test_a_batch_on_the_aura_wire_counts_no_truncation(tmp_path: Path) -> None:
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_lines(source, {"prompt": "a", "max_tokens": 800}, {"prompt": "b"})
+    async with ReferenceServer() as server, AuraClient(server.base_url) as client:
+        stats = await run_batch(client, source, output, concurrency=2)
+    assert (stats.done, stats.failed, stats.truncated) == (2, 0, 0)
+    assert [row["finish_reason"] for row in rows(output)] == [None, None]  # /api/chat says none
+    assert sorted(request.token_limit or 0 for request in server.requests) == [800, 8192]
+
+
+async def test_the_common_extra_body_reaches_every_request_and_a_lines_own_wins(
+    tmp_path: Path,
+) -> None:
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_lines(
+        source,
+        {"id": 1, "prompt": "plain"},
+        {"id": 2, "prompt": "own seed", "extra_body": {"seed": 2}},
+        {"id": 3, "prompt": "more", "extra_body": {"top_p": 0.5, "stop": None}},
+        {"id": 4, "prompt": "no usage", "extra_body": {"stream_options": {"include_usage": False}}},
+        {"id": 5, "prompt": "null", "extra_body": None},
+        {"id": 6, "prompt": "a list", "extra_body": [1]},
+        {"id": 7, "prompt": "reserved", "extra_body": {"stream": False}},
+    )
+    common = {"seed": 1, "stop": ["\n"]}
+    async with (
+        ReferenceServer() as server,
+        AuraClient(server.base_url, wire="openai") as client,
+    ):
+        stats = await run_batch(client, source, output, concurrency=4, extra_body=common)
+    assert (stats.done, stats.failed) == (7, 2)
+    assert common == {"seed": 1, "stop": ["\n"]}  # shared, never changed
+    received = {prompt_of(request): request for request in server.requests}
+    assert {prompt: dict(request.extra_body) for prompt, request in received.items()} == {
+        "plain": {"seed": 1, "stop": ["\n"]},
+        "own seed": {"seed": 2, "stop": ["\n"]},
+        "more": {"seed": 1, "stop": None, "top_p": 0.5},
+        "no usage": {"seed": 1, "stop": ["\n"]},
+        "null": {"seed": 1, "stop": ["\n"]},
+    }
+    assert received["no usage"].include_usage is False  # the line replaced stream_options
+    assert received["plain"].include_usage is True
+    found = by_id(output)
+    assert found[4]["usage"] is None
+    assert found[1]["usage"] is not None
+    for key, needle in [(6, "extra_body must be a mapping"), (7, "'stream'")]:
+        assert (found[key]["ok"], found[key]["attempts"]) == (False, 0)  # never sent
+        assert found[key]["error"]["type"] == "InvalidRequestError"
+        assert needle in found[key]["error"]["message"]
+
+
+def calls_tools(request: ReceivedRequest) -> str | ToolCalls:
+    if prompt_of(request) == "weather?":
+        return ToolCalls([("get_weather", '{"city": "Paris", "unit": "C"}')], text="Let me look.")
+    return default_reply(request)
+
+
+async def test_a_row_carries_the_tool_calls_of_its_reply(tmp_path: Path) -> None:
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_lines(source, {"id": "t", "prompt": "weather?"}, {"id": "p", "prompt": "plain"})
+    async with (
+        ReferenceServer(reply=calls_tools) as server,
+        AuraClient(server.base_url, wire="openai") as client,
+    ):
+        stats = await run_batch(client, source, output, concurrency=2)
+    assert (stats.done, stats.failed, stats.truncated) == (2, 0, 0)
+    found = by_id(output)
+    assert (found["t"]["ok"], found["t"]["text"]) == (True, "Let me look.")
+    assert found["t"]["finish_reason"] == "tool_calls"
+    assert found["t"]["tool_calls"] == [
+        {
+            "id": "call_0",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Paris", "unit": "C"}'},
+        }
+    ]
+    assert found["p"]["finish_reason"] == "stop"
+    assert "tool_calls" not in found["p"]  # none made, none written
 
 
 async def test_until_signalled_stops_the_job_on_sigint() -> None:
@@ -98,6 +237,15 @@ def test_the_end_of_a_batch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "--resume finishes it" in err
     finish_batch(BatchStats(), output, Failed("bad URL"))  # the error speaks for itself
     assert capsys.readouterr().err == ""
+    finish_batch(BatchStats(total=5, done=5, truncated=2), output, None)  # still a success
+    assert capsys.readouterr().err == (
+        "aura: 5 done, 0 failed, 0 retries, 2 cut short by max_tokens (finish_reason length)\n"
+    )
+    with pytest.raises(Failed, match="1 of 5 requests failed"):
+        finish_batch(BatchStats(total=5, done=5, failed=1, skipped=1, truncated=1), output, None)
+    assert capsys.readouterr().err.endswith(
+        "1 skipped (done before), 1 cut short by max_tokens (finish_reason length)\n"
+    )
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ guard against hangs, not a speed target.
 from __future__ import annotations
 
 import collections
+import contextlib
 import importlib.util
 import io
 import json
@@ -53,6 +54,16 @@ def slow_server() -> Iterator[ReferenceServer]:
         portal.wrap_async_context_manager(ReferenceServer(delay=0.01)) as reference,
     ):
         yield reference
+
+
+@contextlib.contextmanager
+def serving(reference: ReferenceServer) -> Iterator[ReferenceServer]:
+    """A server of a test's own, so that no other test's requests count towards its faults."""
+    with (
+        anyio.from_thread.start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(reference) as running,
+    ):
+        yield running
 
 
 def aura(
@@ -209,7 +220,18 @@ def test_a_batch_writes_one_row_per_line_and_goes_on_past_bad_ones(
         error = typing.cast("dict[str, object]", row["error"])
         assert error["type"] == kind
         assert needle in str(error["message"])
-    assert set(by_line[1]) == {"id", "line", "ok", "text", "error", "attempts", "elapsed"}
+    assert set(by_line[1]) == {
+        "id",
+        "line",
+        "ok",
+        "text",
+        "error",
+        "attempts",
+        "elapsed",
+        "finish_reason",
+        "usage",
+    }  # no tool_calls: the reply made none
+    assert (by_line[1]["finish_reason"], by_line[1]["usage"]) == (None, None)  # /api/chat: none
 
 
 def test_a_status_error_row_carries_the_status(server: ReferenceServer, tmp_path: Path) -> None:
@@ -497,10 +519,13 @@ def test_the_openai_wire_from_the_command_line(server: ReferenceServer, tmp_path
     args = ["batch", str(source), "-o", str(output), "--base-url", server.base_url]
     batch = aura(*args, env={"AURA_WIRE": "openai"})
     assert batch.returncode == 0, batch.stderr
-    assert {row["line"]: row["text"] for row in rows(output)} == {
-        1: REPLY.format("one"),
-        2: "Hello from ",
+    assert {row["line"]: (row["text"], row["finish_reason"]) for row in rows(output)} == {
+        1: (REPLY.format("one"), "stop"),
+        2: ("Hello from ", "length"),
     }
+    assert "2 done, 0 failed, 0 retries, 1 cut short by max_tokens (finish_reason length)" in (
+        batch.stderr
+    )
 
 
 @pytest.mark.parametrize("option", [["--rps", "nan"], ["--request-timeout", "inf"]])
@@ -519,3 +544,193 @@ def test_a_terminal_that_cannot_show_every_character(server: ReferenceServer) ->
     done = aura("chat", "--base-url", server.base_url, "hi", env={"PYTHONIOENCODING": "ascii"})
     assert done.returncode == 0, done.stderr
     assert done.stdout == REPLY.format("hi").encode("ascii", "replace").decode()
+
+
+# --- the OpenAI wire: extra_body, max_tokens, and no silent truncation ----------------------
+
+BAD_EXTRA_BODIES = [
+    (["--wire", "openai", "--extra-body", "{seed: 1}"], "is not valid JSON"),
+    (["--wire", "openai", "--extra-body", "[" * 100_000 + "]" * 100_000], "is not valid JSON"),
+    (["--wire", "openai", "--extra-body", "[1, 2]"], "must be a JSON object"),
+    (["--wire", "openai", "--extra-body", "null"], "must be a JSON object"),
+    (["--extra-body", '{"seed": 1}'], "needs --wire openai"),  # aura, the default wire
+    (["--wire", "aura", "--extra-body", "{}"], "needs --wire openai"),
+]
+
+
+@pytest.mark.parametrize(("args", "needle"), BAD_EXTRA_BODIES)
+@pytest.mark.parametrize("command", ["chat", "batch"])
+def test_a_bad_extra_body_is_a_usage_error_that_names_the_option(
+    server: ReferenceServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    args: list[str],
+    needle: str,
+) -> None:
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text('{"prompt": "x"}\n')
+    where = ["chat", "hi"] if command == "chat" else ["batch", str(source), "-o", str(output)]
+    before = len(server.requests)
+    assert main([where[0], "--base-url", server.base_url, *args, *where[1:]]) == 2
+    captured = capsys.readouterr()
+    assert_one_clear_line(captured.err)
+    assert "--extra-body" in captured.err
+    assert needle in captured.err
+    assert captured.out == ""
+    assert len(server.requests) == before  # refused before any request
+    assert not output.exists()
+
+
+def test_chat_refuses_a_field_the_client_sets_itself(
+    server: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = len(server.requests)
+    args = ["chat", "--wire", "openai", "--base-url", server.base_url]
+    assert main([*args, "--extra-body", '{"stream": false}', "hi"]) == 2
+    err = capsys.readouterr().err
+    assert_one_clear_line(err)
+    assert "extra_body may not set 'stream'" in err
+    assert len(server.requests) == before
+
+
+def test_chat_on_the_openai_wire_sends_the_extra_body_and_max_tokens_only_if_given(
+    server: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = len(server.requests)
+    args = ["chat", "--wire", "openai", "--base-url", server.base_url]
+    assert main([*args, "--extra-body", '{"seed": 3}', "hi"]) == 0
+    assert capsys.readouterr().out == REPLY.format("hi")
+    assert main([*args, "--max-tokens", "2", "capped"]) == 0
+    assert capsys.readouterr().out == "Hello from "
+    plain, capped = server.requests[before:]
+    assert dict(plain.extra_body) == {"seed": 3}
+    body = typing.cast("dict[str, object]", plain.json)
+    assert body["seed"] == 3
+    assert "max_tokens" not in body  # none asked: the server's own default applies
+    assert plain.include_usage
+    assert dict(capped.extra_body) == {}
+    assert typing.cast("dict[str, object]", capped.json)["max_tokens"] == 2
+
+
+def test_chat_on_the_aura_wire_keeps_its_token_limit_of_8192(
+    server: ReferenceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = len(server.requests)
+    assert main(["chat", "--base-url", server.base_url, "hi"]) == 0
+    assert capsys.readouterr().out == REPLY.format("hi")
+    (request,) = server.requests[before:]
+    assert request.token_limit == 8192
+    model = typing.cast("dict[str, dict[str, object]]", request.json)["model"]
+    assert model["tokenLimit"] == 8192
+
+
+def test_a_batch_says_how_many_replies_max_tokens_cut_short(
+    server: ReferenceServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    lines = [
+        {"id": "a", "prompt": "cli one", "max_tokens": 2},
+        {"id": "b", "prompt": "cli two"},
+        {"id": "c", "prompt": "cli three", "max_tokens": 1, "extra_body": {"seed": 8}},
+    ]
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    before = len(server.requests)
+    args = ["batch", str(source), "-o", str(output), "--base-url", server.base_url]
+    options = ["--wire", "openai", "--extra-body", '{"seed": 7, "top_p": 0.9}', "--no-progress"]
+    assert main([*args, *options]) == 0  # a reply cut by max_tokens is whole: ok
+    assert capsys.readouterr().err == (
+        "aura: 3 done, 0 failed, 0 retries, 2 cut short by max_tokens (finish_reason length)\n"
+    )
+    found = {row["id"]: row for row in rows(output)}
+    assert {key: (row["ok"], row["finish_reason"]) for key, row in found.items()} == {
+        "a": (True, "length"),
+        "b": (True, "stop"),
+        "c": (True, "length"),
+    }
+    assert (found["a"]["text"], found["c"]["text"]) == ("Hello from ", "Hello ")
+    sent = {
+        request.kept_messages[-1]["content"]: dict(request.extra_body)
+        for request in server.requests[before:]
+    }
+    assert sent == {
+        "cli one": {"seed": 7, "top_p": 0.9},
+        "cli two": {"seed": 7, "top_p": 0.9},
+        "cli three": {"seed": 8, "top_p": 0.9},  # the line's own field wins
+    }
+
+
+def test_replies_interrupted_without_a_finish_reason_fail_and_resume_completes_them(
+    tmp_path: Path,
+) -> None:
+    """The issue's acceptance test: llama.cpp's interrupt is a failed row, and --resume heals.
+
+    Each marked prompt is cut (``data: [DONE]`` and no ``finish_reason``, nothing before it)
+    on its first two requests: the first attempt and the one retry of the first run. The
+    resumed run's request is the third, served as usual.
+    """
+    cut = Fault(interrupt_after=0, times=2)
+    ids = [f"r{n}" for n in range(12)]
+    marked = {"r2", "r5", "r9"}
+    prompts = {i: f"{cut.marker()} {i}" if i in marked else i for i in ids}
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text("".join(json.dumps({"id": i, "prompt": prompts[i]}) + "\n" for i in ids))
+    with serving(ReferenceServer()) as server:
+        args = ["batch", str(source), "-o", str(output), "--base-url", server.base_url]
+        args += ["--wire", "openai", "--retries", "1", "--concurrency", "4", "--no-progress"]
+        first = aura(*args)
+        assert first.returncode == 1, first.stderr
+        assert "Traceback" not in first.stderr
+        assert "aura: 12 done, 3 failed, 3 retries\n" in first.stderr
+        assert "aura: error: 3 of 12 requests failed" in first.stderr
+        found = {row["id"]: row for row in rows(output)}
+        assert sorted(found) == sorted(ids)
+        for key in marked:
+            row = found[key]
+            assert (row["ok"], row["text"], row["attempts"]) == (False, "", 2)  # not an empty ok
+            assert row["error"]["type"] == "APIConnectionError"
+            assert "without a finish_reason" in row["error"]["message"]
+            assert (row["finish_reason"], row["usage"]) == (None, None)
+        for key in set(ids) - marked:
+            row = found[key]
+            assert (row["ok"], row["text"], row["finish_reason"]) == (
+                True,
+                REPLY.format(key),
+                "stop",
+            )
+            usage = row["usage"]
+            assert usage["completion_tokens"] > 0
+            assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+        resumed = aura(*args, "--resume")  # each marked prompt's fault is used up by now
+        assert resumed.returncode == 0, resumed.stderr
+        assert resumed.stderr == "aura: 3 done, 0 failed, 0 retries, 9 skipped (done before)\n"
+        faults = server.faults
+    assert sum(fault == cut for fault in faults) == 2 * len(marked)
+    final = rows(output)
+    assert len(final) == len(ids) + len(marked)  # the failed rows stay, as a record
+    ok = collections.Counter(row["id"] for row in final if row["ok"])
+    assert ok == collections.Counter(ids)  # exactly one ok row per id
+    for row in final[len(ids) :]:
+        assert row["id"] in marked
+        assert (row["text"], row["finish_reason"]) == (REPLY.format(prompts[row["id"]]), "stop")
+        assert row["usage"]["completion_tokens"] > 0
+
+
+def test_a_batch_cut_everywhere_by_a_server_fault_fails_and_resumes_on_a_healthy_server(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text("".join(json.dumps({"id": n, "prompt": f"p{n}"}) + "\n" for n in range(4)))
+    args = ["batch", str(source), "-o", str(output), "--wire", "openai", "--no-progress"]
+    with serving(ReferenceServer(fault=Fault(interrupt_after=0))) as interrupting:
+        assert main([*args, "--base-url", interrupting.base_url, "--retries", "0"]) == 1
+    assert "4 done, 4 failed" in capsys.readouterr().err
+    for row in rows(output):  # failed, where the issue's batch wrote empty ok rows
+        assert (row["ok"], row["text"], row["finish_reason"]) == (False, "", None)
+        assert row["error"]["type"] == "APIConnectionError"
+    with serving(ReferenceServer()) as healthy:
+        assert main([*args, "--base-url", healthy.base_url, "--resume"]) == 0
+    assert capsys.readouterr().err == "aura: 4 done, 0 failed, 0 retries\n"
+    ok = collections.Counter(row["id"] for row in rows(output) if row["ok"])
+    assert ok == collections.Counter(range(4))

@@ -24,6 +24,8 @@ from aura_anyio import (
     APIStatusError,
     APITimeoutError,
     AuraClient,
+    ChatStream,
+    IncompleteStreamError,
     RateLimitError,
     ResponseTooLargeError,
     ServerError,
@@ -588,3 +590,44 @@ async def test_an_error_the_server_reports_in_the_reply() -> None:
         with pytest.raises(APIError, match="the server reported an error: the model is overloaded"):
             await client.complete(HELLO)
     assert script.call_count == 1  # the server said no: not retried
+
+
+# --- a fault in the same read as text: the text first, then the fault ----------------------
+
+_REPORTED = json.dumps({"error": {"message": "the model is overloaded"}})
+
+
+@pytest.mark.parametrize(
+    ("body", "text", "cause", "attempts"),
+    [
+        # llama.cpp's interrupt: a cut, which complete() sends again.
+        ("".join(sse(delta("Hel"), delta("lo"), "[DONE]")), "Hello", APIConnectionError, 3),
+        # The body ends inside an event, which is dropped (no blank line closed it).
+        ("".join(sse(delta("Hel"))) + "data: " + delta("lo"), "Hel", APIConnectionError, 3),
+        # The server's own error: not sent again.
+        ("".join(sse(delta("Hel"), delta("lo"), _REPORTED)), "Hello", APIError, 1),
+    ],
+    ids=["done-without-finish-reason", "body-ends-mid-stream", "reported-error"],
+)
+async def test_text_in_the_same_read_as_a_fault_reaches_the_caller_first(
+    body: str, text: str, cause: type[APIError], attempts: int
+) -> None:
+    script = Script(*[reply(body)] * 4)
+    async with make_client(script, wire="openai") as client:
+        pieces: list[str] = []
+
+        async def read(chunks: ChatStream) -> None:
+            async for piece in chunks:
+                pieces.append(piece)
+
+        async with client.stream(HELLO) as chunks:
+            with pytest.raises(IncompleteStreamError) as caught:
+                await read(chunks)
+        assert pieces == [text]  # delivered before the fault, not dropped with it
+        assert caught.value.partial_text == chunks.text == text
+        assert type(caught.value.__cause__) is cause
+        assert script.call_count == 1  # text reached the caller: stream() never retries
+        with pytest.raises(IncompleteStreamError) as again:
+            await client.complete(HELLO)
+        assert again.value.partial_text == text
+        assert script.call_count == 1 + attempts

@@ -11,6 +11,7 @@ from hypothesis import given, strategies as st
 
 from aura_anyio import build_payload
 from aura_anyio.testing import Fault, Outcome, ReferenceServer, default_reply
+from aura_anyio.testing._chat import split_words
 from aura_anyio.testing._faults import find_fault, parse_fault
 from aura_anyio.testing._plan import Ending, ResponsePlan, apply_fault
 
@@ -29,6 +30,37 @@ def ask(content: str) -> dict[str, object]:
 @given(faults())
 def test_marker_round_trip(fault: Fault) -> None:
     assert parse_fault(f"before {fault.marker()} after") == fault
+
+
+@given(faults(), st.integers(0, 10_000))
+def test_an_interrupt_marker_round_trip(fault: Fault, words: int) -> None:
+    # Any fault's body faults and count, with the interrupt as its one cut.
+    if fault.status is not None:
+        fault = Fault(times=fault.times)
+    interrupt = dataclasses.replace(
+        fault,
+        stall_before_status=False,
+        stall_after=None,
+        reset_after=None,
+        interrupt_after=words,
+    )
+    assert interrupt.cut == "interrupt_after"
+    assert parse_fault(f"before {interrupt.marker()} after") == interrupt
+
+
+def test_an_interrupt_is_a_cut() -> None:
+    assert Fault(interrupt_after=0).marker() == "[[fault interrupt_after=0]]"
+    assert parse_fault(Fault(interrupt_after=0).marker()) == Fault(interrupt_after=0)
+    assert Fault(interrupt_after=0).cut == "interrupt_after"  # 0 is set: a cut before any word
+    fault = Fault(interrupt_after=2, endless=True, times=1)
+    assert fault.marker() == "[[fault interrupt_after=2 endless times=1]]"
+    assert parse_fault(fault.marker()) == fault
+    with pytest.raises(ValueError, match="at most one cut, got close_after and interrupt_after"):
+        Fault(interrupt_after=1, close_after=2)
+    with pytest.raises(
+        ValueError, match=r"Fault\.status replaces the reply; it takes no interrupt"
+    ):
+        Fault(status=500, interrupt_after=1)
 
 
 def test_marker_text() -> None:
@@ -64,6 +96,18 @@ def test_marker_text() -> None:
         ),
         ("[[fault status=500 endless]]", "it takes no endless"),
         ("[[fault status=500 close_after=3]]", "it takes no close_after"),
+        (
+            "[[fault interrupt_after=1 close_after=2]]",
+            "at most one cut, got close_after and interrupt_after",
+        ),
+        (
+            "[[fault stall_before_status interrupt_after=0]]",
+            "at most one cut, got stall_before_status and interrupt_after",
+        ),
+        ("[[fault status=503 interrupt_after=0]]", "it takes no interrupt_after"),
+        ("[[fault interrupt_after=-1]]", "Fault.interrupt_after must be an int >= 0, got -1"),
+        ("[[fault interrupt_after=1.5]]", "interrupt_after='1.5' is not a number"),
+        ("[[fault interrupt_after]]", "interrupt_after needs a value"),
     ],
 )
 def test_bad_markers(text: str, message: str) -> None:
@@ -73,7 +117,16 @@ def test_bad_markers(text: str, message: str) -> None:
 
 @pytest.mark.parametrize(
     "changes",
-    [{"times": 0}, {"drip": -1.0}, {"drip": True}, {"endless": 1}, {"retry_after": 3}],
+    [
+        {"times": 0},
+        {"drip": -1.0},
+        {"drip": True},
+        {"endless": 1},
+        {"retry_after": 3},
+        {"interrupt_after": -1},
+        {"interrupt_after": True},
+        {"interrupt_after": 1.0},
+    ],
 )
 def test_bad_fault_fields(changes: dict[str, object]) -> None:
     with pytest.raises(ValueError, match=f"Fault.{next(iter(changes))} must be"):
@@ -146,6 +199,59 @@ def test_body_faults_keep_the_body_a_prefix_of_the_reply(fault: Fault, chunks: l
     if fault.chunk_size is not None:
         assert all(len(chunk) <= fault.chunk_size for chunk in changed.chunks)
     assert changed.delay == (REPLY.delay if fault.drip is None else fault.drip)
+
+
+@pytest.mark.parametrize(
+    ("words", "chunks"),
+    [(0, ()), (1, (b"ab",)), (2, (b"ab", b"\xc3\xa9")), (3, REPLY.chunks), (9, REPLY.chunks)],
+)
+def test_an_interrupt_sends_the_first_n_chunks_then_ends_cleanly(
+    words: int, chunks: tuple[bytes, ...]
+) -> None:
+    plan = apply_fault(REPLY, Fault(interrupt_after=words))
+    assert plan == dataclasses.replace(REPLY, chunks=chunks)  # nothing else changes
+    assert plan.ending is Ending.END
+
+
+def test_an_endless_interrupt_takes_n_pieces_of_the_cycle() -> None:
+    plan = apply_fault(REPLY, Fault(interrupt_after=5, endless=True))
+    assert plan.chunks == (b"ab", b"\xc3\xa9", b"cd", b"ab", b"\xc3\xa9")
+    assert (plan.endless, plan.ending) == (False, Ending.END)
+    empty = dataclasses.replace(REPLY, chunks=())
+    assert apply_fault(empty, Fault(interrupt_after=3, endless=True)).chunks == (b" ",) * 3
+
+
+def test_an_interrupt_with_other_body_faults() -> None:
+    fault = Fault(interrupt_after=2, invalid_utf8=True, chunk_size=1, drip=0.5)
+    plan = apply_fault(REPLY, fault)
+    # The invalid byte is a piece of its own, after the first.
+    assert plan.chunks == (b"a", b"b", b"\xff")
+    assert (plan.delay, plan.ending) == (0.5, Ending.END)
+
+
+@given(faults(), st.lists(st.binary(min_size=1, max_size=8), max_size=6), st.integers(0, 12))
+def test_an_interrupt_keeps_whole_chunks_of_the_reply(
+    fault: Fault, chunks: list[bytes], words: int
+) -> None:
+    if fault.status is not None:
+        fault = Fault(times=fault.times)
+    fault = dataclasses.replace(
+        fault,
+        stall_before_status=False,
+        stall_after=None,
+        reset_after=None,
+        chunk_size=None,
+        invalid_utf8=False,
+        interrupt_after=words,
+    )
+    changed = apply_fault(dataclasses.replace(REPLY, chunks=tuple(chunks)), fault)
+    source = (chunks or [b" "]) * (words + 1) if fault.endless else chunks
+    assert list(changed.chunks) == source[:words]
+    assert (changed.endless, changed.ending, changed.stall_before_head) == (
+        False,
+        Ending.END,
+        False,
+    )
 
 
 def test_an_empty_endless_reply_repeats_a_space() -> None:
@@ -259,6 +365,27 @@ async def test_cuts_after_n_bytes(
     assert len(data) == 7 or isinstance(how, anyio.BrokenResourceError)  # a reset may drop data
     assert b"0\r\n\r\n" not in body
     assert isinstance(how, ending)
+
+
+@pytest.mark.parametrize("words", [0, 3, 100])
+async def test_an_interrupt_ends_the_body_cleanly_after_n_words(words: int) -> None:
+    async with ReferenceServer() as server:
+        response, content = await post(server, Fault(interrupt_after=words).marker())
+        await server.wait_until(lambda: server.outcomes == [Outcome.COMPLETED])
+    words_sent = split_words(default_reply(server.requests[0]))[:words]
+    assert response.status_code == 200
+    assert content.decode() == "".join(words_sent)
+
+
+async def test_times_limits_an_interrupt() -> None:
+    async with ReferenceServer(fault=Fault(interrupt_after=1, times=1)) as server:
+        first, cut = await post(server, "x")
+        second, whole = await post(server, "x")
+        await server.wait_until(lambda: server.outcomes == [Outcome.COMPLETED] * 2)
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert cut == b"Hello "
+    assert whole.decode() == default_reply(server.requests[1])
+    assert server.faults == [Fault(interrupt_after=1, times=1), None]
 
 
 async def test_stall_before_the_status_line() -> None:

@@ -8,7 +8,7 @@ import math
 import pytest
 from hypothesis import given, strategies as st
 
-from aura_anyio import APITimeoutError, ChatRequest, ChatResult, RateLimitError
+from aura_anyio import APITimeoutError, ChatRequest, ChatResult, RateLimitError, ToolCall
 from aura_anyio._cli.jsonl import (
     BadLine,
     Row,
@@ -25,6 +25,37 @@ ids = st.one_of(st.integers(), st.text(max_size=20))
 # Rows a kill can leave, and rows that are not ok rows.
 texts = st.text(max_size=50)
 INFO = RequestInfo("POST", "http://x/api/chat")
+# Any value JSON can carry, and any JSON object: what a line's extra_body may hold.
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+json_objects = st.dictionaries(st.text(max_size=8), json_values, max_size=5)
+# An extra_body that is there but is not an object: passed on, refused when sent.
+not_objects = json_values.filter(lambda value: value is not None and not isinstance(value, dict))
+tool_calls = st.lists(
+    st.builds(
+        lambda call_id, name, arguments: ToolCall(
+            id=call_id, type="function", function={"name": name, "arguments": arguments}
+        ),
+        texts,
+        texts,
+        texts,
+    ),
+    min_size=1,
+    max_size=3,
+)
+usages = st.dictionaries(
+    st.sampled_from(["prompt_tokens", "completion_tokens", "total_tokens"]),
+    st.integers(0, 10**6),
+)
 
 
 @given(
@@ -33,6 +64,7 @@ INFO = RequestInfo("POST", "http://x/api/chat")
     system=st.one_of(st.none(), texts),
     line=st.integers(1, 10**6),
     temperature=st.one_of(st.none(), st.floats(0, 2)),
+    max_tokens=st.one_of(st.none(), st.integers(1, 10**6)),
 )
 def test_a_prompt_line_becomes_its_request(
     request_id: str | int | None,
@@ -40,6 +72,7 @@ def test_a_prompt_line_becomes_its_request(
     system: str | None,
     line: int,
     temperature: float | None,
+    max_tokens: int | None,
 ) -> None:
     fields: dict[str, object] = {"prompt": prompt}
     if request_id is not None:
@@ -48,12 +81,68 @@ def test_a_prompt_line_becomes_its_request(
         fields["system"] = system
     if temperature is not None:
         fields["temperature"] = temperature
+    if max_tokens is not None:
+        fields["max_tokens"] = max_tokens
     request = parse_line(json.dumps(fields), line)
     assert isinstance(request, ChatRequest)
     assert request.id == (line if request_id is None else request_id)
     system_messages = [] if system is None else [{"role": "system", "content": system}]
     assert request.messages == [*system_messages, {"role": "user", "content": prompt}]
     assert request.temperature == (0.5 if temperature is None else temperature)
+    # No max_tokens on the line: none in the request, so the wire's own default applies.
+    assert request.max_tokens == max_tokens
+    assert request.extra_body is None
+
+
+@given(extra_body=json_objects, line=st.integers(1, 10**6))
+def test_any_json_object_on_a_line_is_its_extra_body(
+    extra_body: dict[str, object], line: int
+) -> None:
+    request = parse_line(json.dumps({"prompt": "x", "extra_body": extra_body}), line)
+    assert isinstance(request, ChatRequest)
+    assert request.extra_body == extra_body
+
+
+@given(common=json_objects)
+def test_the_common_extra_body_goes_to_a_line_without_one(common: dict[str, object]) -> None:
+    before = json.dumps(common)
+    for text in ['{"prompt": "x"}', '{"prompt": "x", "extra_body": null}']:
+        request = parse_line(text, 1, common)
+        assert isinstance(request, ChatRequest)
+        assert request.extra_body == common
+    assert json.dumps(common) == before  # shared by every line, changed by none
+
+
+@given(common=json_objects, own=json_objects)
+def test_a_lines_extra_body_fields_win_over_the_common_ones(
+    common: dict[str, object], own: dict[str, object]
+) -> None:
+    before = json.dumps(common)
+    request = parse_line(json.dumps({"prompt": "x", "extra_body": own}), 1, common)
+    assert isinstance(request, ChatRequest)
+    assert request.extra_body == {**common, **own}
+    assert request.extra_body is not None
+    for key, value in own.items():
+        assert request.extra_body[key] == value
+    assert json.dumps(common) == before
+
+
+def test_merging_keeps_the_common_fields_a_line_does_not_set() -> None:
+    request = parse_line(
+        '{"prompt": "x", "extra_body": {"seed": 2, "top_p": 0.5}}', 1, {"seed": 1, "stop": ["\n"]}
+    )
+    assert isinstance(request, ChatRequest)
+    assert request.extra_body == {"seed": 2, "stop": ["\n"], "top_p": 0.5}
+
+
+@given(own=not_objects, common=st.one_of(st.none(), json_objects))
+def test_an_extra_body_that_is_not_an_object_is_passed_on_as_it_is(
+    own: object, common: dict[str, object] | None
+) -> None:
+    # Checked when sent: the line gets that request's InvalidRequestError row, the others run.
+    request = parse_line(json.dumps({"id": "e", "prompt": "x", "extra_body": own}), 1, common)
+    assert isinstance(request, ChatRequest)
+    assert request.extra_body == own
 
 
 @given(messages=st.lists(st.fixed_dictionaries({"role": st.just("user"), "content": texts})))
@@ -96,15 +185,33 @@ def test_a_bad_line_says_why(text: str, line_id: str | int, needle: str) -> None
     row = line_error_row(bad)
     assert (row.ok, row.text, row.attempts, row.line) == (False, "", 0, 4)
     assert row.error == {"type": "InvalidRequestError", "message": bad.reason, "status_code": None}
+    as_json = json.loads(row.to_json())
+    assert (as_json["finish_reason"], as_json["usage"]) == (None, None)
+    assert "tool_calls" not in as_json
 
 
-@given(text=texts, request_id=ids, attempts=st.integers(1, 5), elapsed=st.floats(0, 1e4))
+@given(
+    text=texts,
+    request_id=ids,
+    attempts=st.integers(1, 5),
+    elapsed=st.floats(0, 1e4),
+    finish_reason=st.one_of(st.none(), st.sampled_from(["stop", "length", "tool_calls"]), texts),
+    usage=st.one_of(st.none(), usages),
+    calls=st.one_of(st.none(), tool_calls),
+)
 def test_a_result_row_round_trips_through_json(
-    text: str, request_id: str | int, attempts: int, elapsed: float
+    text: str,
+    request_id: str | int,
+    attempts: int,
+    elapsed: float,
+    finish_reason: str | None,
+    usage: dict[str, int] | None,
+    calls: list[ToolCall] | None,
 ) -> None:
     request = ChatRequest([{"role": "user", "content": "x"}], id=request_id)
-    row = result_row(ChatResult(0, request, text, None, attempts, elapsed), line=7)
-    assert json.loads(row.to_json()) == {
+    result = ChatResult(0, request, text, None, attempts, elapsed, finish_reason, usage, calls)
+    row = result_row(result, line=7)
+    expected: dict[str, object] = {
         "id": request_id,
         "line": 7,
         "ok": True,
@@ -112,8 +219,24 @@ def test_a_result_row_round_trips_through_json(
         "error": None,
         "attempts": attempts,
         "elapsed": round(elapsed, 6),
+        "finish_reason": finish_reason,
+        "usage": usage,
     }
+    if calls is not None:  # only a reply that made tool calls has the field
+        expected["tool_calls"] = calls
+    assert json.loads(row.to_json()) == expected
     assert "\n" not in row.to_json()  # one row, one line, whatever the text
+
+
+def test_a_row_has_tool_calls_only_when_the_reply_made_some() -> None:
+    call = ToolCall(id="call_0", type="function", function={"name": "f", "arguments": "{}"})
+    row = Row("r", 1, True, "", None, 1, 0.5, "tool_calls", {"total_tokens": 3}, [call])
+    assert json.loads(row.to_json())["tool_calls"] == [call]
+    assert '"tool_calls":[{"id":"call_0"' in row.to_json()
+    bare = Row("r", 1, True, "t", None, 1, 0.5, "stop")
+    assert "tool_calls" not in bare.to_json()
+    assert json.loads(bare.to_json())["usage"] is None
+    assert bare.tool_calls is None  # left out of the JSON, not removed from the row
 
 
 def test_an_error_row_names_the_type_and_the_status() -> None:

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import inspect
+import json
+import typing
 from contextlib import aclosing
 
 import anyio
 import pytest
 
 from aura_anyio import Aura, AuraClient, InvalidRequestError, Timeouts
-from aura_anyio.testing import ReferenceServer, default_reply
+from aura_anyio.testing import ReferenceServer, ToolCalls, default_reply
+
+if typing.TYPE_CHECKING:
+    from aura_anyio.testing import ReceivedRequest
 
 HELLO = [{"role": "user", "content": "hi provider"}]
+
+
+def sent(request: ReceivedRequest) -> dict[str, typing.Any]:
+    """The request's JSON body."""
+    return typing.cast("dict[str, typing.Any]", request.json)
 
 
 class FakeDriver:
@@ -155,3 +166,75 @@ async def test_no_cancel_scope_is_held_across_a_yield() -> None:
             async with anyio.create_task_group() as task_group:
                 task_group.start_soon(finish)
         assert first + "".join(rest) == default_reply(server.requests[-1])
+
+
+async def test_max_tokens_defaults_to_the_servers_token_limit() -> None:
+    assert inspect.signature(Aura.create_async_generator).parameters["max_tokens"].default is None
+    async with ReferenceServer() as server:
+        generator = Aura.create_async_generator("", HELLO, base_url=server.base_url)
+        async with aclosing(generator) as pieces:
+            assert [text async for text in pieces]
+        generator = Aura.create_async_generator("", HELLO, base_url=server.base_url, max_tokens=800)
+        async with aclosing(generator) as pieces:
+            assert [text async for text in pieces]
+    default, given = server.requests
+    assert sent(default)["model"]["tokenLimit"] == default.token_limit == 8192
+    assert given.token_limit == 800
+
+
+TOOL_CONVERSATION: list[dict[str, object]] = [
+    {"role": "developer", "content": "Use the tools."},
+    {"role": "user", "name": "ada", "content": [{"type": "text", "text": "Weather?"}]},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "w", "arguments": "{}"}}
+        ],
+    },
+    {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+]
+
+
+async def test_an_openai_wire_client_passes_a_tool_conversation_through() -> None:
+    original = json.loads(json.dumps(TOOL_CONVERSATION))
+    tools = ReferenceServer(reply=lambda _: ToolCalls([("w", "{}")], text="It is sunny."))
+    async with tools as server, AuraClient(server.base_url, wire="openai") as client:
+        generator = Aura.create_async_generator("", TOOL_CONVERSATION, client=client)
+        async with aclosing(generator) as pieces:
+            assert "".join([text async for text in pieces]) == "It is sunny."
+        generator = Aura.create_async_generator("", HELLO, client=client, max_tokens=2)
+        async with aclosing(generator) as pieces:
+            assert "".join([text async for text in pieces]) == "It is "
+    whole, capped = server.requests
+    assert list(whole.messages) == original
+    assert sent(whole)["messages"] == original
+    assert "max_tokens" not in sent(whole)
+    assert sent(whole)["model"] == Aura.default_model
+    assert capped.token_limit == 2
+
+
+@pytest.mark.parametrize(
+    ("messages", "needle"),
+    [
+        ([{"role": "robot", "content": "hi"}], r"messages\[0\]\.role must be one of"),
+        ([{"role": "user", "content": 3}], r"messages\[0\]\.content must be"),
+        ([{"role": "developer", "content": "only instructions"}], "at least one message"),
+    ],
+)
+async def test_an_openai_wire_client_refuses_a_bad_conversation_before_any_request(
+    messages: list[dict[str, object]], needle: str
+) -> None:
+    async with ReferenceServer() as server, AuraClient(server.base_url, wire="openai") as client:
+        generator = Aura.create_async_generator("", messages, client=client)
+        with pytest.raises(InvalidRequestError, match=needle):
+            await generator.__anext__()
+    assert server.requests == []
+
+
+async def test_without_a_client_the_aura_wire_rules_apply() -> None:
+    async with ReferenceServer() as server:
+        generator = Aura.create_async_generator("", TOOL_CONVERSATION, base_url=server.base_url)
+        with pytest.raises(InvalidRequestError, match=r"messages\[0\]"):
+            await generator.__anext__()
+    assert server.requests == []

@@ -17,8 +17,9 @@ from aura_anyio import (
     RateLimitError,
     ResponseTooLargeError,
     RetryPolicy,
+    ServerError,
 )
-from aura_anyio._exceptions import REASON_LIMIT, APIError, make_status_error
+from aura_anyio._exceptions import REASON_LIMIT, APIError, RequestInfo, make_status_error
 from aura_anyio._retry import (
     backoff_delay,
     is_retryable,
@@ -53,7 +54,13 @@ def status_error(code: int, headers: dict[str, str] | None = None) -> APIStatusE
         (status_error(408), True),
         (status_error(429), True),
         (status_error(500), True),
+        (status_error(502), True),
         (status_error(503), True),
+        (status_error(504), True),
+        (status_error(599), True),
+        (status_error(501), False),  # Not Implemented: the same answer every time
+        (status_error(505), False),  # HTTP Version Not Supported
+        (status_error(501, {"Retry-After": "1"}), False),
         (status_error(400), False),
         (status_error(401), False),
         (status_error(404), False),
@@ -182,13 +189,18 @@ def test_status_error_messages_carry_the_reason_and_a_bounded_excerpt() -> None:
     assert error.body == "x" * 10_000
 
 
-@given(st.text(min_size=0, max_size=30_000))
+@given(st.text(min_size=0, max_size=30_000) | st.text("ab ", min_size=REASON_LIMIT))
 def test_the_reason_attribute_is_bounded(reason: str) -> None:
     error = make_status_error(status_code=500, reason=reason, body="", headers={}, request=None)
     assert len(error.reason) <= REASON_LIMIT + 1
     assert error.reason.startswith(reason[:REASON_LIMIT])
     assert (error.reason == reason) is (len(reason) <= REASON_LIMIT)
     assert len(str(error)) < 500
+
+
+def test_a_long_reason_is_cut_with_an_ellipsis() -> None:
+    error = make_status_error(status_code=503, reason="r" * 5000, body="", headers={}, request=None)
+    assert error.reason == "r" * REASON_LIMIT + "…"
 
 
 @pytest.mark.parametrize(
@@ -220,3 +232,39 @@ def test_a_cut_reply_is_retried_as_its_cause_would_be() -> None:
         cut.__cause__ = cause
         assert is_retryable(cut) is retried
         assert not is_retryable(cut, text_received=True)
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"), [(500, True), (502, True), (503, True), (501, False), (505, False)]
+)
+def test_a_server_error_says_whether_a_retry_may_help(status: int, retryable: bool) -> None:
+    error = status_error(status)
+    assert error.status_code == status
+    assert isinstance(error, ServerError)
+    text = str(error)
+    assert ("(the server failed; retrying later may help)" in text) is retryable
+    assert (
+        "(the server cannot serve this request; retrying will not help)" in text
+    ) is not retryable
+    assert ("retrying later may help" in text) is retryable
+    assert is_retryable(error) is retryable
+
+
+@given(st.integers(500, 599))
+def test_every_5xx_but_501_and_505_retries(status: int) -> None:
+    error = status_error(status)
+    retried = status not in (501, 505)
+    assert is_retryable(error) is retried
+    decided = retry_delay(error, attempt=1, policy=POLICY, now=NOW, random=0.5)
+    assert (decided == 0.5 * 0.875) is retried
+    assert (decided is None) is not retried
+
+
+def test_a_status_error_names_its_request() -> None:
+    request = RequestInfo("POST", "http://h/v1/chat/completions")
+    error = make_status_error(
+        status_code=501, reason="Not Implemented", body="", headers={}, request=request
+    )
+    assert str(request) == "POST http://h/v1/chat/completions"
+    assert str(error).startswith("HTTP 501 Not Implemented from POST http://h/v1/chat/completions")
+    assert "retrying will not help" in str(error)

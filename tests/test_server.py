@@ -103,6 +103,9 @@ async def test_received_request_is_recorded() -> None:
     assert request.system_prompt == "Be brief."
     assert request.kept_messages == ({"role": "user", "content": "hi"},)
     assert request.error is None
+    # What only the OpenAI-compatible route records stays empty here.
+    assert request.wire == "aura"
+    assert (request.messages, dict(request.extra_body), request.include_usage) == ((), {}, False)
 
 
 async def test_unknown_model_is_500_with_reason() -> None:

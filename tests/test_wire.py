@@ -20,6 +20,7 @@ from aura_anyio._wire import (
     BrokenReply,
     OpenAIWire,
     ReplyDecoder,
+    ReplyError,
     ReportedError,
     Wire,
     openai_body,
@@ -31,6 +32,7 @@ from .strategies import chunkings
 
 USER = {"role": "user", "content": "hi"}
 EXCERPT = 200  # what an error message keeps of what the server sent
+STOP = '{"choices": [{"delta": {}, "finish_reason": "stop"}]}'
 
 # Text that JSON has to escape, and text it does not, emoji and U+2028 included.
 _chars = st.one_of(st.sampled_from('"\\\n\r\t/\x00\x7f\u2028é😀'), st.characters(codec="utf-8"))
@@ -76,28 +78,44 @@ def framed(texts: list[str], **kwargs: object) -> bytes:
         ),
     ),
     st.floats(0, 2),
-    st.integers(min_value=1),
+    st.none() | st.integers(min_value=1),
 )
 def test_openai_body_keeps_every_message_in_order(
-    messages: list[dict[str, str]], model: str | ModelSpec, temperature: float, max_tokens: int
+    messages: list[dict[str, str]],
+    model: str | ModelSpec,
+    temperature: float,
+    max_tokens: int | None,
 ) -> None:
+    """Messages pass through whole (``name`` included); max_tokens goes out only if given."""
     body = openai_body(messages, model=model, temperature=temperature, max_tokens=max_tokens)
+    limit = {} if max_tokens is None else {"max_tokens": max_tokens}
     assert body == {
         "model": model.id if isinstance(model, ModelSpec) else model,
-        "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+        "messages": messages,
         "temperature": temperature,
-        "max_tokens": max_tokens,
+        **limit,
         "stream": True,
+        "stream_options": {"include_usage": True},
     }
     sent = OpenAIWire().body(
-        messages, model=model, temperature=temperature, max_tokens=max_tokens, key="k"
+        messages,
+        model=model,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        extra_body=None,
+        key="k",
     )
     assert json.loads(sent) == body  # the key never travels in this body
 
 
 def test_openai_body_is_utf8_json() -> None:
     sent = OpenAIWire().body(
-        [{"role": "user", "content": "é😀"}], model="m", temperature=1, max_tokens=1, key=""
+        [{"role": "user", "content": "é😀"}],
+        model="m",
+        temperature=1,
+        max_tokens=1,
+        extra_body=None,
+        key="",
     )
     assert "é😀".encode() in sent
     assert json.loads(sent)["temperature"] == 1.0
@@ -107,12 +125,11 @@ def test_openai_body_is_utf8_json() -> None:
     ("messages", "kwargs", "needle"),
     [
         ("hello", {}, "messages must be a sequence"),
-        ([], {}, "at least one 'user' or 'assistant'"),
-        ([{"role": "system", "content": "s"}], {}, "at least one 'user' or 'assistant'"),
+        ([], {}, "at least one message that is not a 'system' or 'developer'"),
+        ([{"role": "system", "content": "s"}], {}, "not a 'system' or 'developer'"),
         ([USER, "hi"], {}, "messages[1] must be a mapping"),
         ([USER, {"role": "bot", "content": "x"}], {}, "messages[1].role"),
         ([{"role": "user", "content": 3}], {}, "messages[0].content"),
-        ([{"role": "user", "content": "\ud800"}], {}, "messages[0].content is not valid"),
         ([USER], {"model": ""}, "model must be a non-empty str"),
         ([USER], {"model": " \t"}, "model must be a non-empty str"),
         ([USER], {"model": None}, "model must be a non-empty str"),
@@ -153,7 +170,12 @@ def test_openai_body_takes_the_bounds(temperature: float, max_tokens: int) -> No
 def test_aura_body_carries_the_key_and_no_header() -> None:
     messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "é"}]
     sent = AuraWire().body(
-        messages, model="openchat_3.6", temperature=0.5, max_tokens=1000, key="sk-secret"
+        messages,
+        model="openchat_3.6",
+        temperature=0.5,
+        max_tokens=1000,
+        extra_body=None,
+        key="sk-secret",
     )
     assert json.loads(sent) == build_payload(
         messages, model="openchat_3.6", temperature=0.5, max_tokens=1000, key="sk-secret"
@@ -273,10 +295,39 @@ def test_what_follows_done_is_ignored(data: st.DataObject, texts: list[str], jun
 def test_what_follows_done_in_the_same_feed_is_ignored() -> None:
     decoder = OpenAIWire().decoder(None)
     content = '{"choices": [{"delta": {"content": "a"}}]}'
-    assert decoder.feed(events(content, "[DONE]", content, "{")) == "a"
+    assert decoder.feed(events(content, STOP, "[DONE]", content, STOP, "{")) == "a"
     assert decoder.feed(events(content)) == ""
     assert decoder.close() == ""
-    assert decoder.finish_reason is None  # [DONE] alone ends a reply
+    assert decoder.finish_reason == "stop"
+    assert decoder.done
+
+
+@pytest.mark.parametrize(
+    ("raw", "text"),
+    [
+        (events("[DONE]"), ""),
+        (events('{"choices": [{"delta": {"content": "a"}}]}', "[DONE]"), "a"),
+        (events('{"choices": [{"delta": {}, "finish_reason": null}]}', "[DONE]"), ""),
+        (b"".join(EventFraming(model="m").interrupted([b"a", b"b"])), "ab"),
+    ],
+)
+def test_done_without_a_finish_reason_is_a_cut(raw: bytes, text: str) -> None:
+    """llama.cpp's server ends a request it interrupts so: it must not pass for a whole reply.
+
+    The text that came in the same feed, before the cut, travels on the error.
+    """
+    decoder = OpenAIWire().decoder(None)
+    with pytest.raises(BrokenReply, match=r"without a finish_reason: it was cut short") as caught:
+        decoder.feed(raw)
+    assert isinstance(caught.value, ReplyError)
+    assert caught.value.text == text
+
+
+def test_a_finish_reason_then_done_is_whole() -> None:
+    decoder = OpenAIWire().decoder(None)
+    raw = events('{"choices": [{"delta": {"content": "a"}}]}', STOP, "[DONE]")
+    assert read(decoder, [raw]) == "a"
+    assert (decoder.finish_reason, decoder.done) == ("stop", True)
 
 
 def test_an_event_stream_is_utf8_whatever_the_header_says() -> None:
@@ -307,8 +358,9 @@ def test_a_finish_reason_without_done_ends_the_reply() -> None:
 def test_a_reply_without_done_or_finish_reason_is_broken(raw: bytes) -> None:
     decoder = OpenAIWire().decoder(None)
     decoder.feed(raw)
-    with pytest.raises(BrokenReply, match=r"ended before data: \[DONE\]"):
+    with pytest.raises(BrokenReply, match=r"ended before data: \[DONE\]") as caught:
         decoder.close()
+    assert caught.value.text == ""  # an event the body's end cuts is never dispatched
 
 
 @given(st.data(), pieces)
@@ -345,6 +397,12 @@ def test_in_band_errors_are_reported(raw: bytes, message: str) -> None:
     with pytest.raises(ReportedError) as caught:
         decoder.feed(raw)
     assert str(caught.value) == message
+    assert caught.value.text == ""
+    # In the same feed as text before it, the error carries that text.
+    decoder = OpenAIWire().decoder(None)
+    with pytest.raises(ReportedError) as caught:
+        decoder.feed(events('{"choices": [{"delta": {"content": "a"}}]}') + raw)
+    assert (str(caught.value), caught.value.text) == (message, "a")
 
 
 @pytest.mark.parametrize(
@@ -400,7 +458,7 @@ def test_deeply_nested_data_breaks_the_reply() -> None:
         {"choices": "abc"},
         {"choices": []},
         {"choices": [1]},
-        {"choices": [None, {"delta": {"content": "second choice"}}]},
+        {"choices": [None, {"index": 1, "delta": {"content": "second choice"}}]},
         {"choices": [{}]},
         {"choices": [{"delta": "abc"}]},
         {"choices": [{"delta": None}]},
@@ -415,9 +473,10 @@ def test_deeply_nested_data_breaks_the_reply() -> None:
 )
 def test_odd_chunks_give_no_text_and_no_error(chunk: object) -> None:
     decoder = OpenAIWire().decoder(None)
-    assert decoder.feed(events(json.dumps(chunk), "[DONE]")) == ""
+    assert decoder.feed(events(json.dumps(chunk))) == ""
+    assert (decoder.finish_reason, decoder.usage, decoder.tool_calls) == (None, None, None)
+    assert decoder.feed(events(STOP, "[DONE]")) == ""
     assert decoder.close() == ""
-    assert (decoder.finish_reason, decoder.usage) == (None, None)
 
 
 def test_usage_keeps_the_int_counts_and_the_last_object() -> None:
@@ -474,3 +533,272 @@ def test_an_error_field_that_is_null_is_no_error() -> None:
     decoder = OpenAIWire().decoder(None)
     chunk = {"choices": [{"index": 0, "delta": {"content": "fine"}}], "error": None}
     assert decoder.feed(b"data: " + json.dumps(chunk).encode() + b"\n\n") == "fine"
+
+
+# -- extra_body and max_tokens on /api/chat -------------------------------------------------
+
+
+def aura_body(extra_body: dict[str, object] | None, max_tokens: int | None = None) -> bytes:
+    return AuraWire().body(
+        [USER],
+        model="openchat_3.6",
+        temperature=0.5,
+        max_tokens=max_tokens,
+        extra_body=extra_body,
+        key="k",
+    )
+
+
+@pytest.mark.parametrize("extra_body", [{"seed": 1}, {"": None}, {"stream_options": {}}])
+def test_aura_refuses_extra_body_naming_the_wire(extra_body: dict[str, object]) -> None:
+    with pytest.raises(InvalidRequestError) as caught:
+        aura_body(extra_body)
+    assert "extra_body is for the OpenAI wire" in str(caught.value)
+    assert "(wire='aura')" in str(caught.value)
+
+
+def test_aura_takes_no_extra_body_and_the_default_token_limit() -> None:
+    sent = aura_body(None)
+    assert aura_body({}) == sent
+    assert json.loads(sent)["model"]["tokenLimit"] == 8192  # max_tokens=None: the default
+    assert json.loads(aura_body(None, 1000))["model"]["tokenLimit"] == 1000
+
+
+# -- the OpenAI wire's settings --------------------------------------------------------------
+
+
+def test_include_usage_off_is_a_wire_of_its_own() -> None:
+    wire = wire_named("openai", include_usage=False)
+    assert isinstance(wire, OpenAIWire)
+    assert wire is not WIRES["openai"]
+    assert not wire.include_usage
+    sent = wire.body([USER], model="m", temperature=1, max_tokens=None, extra_body=None, key="")
+    assert "stream_options" not in json.loads(sent)
+    # The shared wires are unchanged; include_usage is the OpenAI wire's setting only.
+    assert wire_named("openai") is WIRES["openai"]
+    assert isinstance(WIRES["openai"], OpenAIWire)
+    assert WIRES["openai"].include_usage
+    assert wire_named("aura", include_usage=False) is WIRES["aura"]
+    sent = WIRES["openai"].body(
+        [USER], model="m", temperature=1, max_tokens=None, extra_body=None, key=""
+    )
+    assert json.loads(sent)["stream_options"] == {"include_usage": True}
+
+
+# -- tool calls and choices in the OpenAI reply -----------------------------------------------
+
+
+def delta(fields: dict[str, object], *, index: int = 0, reason: str | None = None) -> str:
+    return json.dumps({"choices": [{"index": index, "delta": fields, "finish_reason": reason}]})
+
+
+def calls(*pieces: object) -> str:
+    return delta({"tool_calls": list(pieces)})
+
+
+def call(call_id: str, name: str, arguments: str, kind: str = "function") -> dict[str, object]:
+    return {"id": call_id, "type": kind, "function": {"name": name, "arguments": arguments}}
+
+
+HEAD = {
+    "index": 0,
+    "id": "call_a",
+    "type": "function",
+    "function": {"name": "get_", "arguments": ""},
+}
+TOOLS = delta({}, reason="tool_calls")
+
+
+@pytest.mark.parametrize(
+    ("datas", "expected"),
+    [
+        (  # name and arguments in pieces; id and type from the head piece
+            [
+                calls(HEAD),
+                calls({"index": 0, "function": {"name": "weather", "arguments": '{"city"'}}),
+                calls({"index": 0, "id": "", "function": {"arguments": ': "Oslo"}'}}),
+            ],
+            [call("call_a", "get_weather", '{"city": "Oslo"}')],
+        ),
+        (  # no type: "function"; a type of its own is kept
+            [
+                calls({"index": 0, "id": "a", "function": {"name": "f", "arguments": "{}"}}),
+                calls({"index": 1, "id": "b", "type": "custom", "function": {"name": "g"}}),
+            ],
+            [call("a", "f", "{}"), call("b", "g", "", "custom")],
+        ),
+        (  # interleaved, and in index order whatever order they came in
+            [
+                calls({"index": 1, "id": "b", "function": {"name": "g", "arguments": "["}}),
+                calls({"index": 0, "id": "a", "function": {"name": "f", "arguments": "{"}}),
+                calls({"index": 1, "function": {"arguments": "]"}}),
+                calls({"index": 0, "function": {"arguments": "}"}}),
+            ],
+            [call("a", "f", "{}"), call("b", "g", "[]")],
+        ),
+        (  # no index: each call whole, at its place in the list
+            [calls(call("a", "f", "1"), "junk", call("c", "h", "3"))],
+            [call("a", "f", "1"), call("c", "h", "3")],
+        ),
+        (  # odd pieces add nothing, and break nothing
+            [
+                calls({"index": 0, "id": None, "type": 5, "function": {"name": 1}}),
+                calls({"index": 0, "function": "f"}),
+                calls({"index": 0, "id": "a", "function": {"name": "f", "arguments": None}}),
+            ],
+            [call("a", "f", "")],
+        ),
+        (  # text comes alongside: the tool calls do not eat it
+            [
+                delta({"content": "Let me look. ", "tool_calls": [HEAD]}),
+                delta({"content": "Done."}),
+            ],
+            [call("call_a", "get_", "")],
+        ),
+    ],
+)
+def test_tool_calls_are_assembled_by_index(datas: list[str], expected: list[object]) -> None:
+    decoder = OpenAIWire().decoder(None)
+    text = read(decoder, [events(*datas, TOOLS, "[DONE]")])
+    assert decoder.tool_calls == expected
+    assert decoder.finish_reason == "tool_calls"
+    assert text == "".join(
+        json.loads(data)["choices"][0]["delta"].get("content", "") for data in datas
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "text"),
+    [
+        (framed(["a", "b"]), "ab"),
+        (events(delta({"content": "a", "tool_calls": "not a list"}), STOP, "[DONE]"), "a"),
+        (events(delta({"content": "a", "tool_call": [HEAD]}), STOP, "[DONE]"), "a"),
+        (events(delta({"content": "a"}, index=1), delta({"tool_calls": None}), STOP), ""),
+    ],
+)
+def test_no_tool_calls_is_none(raw: bytes, text: str) -> None:
+    decoder = OpenAIWire().decoder(None)
+    assert read(decoder, [raw]) == text
+    assert decoder.tool_calls is None
+
+
+@st.composite
+def splits(draw: st.DrawFn, text: str) -> list[str]:
+    """``text`` cut at drawn places, empty pieces included."""
+    cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=6)))
+    bounds = [0, *cuts, len(text)]
+    return [text[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+@given(st.data(), st.text(_chars, max_size=8), st.text(_chars, max_size=30), pieces)
+def test_any_split_of_a_tool_call_assembles_the_same(
+    data: st.DataObject, name: str, arguments: str, texts: list[str]
+) -> None:
+    head = {
+        "index": 0,
+        "id": "call_0",
+        "type": "function",
+        "function": {"name": "", "arguments": ""},
+    }
+    datas = [delta({"content": text}) for text in texts]
+    datas.append(calls(head))
+    datas += [calls({"index": 0, "function": {"name": piece}}) for piece in data.draw(splits(name))]
+    datas += [
+        calls({"index": 0, "function": {"arguments": piece}})
+        for piece in data.draw(splits(arguments))
+    ]
+    raw = events(*datas, TOOLS, "[DONE]")
+    decoder = OpenAIWire().decoder(None)
+    assert read(decoder, data.draw(chunkings(raw))) == "".join(texts)
+    assert decoder.tool_calls == [call("call_0", name, arguments)]
+
+
+@given(
+    st.data(), pieces, st.lists(st.tuples(st.text(max_size=5), st.text(max_size=40)), max_size=3)
+)
+def test_the_reference_servers_tool_calls_come_back_whole(
+    data: st.DataObject, texts: list[str], tools: list[tuple[str, str]]
+) -> None:
+    """The server's framing against the client's reading: ids call_i, pieces by split_words."""
+    raw = framed(texts, tool_calls=tuple(tools), finish_reason="tool_calls")
+    decoder = OpenAIWire().decoder(None)
+    assert read(decoder, data.draw(chunkings(raw))) == "".join(texts)
+    expected = [call(f"call_{i}", name, arguments) for i, (name, arguments) in enumerate(tools)]
+    assert decoder.tool_calls == (expected or None)
+
+
+def test_only_the_first_choice_is_read() -> None:
+    """A request with n above 1 gets its other choices skipped, not mixed into the reply."""
+    decoder = OpenAIWire().decoder(None)
+    other: dict[str, object] = {"content": "other", "tool_calls": [HEAD]}
+    assert decoder.feed(events(delta(other, index=1, reason="length"))) == ""
+    assert (decoder.finish_reason, decoder.tool_calls) == (None, None)
+    both = {
+        "choices": [
+            {"index": 1, "delta": other, "finish_reason": "length"},
+            "junk",
+            {"index": 0, "delta": {"content": "mine"}, "finish_reason": None},
+        ]
+    }
+    assert decoder.feed(events(json.dumps(both))) == "mine"
+    assert (decoder.finish_reason, decoder.tool_calls) == (None, None)
+    # A choice without an index is the first one (a server that leaves the index out).
+    assert decoder.feed(events('{"choices": [null, {"delta": {"content": "!"}}]}')) == "!"
+    closing = events(delta({}, index=1, reason="length"), delta({}, reason="stop"), "[DONE]")
+    assert decoder.feed(closing) == ""
+    assert (decoder.finish_reason, decoder.tool_calls) == ("stop", None)
+    assert decoder.close() == ""
+    # [DONE] came, but only another choice finished: the first one was cut.
+    decoder = OpenAIWire().decoder(None)
+    with pytest.raises(BrokenReply, match="without a finish_reason"):
+        decoder.feed(events(delta({"content": "a"}), delta({}, index=1, reason="stop"), "[DONE]"))
+
+
+def test_replies_that_cannot_carry_tool_calls_have_none() -> None:
+    assert OpenAIWire().decoder("application/json").tool_calls is None
+    assert AuraWire().decoder(None).tool_calls is None
+    assert AuraWire().decoder("text/plain").tool_calls is None
+
+
+@pytest.mark.parametrize(
+    ("chunks", "message"),
+    [
+        ([b'{"error": {"message": "no such model"}}'], "no such model"),
+        ([b'{"err', b'or": "plain"}'], "plain"),
+        ([b'{"error": null}'], "null"),
+        ([b'{"id": "x", "choices": []}'], "one JSON object, not a stream of events"),
+        ([b"not json"], "one JSON object, not a stream of events"),
+        ([b"[" * 100_000], "one JSON object, not a stream of events"),
+        # Only the first 8 KiB are kept: an error past them is not read.
+        ([b'{"pad": "' + b"x" * 9000 + b'", "error": "late"}'], "not a stream of events"),
+    ],
+)
+def test_a_json_body_is_reported_never_read_as_text(chunks: list[bytes], message: str) -> None:
+    decoder = OpenAIWire().decoder("application/json; charset=utf-8")
+    assert all(decoder.feed(chunk) == "" for chunk in chunks)
+    assert (decoder.finish_reason, decoder.usage, decoder.tool_calls, decoder.done) == (
+        None,
+        None,
+        None,
+        False,
+    )
+    with pytest.raises(ReportedError) as caught:
+        decoder.close()
+    assert message in str(caught.value)
+
+
+def test_an_empty_tool_calls_list_is_no_tool_call() -> None:
+    # vLLM sends "tool_calls": [] with every delta of a plain text reply.
+    decoder = OpenAIWire().decoder(None)
+    text = decoder.feed(
+        b'data: {"choices":[{"index":0,"delta":{"content":"a","tool_calls":[]}}]}\n\n'
+        b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+    )
+    assert (text, decoder.finish_reason, decoder.tool_calls) == ("a", "stop", None)
+
+
+@pytest.mark.parametrize("index", ["false", "0.0", '"0"'])
+def test_only_an_int_index_0_is_the_first_choice(index: str) -> None:
+    decoder = OpenAIWire().decoder(None)
+    event = f'data: {{"choices":[{{"index":{index},"delta":{{"content":"x"}}}}]}}\n\n'
+    assert decoder.feed(event.encode()) == ""

@@ -35,6 +35,7 @@ from ._provider import Aura as Aura, WebDriver as WebDriver
 from ._retry import RetryPolicy as RetryPolicy
 from ._stream import ChatStream as ChatStream
 from ._version import __version__ as __version__
+from ._wire import FunctionCall as FunctionCall, ToolCall as ToolCall
 
 __all__ = (
     "MODELS",
@@ -50,6 +51,7 @@ __all__ = (
     "ChatStream",
     "FanOut",
     "FanOutProgress",
+    "FunctionCall",
     "IncompleteStreamError",
     "InvalidRequestError",
     "Message",
@@ -63,6 +65,7 @@ __all__ = (
     "RetryPolicy",
     "ServerError",
     "Timeouts",
+    "ToolCall",
     "WebDriver",
     "__version__",
     "build_payload",

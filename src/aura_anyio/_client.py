@@ -23,7 +23,7 @@ from ._options import (
     environment_proxy,
     redact_url,
 )
-from ._payload import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE
+from ._payload import DEFAULT_TEMPERATURE
 from ._retry import DEFAULT_MAX_RETRIES, RetryPolicy
 from ._stream import Attempts, ChatStream, complete_reply
 from ._transports.anyio import AnyIOTransport, make_ssl_context
@@ -90,6 +90,9 @@ class AuraClient:
         wire: ``"aura"`` for openchat-ui's ``/api/chat``, or ``"openai"`` for an
             OpenAI-compatible server (vLLM, llama.cpp, Ollama, LM Studio, OpenChat's own),
             streamed as server-sent events.
+        include_usage: On the OpenAI wire, ask for the token counts with each reply
+            (``stream_options: {"include_usage": true}``); turn it off for a server that
+            refuses the field.
         transport: What moves the bytes, borrowed and never closed by this client: an
             ``aura_anyio.testing.MockTransport`` in tests, say. By default the client's own
             HTTP/1.1 transport on AnyIO (through HTTP proxies with ``CONNECT``).
@@ -114,6 +117,7 @@ class AuraClient:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         wire: WireName = "aura",
+        include_usage: bool = True,
         transport: Transport | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
@@ -155,7 +159,11 @@ class AuraClient:
         self._key = key
         self._timeouts = timeout
         self._max_response_bytes = max_response_bytes
-        self._wire = wire_named(wire)
+        if not isinstance(include_usage, bool):
+            raise InvalidRequestError(
+                f"include_usage must be a bool, got {type(include_usage).__name__}"
+            )
+        self._wire = wire_named(wire, include_usage=include_usage)
         self._url = self._wire.path(self._base_url)
         headers_ = build_headers(DEFAULT_HEADERS, headers, cookies)
         # The wire's own headers (the key, on the OpenAI wire) win over the caller's.
@@ -257,11 +265,17 @@ class AuraClient:
         *,
         model: str | ModelSpec,
         temperature: float,
-        max_tokens: int,
+        max_tokens: int | None,
+        extra_body: Mapping[str, object] | None,
         gate: Gate | None = None,
     ) -> Exchange:
         body = self._wire.body(
-            messages, model=model, temperature=temperature, max_tokens=max_tokens, key=self._key
+            messages,
+            model=model,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            extra_body=extra_body,
+            key=self._key,
         )
         if self._closed:
             raise RuntimeError("this AuraClient is closed; create a new one")
@@ -291,7 +305,8 @@ class AuraClient:
         *,
         model: str | ModelSpec = DEFAULT_MODEL,
         temperature: float = DEFAULT_TEMPERATURE,
-        max_tokens: int = DEFAULT_MAX_TOKENS,
+        max_tokens: int | None = None,
+        extra_body: Mapping[str, object] | None = None,
     ) -> ChatStream:
         """Stream a reply: ``async with client.stream(messages) as reply: async for text in reply``.
 
@@ -303,10 +318,21 @@ class AuraClient:
         ``reply.text`` keeps what arrived.
 
         Args:
-            messages: A sequence of ``{"role", "content"}`` mappings.
-            model: A model id from ``MODELS`` or a :class:`ModelSpec`.
+            messages: A sequence of ``{"role", "content"}`` mappings. On the OpenAI wire
+                they pass through as given: roles ``system``, ``developer``, ``user``,
+                ``assistant`` and ``tool``; content a str, a list of content parts, or
+                ``None`` (an assistant message with ``tool_calls``); every other field
+                (``name``, ``tool_calls``, ``tool_call_id``...) unchanged.
+            model: A model id from ``MODELS`` or a :class:`ModelSpec`; on the OpenAI wire,
+                any model the server serves.
             temperature: Sampling temperature in [0, 2].
-            max_tokens: The server's token limit for the conversation (above 768).
+            max_tokens: On ``/api/chat`` the server's token limit for the conversation
+                (above 768; 8192 by default). On the OpenAI wire a cap on the reply (any
+                int from 1), sent only if given, so that the server's default applies.
+            extra_body: More fields of the request body, OpenAI wire only (``seed``,
+                ``stop``, ``top_p``, ``response_format``, ``tools``, ``tool_choice``...);
+                ``model``, ``messages``, ``stream``, ``temperature`` and ``max_tokens`` are
+                the client's own.
 
         Raises:
             InvalidRequestError: An argument is invalid (raised by this call).
@@ -315,7 +341,13 @@ class AuraClient:
             APIError: When entering or iterating: the request failed (see the error table).
         """
         return ChatStream(
-            self._exchange(messages, model=model, temperature=temperature, max_tokens=max_tokens)
+            self._exchange(
+                messages,
+                model=model,
+                temperature=temperature,
+                max_tokens=max_tokens,
+                extra_body=extra_body,
+            )
         )
 
     async def complete(
@@ -324,18 +356,16 @@ class AuraClient:
         *,
         model: str | ModelSpec = DEFAULT_MODEL,
         temperature: float = DEFAULT_TEMPERATURE,
-        max_tokens: int = DEFAULT_MAX_TOKENS,
+        max_tokens: int | None = None,
+        extra_body: Mapping[str, object] | None = None,
     ) -> str:
         """Return the whole reply to ``messages``.
 
         Since the caller sees no text until the end, a reply cut part-way is retried too.
         Blocks until the reply is complete; cancellation closes the response and propagates.
 
-        Args:
-            messages: A sequence of ``{"role", "content"}`` mappings.
-            model: A model id from ``MODELS`` or a :class:`ModelSpec`.
-            temperature: Sampling temperature in [0, 2].
-            max_tokens: The server's token limit for the conversation (above 768).
+        The arguments are those of :meth:`stream`; use :meth:`stream` for the reply's
+        ``finish_reason``, ``usage`` and ``tool_calls``.
 
         Raises:
             InvalidRequestError: An argument is invalid; nothing was sent.
@@ -344,7 +374,11 @@ class AuraClient:
                 :class:`IncompleteStreamError` keeps the last attempt's ``partial_text``.
         """
         exchange = self._exchange(
-            messages, model=model, temperature=temperature, max_tokens=max_tokens
+            messages,
+            model=model,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            extra_body=extra_body,
         )
         return await complete_reply(exchange, Attempts(started=anyio.current_time()))
 
@@ -354,6 +388,7 @@ class AuraClient:
             model=request.model,
             temperature=request.temperature,
             max_tokens=request.max_tokens,
+            extra_body=request.extra_body,
             gate=gate,
         )
 

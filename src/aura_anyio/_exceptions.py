@@ -28,6 +28,7 @@ if typing.TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = [
+    "PERMANENT_SERVER_STATUSES",
     "APIConnectionError",
     "APIError",
     "APIStatusError",
@@ -49,6 +50,9 @@ REASON_EXCERPT_CHARS = 300
 # The reason attribute is bounded as the body is (by its reader): a server can send a reason
 # phrase of tens of kilobytes, and an error may be kept, logged or pickled.
 REASON_LIMIT = 1024
+# 501 Not Implemented and 505 HTTP Version Not Supported: the server will answer the same
+# request the same way however often it comes.
+PERMANENT_SERVER_STATUSES = frozenset({501, 505})
 
 
 @typing.final
@@ -230,7 +234,11 @@ def make_status_error(
         )
     if status_code >= 500:
         cls: type[APIStatusError] = ServerError
-        message += " (the server failed; retrying later may help)"
+        message += (
+            " (the server cannot serve this request; retrying will not help)"
+            if status_code in PERMANENT_SERVER_STATUSES
+            else " (the server failed; retrying later may help)"
+        )
     else:
         cls = APIStatusError
         message += " (the server refused the request)"

@@ -38,7 +38,7 @@ from ._transports.base import (
     TransportTimeout,
     WriteTimeout,
 )
-from ._wire import BrokenReply, ReportedError
+from ._wire import BrokenReply, ReplyError
 
 if typing.TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping
@@ -48,7 +48,7 @@ if typing.TYPE_CHECKING:
     from ._ratelimit import Gate
     from ._retry import RetryPolicy
     from ._transports.base import Request, Response, Transport
-    from ._wire import ReplyDecoder, Wire
+    from ._wire import ReplyDecoder, ToolCall, Wire
 
 __all__ = ["ERROR_BODY_LIMIT", "Exchange", "ReplyReader", "map_transport_error", "read_error"]
 
@@ -215,6 +215,7 @@ class ReplyReader:
         "_chunks",
         "_decoder",
         "_exchange",
+        "_failure",
         "_finished",
         "_marked_end",
         "_parts",
@@ -236,6 +237,7 @@ class ReplyReader:
         self._bytes = 0
         self._finished = False  # the body was read to its end: nothing to close
         self._marked_end = False  # the wire marked the reply's end before the body's
+        self._failure: APIError | None = None  # raised at the next read, after its text
         self.done = False
         self.status_code = response.status_code
 
@@ -256,6 +258,11 @@ class ReplyReader:
         """The token counts the server sent, if any."""
         return self._decoder.usage
 
+    @property
+    def tool_calls(self) -> list[ToolCall] | None:
+        """The tool calls the reply made so far, if any."""
+        return self._decoder.tool_calls
+
     async def next_text(self) -> str:
         """Read one piece of the body; return the text it completed (``""`` if none).
 
@@ -263,11 +270,18 @@ class ReplyReader:
             APIError: The body broke, passed ``max_response_bytes``, or the wire says the
                 reply is broken or reports an error; ``done`` is then true.
         """
+        failure = self._failure
+        if failure is not None:
+            self._failure = None
+            self.done = True
+            raise failure
         try:
             chunk = await self._chunks.__anext__()
         except StopAsyncIteration:
-            self.done = self._finished = True
-            return self._decode(None)
+            self._finished = True
+            text = self._decode(None)
+            self.done = self._failure is None
+            return text
         except TransportError as exc:
             self.done = True
             raise map_transport_error(exc, self._exchange.info) from exc
@@ -282,23 +296,28 @@ class ReplyReader:
             )
         text = self._decode(chunk)
         # The wire's end marker ends the reply, even if the body goes on (or stalls).
-        if self._decoder.done:
+        if self._decoder.done and self._failure is None:
             self.done = self._marked_end = True
         return text
 
     def _decode(self, chunk: bytes | None) -> str:
         try:
             text = self._decoder.close() if chunk is None else self._decoder.feed(chunk)
-        except BrokenReply as exc:
-            self.done = True
-            raise APIConnectionError(
-                f"the reply broke: {exc}", request=self._exchange.info
-            ) from exc
-        except ReportedError as exc:
-            self.done = True
-            raise APIError(
-                f"the server reported an error: {exc}", request=self._exchange.info
-            ) from exc
+        except ReplyError as exc:
+            info = self._exchange.info
+            error = (
+                APIConnectionError(f"the reply broke: {exc}", request=info)
+                if isinstance(exc, BrokenReply)
+                else APIError(f"the server reported an error: {exc}", request=info)
+            )
+            error.__cause__ = exc
+            if not exc.text:
+                self.done = True
+                raise error from exc
+            # The text that came before the fault reaches the caller first, and the fault
+            # at the next read: whatever the chunking, no text is lost.
+            self._failure = error
+            text = exc.text
         if text:
             self._parts.append(text)
         return text

@@ -247,6 +247,7 @@ class FanOut(anyio.AsyncContextManagerMixin):
             anyio.current_time() - start,
             finish_reason=None if last is None else last.finish_reason,
             usage=None if last is None else last.usage,
+            tool_calls=None if last is None else last.tool_calls,
         )
 
 

@@ -15,6 +15,7 @@ if typing.TYPE_CHECKING:
 
     from ._exceptions import AuraError
     from ._messages import Messages
+    from ._wire.base import ToolCall
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -128,18 +129,21 @@ class ChatRequest:
     result, so one bad line of a batch never stops the others.
 
     Args:
-        messages: A sequence of ``{"role", "content"}`` mappings.
+        messages: A sequence of messages (see :meth:`AuraClient.stream`).
         model: A model id from ``MODELS`` or a :class:`ModelSpec`.
         temperature: Sampling temperature in [0, 2].
-        max_tokens: The server's token limit for the conversation (above 768).
+        max_tokens: On ``/api/chat`` the server's token limit for the conversation (above
+            768; 8192 by default); on the OpenAI wire a cap on the reply, sent only if given.
         id: The caller's name for the request, carried to its result.
+        extra_body: More fields of the request body (OpenAI wire only).
     """
 
     messages: Messages
     model: str | ModelSpec = DEFAULT_MODEL
     temperature: float = DEFAULT_TEMPERATURE
-    max_tokens: int = DEFAULT_MAX_TOKENS
+    max_tokens: int | None = None
     id: str | int | None = None
+    extra_body: Mapping[str, object] | None = None
 
 
 def to_request(item: object) -> ChatRequest:
@@ -170,6 +174,7 @@ class ChatResult:
         finish_reason: Why the reply ended (``"stop"``, ``"length"``...), when the wire says:
             the OpenAI wire does, ``/api/chat`` does not.
         usage: The token counts the server sent with the reply, if it sent any.
+        tool_calls: The tool calls the reply made (OpenAI wire), or ``None`` if it made none.
     """
 
     index: int
@@ -180,6 +185,7 @@ class ChatResult:
     elapsed: float
     finish_reason: str | None = None
     usage: Mapping[str, int] | None = None
+    tool_calls: list[ToolCall] | None = None
 
     @property
     def ok(self) -> bool:

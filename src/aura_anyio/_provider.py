@@ -85,7 +85,7 @@ class Aura:
         messages: Messages,
         proxy: str | None = None,
         temperature: float = DEFAULT_TEMPERATURE,
-        max_tokens: int = DEFAULT_MAX_TOKENS,
+        max_tokens: int | None = None,
         webdriver: WebDriver | None = None,
         **kwargs: object,
     ) -> AsyncGenerator[str, None]:
@@ -99,7 +99,9 @@ class Aura:
             messages: A sequence of ``{"role", "content"}`` mappings.
             proxy: A proxy URL (``http``, ``https`` or ``socks5``).
             temperature: Sampling temperature in [0, 2].
-            max_tokens: The server's token limit for the conversation (above 768).
+            max_tokens: The server's token limit for the conversation (above 768; 8192 if
+                ``None``). With a ``client`` on the OpenAI wire, a cap on the reply, sent only
+                if given.
             webdriver: A Selenium-like driver whose cookies and user agent are borrowed.
             **kwargs: ``base_url``, ``key`` (or ``api_key``), ``timeout`` (seconds, or
                 :class:`Timeouts`), ``headers``, ``cookies``, or ``client`` (an
@@ -113,8 +115,6 @@ class Aura:
             APIError: The request failed.
         """
         model = model or cls.default_model
-        # Validate everything before any I/O, the webdriver's included.
-        build_payload(messages, model=model, temperature=temperature, max_tokens=max_tokens)
         client = kwargs.pop("client", None)
         settings = {name: kwargs.pop(name) for name in _CLIENT_KWARGS if name in kwargs}
         if "api_key" in kwargs:
@@ -134,8 +134,16 @@ class Aura:
                 raise InvalidRequestError(
                     f"client= brings its own settings; do not also pass {', '.join(given)}"
                 )
-        owned = client is None
+        owned: AuraClient | None = None
         if client is None:
+            # Validate everything before any I/O, the webdriver's included (a client of the
+            # caller's checks the request with its own wire, before any I/O too).
+            build_payload(
+                messages,
+                model=model,
+                temperature=temperature,
+                max_tokens=DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens,
+            )
             headers = settings.get("headers")
             cookies = settings.get("cookies")
             build_headers({}, headers, cookies)  # reject bad values before the webdriver's I/O
@@ -147,7 +155,7 @@ class Aura:
                 # What the caller passed wins over what the browser had.
                 cookies = {**driver_cookies, **typing.cast("Mapping[str, str]", cookies or {})}
                 headers = {**driver_headers, **typing.cast("Mapping[str, str]", headers or {})}
-            client = AuraClient(
+            client = owned = AuraClient(
                 typing.cast("str", settings.get("base_url", cls.url)),
                 key=typing.cast("str", settings.get("key", "")),
                 proxy=proxy,
@@ -165,5 +173,5 @@ class Aura:
                 async for text in reply:
                     yield text
         finally:
-            if owned:
-                await client.aclose()
+            if owned is not None:
+                await owned.aclose()

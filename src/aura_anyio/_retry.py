@@ -13,6 +13,7 @@ import typing
 from email.utils import parsedate_to_datetime
 
 from ._exceptions import (
+    PERMANENT_SERVER_STATUSES,
     APIConnectionError,
     APIError,
     APIStatusError,
@@ -27,6 +28,7 @@ if typing.TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_RETRIES",
+    "PERMANENT_SERVER_STATUSES",
     "RETRYABLE_STATUSES",
     "RetryPolicy",
     "backoff_delay",
@@ -119,7 +121,8 @@ def is_retryable(error: APIError, *, text_received: bool = False) -> bool:
     """Tell whether ``error`` is worth another attempt.
 
     Connection failures and timeouts are, unless text already reached the caller or the
-    failure is permanent (``retryable`` is false); so are 408, 429 and 5xx statuses. An
+    failure is permanent (``retryable`` is false); so are 408, 429 and 5xx statuses, but for
+    501 Not Implemented and 505 HTTP Version Not Supported, which no retry changes. An
     :class:`IncompleteStreamError` is, when the caller saw none of its text (``complete()``
     buffers the reply, ``stream()`` does not) and what broke it is worth another attempt (an
     error the server reported inside the reply is not).
@@ -130,7 +133,10 @@ def is_retryable(error: APIError, *, text_received: bool = False) -> bool:
             return False
         return not text_received
     if isinstance(error, APIStatusError):
-        return error.status_code in RETRYABLE_STATUSES or error.status_code >= 500
+        status = error.status_code
+        return status in RETRYABLE_STATUSES or (
+            status >= 500 and status not in PERMANENT_SERVER_STATUSES
+        )
     if isinstance(error, APIConnectionError) and not error.retryable:
         return False
     if isinstance(error, APIConnectionError):

@@ -30,6 +30,7 @@ if typing.TYPE_CHECKING:
     from types import TracebackType
 
     from ._exchange import Exchange, ReplyReader
+    from ._wire import ToolCall
 
 __all__ = ["Attempts", "ChatStream", "complete_reply", "plan_retry"]
 
@@ -122,6 +123,16 @@ class ChatStream:
     def usage(self) -> Mapping[str, int] | None:
         """The token counts the server sent with the reply, if it sent any (OpenAI wire)."""
         return None if self._reader is None else self._reader.usage
+
+    @property
+    def tool_calls(self) -> list[ToolCall] | None:
+        """The tool calls the reply made so far (OpenAI wire), assembled from their pieces.
+
+        Each is ``{"id", "type", "function": {"name", "arguments"}}``, in the server's
+        ``index`` order; ``None`` if the reply made none. Its ``finish_reason`` is then
+        ``"tool_calls"``.
+        """
+        return None if self._reader is None else self._reader.tool_calls
 
     @property
     def status_code(self) -> int | None:

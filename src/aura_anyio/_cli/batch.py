@@ -18,7 +18,7 @@ import anyio
 from .jsonl import BadLine, id_key, line_error_row, ok_ids, parse_line, result_row
 
 if typing.TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Generator
+    from collections.abc import Awaitable, Callable, Generator, Mapping
     from pathlib import Path
     from typing import TextIO
 
@@ -33,13 +33,18 @@ __all__ = ["BatchStats", "count_lines", "run_batch", "until_signalled"]
 
 @dataclasses.dataclass(slots=True)
 class BatchStats:
-    """How a batch is going: ``total`` requests to send this run, and how many ended."""
+    """How a batch is going: ``total`` requests to send this run, and how many ended.
+
+    ``truncated`` counts the replies that ended because they reached ``max_tokens``
+    (``finish_reason`` ``"length"``): whole as far as the server is concerned, and ``ok``.
+    """
 
     total: int = 0
     skipped: int = 0
     done: int = 0
     failed: int = 0
     retried: int = 0
+    truncated: int = 0
     latencies: list[float] = dataclasses.field(default_factory=list[float])
 
 
@@ -61,6 +66,7 @@ async def run_batch(
     requests_per_second: float | None = None,
     request_timeout: float | None = None,
     resume: bool = False,
+    extra_body: Mapping[str, object] | None = None,
     stats: BatchStats | None = None,
     on_result: Callable[[BatchStats], None] | None = None,
 ) -> BatchStats:
@@ -68,7 +74,8 @@ async def run_batch(
 
     The counts go to ``stats`` (a new one by default) as the batch goes, so a caller that
     interrupts it still has them; ``on_result`` is called after each row is written. A line
-    that is not a request gets an error row at once.
+    that is not a request gets an error row at once. ``extra_body`` holds body fields for
+    every request, under each line's own.
 
     Raises:
         InvalidRequestError: ``concurrency``, ``requests_per_second`` or ``request_timeout``
@@ -84,11 +91,12 @@ async def run_batch(
         out.flush()
         stats.done += 1
         stats.failed += not row.ok
+        stats.truncated += row.ok and row.finish_reason == "length"
         if on_result is not None:
             on_result(stats)
 
     lines: dict[int, int] = {}  # fan-out index -> input line, while the request runs
-    requests = _requests(source, finished, lines, stats, write)
+    requests = _requests(source, finished, lines, stats, write, extra_body)
     with contextlib.closing(requests), out:
         async with client.fan_out(
             requests,
@@ -109,13 +117,14 @@ def _requests(
     lines: dict[int, int],
     stats: BatchStats,
     write: Callable[[Row], None],
+    extra_body: Mapping[str, object] | None,
 ) -> Generator[ChatRequest, None, None]:
     """The input's requests, lazily; bad lines are written as error rows on the way."""
     first_line: dict[str, int] = {}  # id -> the line that used it first
     index = 0
     with source.open(encoding="utf-8", errors="replace") as file:
         for number, text in enumerate(file, start=1):
-            item = parse_line(text, number)
+            item = parse_line(text, number, extra_body)
             if item is None:
                 continue
             if isinstance(item, BadLine):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import os
 import sys
 import typing
@@ -26,7 +27,7 @@ from .batch import BatchStats, run_batch, until_signalled
 from .progress import BatchProgress
 
 if typing.TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Mapping
 
     from click.decorators import FC
 
@@ -133,6 +134,42 @@ def _connection_options(command: FC) -> FC:
     return command
 
 
+def _extra_body_option(command: FC) -> FC:
+    return click.option(
+        "--extra-body",
+        metavar="JSON",
+        help="More request body fields, as a JSON object (--wire openai only): "
+        '\'{"seed": 1, "stop": ["\\n"]}\', say.',
+    )(command)
+
+
+def _max_tokens_option(command: FC) -> FC:
+    return click.option(
+        "--max-tokens",
+        type=int,
+        help=f"aura: the conversation's token limit (default {DEFAULT_MAX_TOKENS}); openai: "
+        "a cap on the reply (default: the server's).",
+    )(command)
+
+
+def parse_extra_body(text: str | None, wire: WireName) -> Mapping[str, object] | None:
+    """The ``--extra-body`` option's JSON object, or ``None``; :class:`Failed` if it is bad."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise Failed(f"--extra-body is not valid JSON ({exc})", EXIT_USAGE) from None
+    if not isinstance(value, dict):
+        raise Failed("--extra-body must be a JSON object of body fields", EXIT_USAGE)
+    if wire != "openai":
+        raise Failed(
+            "--extra-body needs --wire openai: openchat-ui's /api/chat reads no other field",
+            EXIT_USAGE,
+        )
+    return typing.cast("dict[str, object]", value)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """Stream chat replies from an OpenChat /api/chat service or an OpenAI-compatible server
@@ -147,14 +184,16 @@ def cli() -> None:
 @click.option("--model", default=DEFAULT_MODEL, show_default=True)
 @click.option("--system", help="A system message sent before the prompt.")
 @click.option("--temperature", type=float, default=DEFAULT_TEMPERATURE, show_default=True)
-@click.option("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, show_default=True)
+@_max_tokens_option
+@_extra_body_option
 @_connection_options
 def chat(
     prompt: tuple[str, ...],
     model: str,
     system: str | None,
     temperature: float,
-    max_tokens: int,
+    max_tokens: int | None,
+    extra_body: str | None,
     base_url: str,
     retries: int,
     backend: str,
@@ -168,6 +207,7 @@ def chat(
     text = sys.stdin.read().rstrip("\r\n") if prompt == ("-",) else " ".join(prompt)
     messages = [{"role": "system", "content": system}] if system is not None else []
     messages.append({"role": "user", "content": text})
+    extra = parse_extra_body(extra_body, wire)
     connection = Connection(base_url, retries, backend, wire)
     out = _lenient_stdout()
 
@@ -175,7 +215,11 @@ def chat(
         async with connection.client() as client:
             try:
                 reply = client.stream(
-                    messages, model=model, temperature=temperature, max_tokens=max_tokens
+                    messages,
+                    model=model,
+                    temperature=temperature,
+                    max_tokens=max_tokens,
+                    extra_body=extra,
                 )
             except InvalidRequestError as exc:
                 raise Failed(str(exc), EXIT_USAGE) from None
@@ -220,6 +264,7 @@ def _end_line(out: typing.TextIO, text: str) -> None:
 )
 @click.option("--resume", is_flag=True, help="Skip ids that already have an ok row in OUTPUT.")
 @click.option("--no-progress", is_flag=True, help="No progress bar, even on a terminal.")
+@_extra_body_option
 @_connection_options
 def batch(
     source: Path,
@@ -229,6 +274,7 @@ def batch(
     request_timeout: float | None,
     resume: bool,
     no_progress: bool,
+    extra_body: str | None,
     base_url: str,
     retries: int,
     backend: str,
@@ -237,10 +283,10 @@ def batch(
     """Send every request of SOURCE (JSON lines) and append each result to OUTPUT.
 
     A line is {"id": ..., "messages": [...]} or {"id": ..., "prompt": "...", "system": "..."},
-    with optional model, temperature and max_tokens; id defaults to the line number. Each
-    result is one JSON line of OUTPUT the moment it is done. Exit code 0 if every request
-    succeeded, 1 if some failed, 130 if interrupted (every finished result is in OUTPUT: run
-    again with --resume to finish).
+    with optional model, temperature, max_tokens and extra_body (over --extra-body); id
+    defaults to the line number. Each result is one JSON line of OUTPUT the moment it is done.
+    Exit code 0 if every request succeeded, 1 if some failed, 130 if interrupted (every
+    finished result is in OUTPUT: run again with --resume to finish).
     """
     try:  # before anything is written: nan and inf pass click's ranges
         check_fan_out(
@@ -258,6 +304,7 @@ def batch(
         ):
             message = message.replace(name, option)
         raise Failed(message, EXIT_USAGE) from None
+    extra = parse_extra_body(extra_body, wire)
     if output.exists() and not resume:
         raise Failed(
             f"{output} exists; pass --resume to continue that batch, or choose another file",
@@ -277,6 +324,7 @@ def batch(
                     requests_per_second=rps,
                     request_timeout=request_timeout,
                     resume=resume,
+                    extra_body=extra,
                     stats=stats,
                     on_result=progress.update,
                 )
@@ -297,9 +345,14 @@ def finish_batch(stats: BatchStats, output: Path, error: BaseException | None) -
     if error is not None and not interrupted:
         return  # the error says it all, on its own line
     skipped = f", {stats.skipped} skipped (done before)" if stats.skipped else ""
+    cut = (
+        f", {stats.truncated} cut short by max_tokens (finish_reason length)"
+        if stats.truncated
+        else ""
+    )
     click.echo(
         f"aura: {'interrupted: ' if interrupted else ''}{stats.done} done, "
-        f"{stats.failed} failed, {stats.retried} retries{skipped}",
+        f"{stats.failed} failed, {stats.retried} retries{skipped}{cut}",
         err=True,
     )
     if interrupted:

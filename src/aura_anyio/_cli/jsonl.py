@@ -1,10 +1,11 @@
 """The batch file formats of the ``aura`` command: input lines in, result rows out; pure, no I/O.
 
 An input line is a JSON object, ``{"id": ..., "messages": [...]}`` or ``{"id": ..., "prompt":
-"...", "system": "..."}``, with optional ``model``, ``temperature`` and ``max_tokens``; ``id``
-defaults to the line number. A result row is one JSON object per line: ``id``, ``line``,
-``ok``, ``text``, ``error`` (``type``, ``message``, ``status_code``) or null, ``attempts`` and
-``elapsed``.
+"...", "system": "..."}``, with optional ``model``, ``temperature``, ``max_tokens`` and
+``extra_body``; ``id`` defaults to the line number. A result row is one JSON object per line:
+``id``, ``line``, ``ok``, ``text``, ``error`` (``type``, ``message``, ``status_code``) or
+null, ``attempts``, ``elapsed``, ``finish_reason``, ``usage`` and, when the reply made any,
+``tool_calls``.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import typing
 
 from .._exceptions import APIStatusError, InvalidRequestError
 from .._messages import check_unicode
-from .._models import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_TEMPERATURE, ChatRequest
+from .._models import DEFAULT_MODEL, DEFAULT_TEMPERATURE, ChatRequest
 
 if typing.TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
     from .._messages import Messages
     from .._models import ChatResult
+    from .._wire import ToolCall
 
 __all__ = [
     "BadLine",
@@ -35,7 +37,7 @@ __all__ = [
     "result_row",
 ]
 
-_OPTIONS = ("model", "temperature", "max_tokens")
+_OPTIONS = ("model", "temperature", "max_tokens", "extra_body")
 _KEYS = frozenset({"id", "messages", "prompt", "system", *_OPTIONS})
 
 Id = str | int
@@ -63,10 +65,16 @@ class Row:
     error: dict[str, object] | None
     attempts: int
     elapsed: float
+    finish_reason: str | None = None
+    usage: Mapping[str, int] | None = None
+    tool_calls: list[ToolCall] | None = None  # left out of the row when None
 
     def to_json(self) -> str:
         """The row as one line of JSON, without the newline."""
-        return json.dumps(dataclasses.asdict(self), ensure_ascii=False, separators=(",", ":"))
+        fields = dataclasses.asdict(self)
+        if self.tool_calls is None:
+            del fields["tool_calls"]
+        return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
 
 
 def id_key(value: Id) -> str:
@@ -74,11 +82,15 @@ def id_key(value: Id) -> str:
     return json.dumps(value)
 
 
-def parse_line(text: str, line: int) -> ChatRequest | BadLine | None:
+def parse_line(
+    text: str, line: int, extra_body: Mapping[str, object] | None = None
+) -> ChatRequest | BadLine | None:
     """Read one input line (``line`` counts from 1); ``None`` for a blank line.
 
-    Only the line's shape is checked here; the messages, model, temperature and max_tokens
-    are checked when the request is sent, and a bad one becomes that request's error row.
+    Only the line's shape is checked here; the messages, model, temperature, max_tokens and
+    extra_body are checked when the request is sent, and a bad one becomes that request's
+    error row. ``extra_body`` holds fields for every line (``--extra-body``); a line's own
+    ``extra_body`` fields win over them.
     """
     if not text.strip():
         return None
@@ -111,9 +123,21 @@ def parse_line(text: str, line: int) -> ChatRequest | BadLine | None:
         _messages(fields),
         model=typing.cast("str", fields.get("model", DEFAULT_MODEL)),
         temperature=typing.cast("float", fields.get("temperature", DEFAULT_TEMPERATURE)),
-        max_tokens=typing.cast("int", fields.get("max_tokens", DEFAULT_MAX_TOKENS)),
+        max_tokens=typing.cast("int | None", fields.get("max_tokens")),
         id=request_id,
+        extra_body=_extra_body(fields, extra_body),
     )
+
+
+def _extra_body(
+    fields: dict[str, object], common: Mapping[str, object] | None
+) -> Mapping[str, object] | None:
+    own = fields.get("extra_body")
+    if own is None:
+        return common
+    if common is None or not isinstance(own, dict):
+        return typing.cast("Mapping[str, object]", own)  # checked when sent
+    return {**common, **typing.cast("dict[str, object]", own)}
 
 
 def _shape_error(fields: dict[str, object]) -> str | None:
@@ -172,6 +196,9 @@ def result_row(result: ChatResult, line: int) -> Row:
         },
         attempts=result.attempts,
         elapsed=round(result.elapsed, 6),
+        finish_reason=result.finish_reason,
+        usage=result.usage,
+        tool_calls=result.tool_calls,
     )
 
 

@@ -14,16 +14,28 @@ from __future__ import annotations
 
 from .._exceptions import InvalidRequestError
 from .aura import AuraWire
-from .base import BrokenReply, ReplyDecoder, ReportedError, Wire, WireName
+from .base import (
+    BrokenReply,
+    FunctionCall,
+    ReplyDecoder,
+    ReplyError,
+    ReportedError,
+    ToolCall,
+    Wire,
+    WireName,
+)
 from .openai import OpenAIWire, openai_body
 
 __all__ = [
     "WIRES",
     "AuraWire",
     "BrokenReply",
+    "FunctionCall",
     "OpenAIWire",
     "ReplyDecoder",
+    "ReplyError",
     "ReportedError",
+    "ToolCall",
     "Wire",
     "WireName",
     "openai_body",
@@ -34,8 +46,8 @@ __all__ = [
 WIRES: dict[str, Wire] = {"aura": AuraWire(), "openai": OpenAIWire()}
 
 
-def wire_named(name: object) -> Wire:
-    """Return the wire called ``name``.
+def wire_named(name: object, *, include_usage: bool = True) -> Wire:
+    """Return the wire called ``name``; ``include_usage`` is the OpenAI wire's setting.
 
     Raises:
         InvalidRequestError: No wire is called ``name``; the message names the known ones.
@@ -44,4 +56,6 @@ def wire_named(name: object) -> Wire:
         raise InvalidRequestError(
             f"wire must be one of {', '.join(map(repr, WIRES))}, got {name!r}"
         )
+    if name == "openai" and not include_usage:
+        return OpenAIWire(include_usage=False)
     return WIRES[name]

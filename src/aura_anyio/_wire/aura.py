@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import typing
 
-from .._payload import build_payload
+from .._exceptions import InvalidRequestError
+from .._payload import DEFAULT_MAX_TOKENS, build_payload
 from .base import dump_json
 from .text import TextDecoder, charset_from_content_type
 
 if typing.TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from .._messages import Messages
     from .._models import ModelSpec
     from .base import ReplyDecoder, WireName
@@ -28,6 +31,7 @@ class TextReply:
 
     finish_reason = None
     usage = None
+    tool_calls = None
     done = False  # only the body's end ends this reply
 
     def __init__(self, encoding: str) -> None:
@@ -55,14 +59,23 @@ class AuraWire:
         *,
         model: str | ModelSpec,
         temperature: float,
-        max_tokens: int,
+        max_tokens: int | None,
+        extra_body: Mapping[str, object] | None,
         key: str,
     ) -> bytes:
-        return dump_json(
-            build_payload(
-                messages, model=model, temperature=temperature, max_tokens=max_tokens, key=key
+        if extra_body:
+            raise InvalidRequestError(
+                "extra_body is for the OpenAI wire: openchat-ui's /api/chat (wire='aura') "
+                "reads no other field"
             )
+        payload = build_payload(
+            messages,
+            model=model,
+            temperature=temperature,
+            max_tokens=DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens,
+            key=key,
         )
+        return dump_json(payload)
 
     def headers(self, key: str) -> dict[str, str]:
         return {}  # the key travels in the body

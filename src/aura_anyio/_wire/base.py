@@ -10,13 +10,18 @@ import json
 import typing
 
 if typing.TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from .._messages import Messages
     from .._models import ModelSpec
 
 __all__ = [
     "BrokenReply",
+    "FunctionCall",
     "ReplyDecoder",
+    "ReplyError",
     "ReportedError",
+    "ToolCall",
     "Wire",
     "WireName",
     "dump_json",
@@ -26,11 +31,33 @@ __all__ = [
 WireName = typing.Literal["aura", "openai"]
 
 
-class BrokenReply(Exception):
+class FunctionCall(typing.TypedDict):
+    """The function a tool call calls: its name, and its arguments as a JSON text."""
+
+    name: str
+    arguments: str
+
+
+class ToolCall(typing.TypedDict):
+    """One tool call of a reply, assembled from its streamed pieces (OpenAI wire)."""
+
+    id: str
+    type: str
+    function: FunctionCall
+
+
+class ReplyError(Exception):
+    """What a reply decoder raises; ``text`` is the text decoded before the fault in the same
+    call, which the decoder could not return: the caller keeps it."""
+
+    text = ""
+
+
+class BrokenReply(ReplyError):
     """The reply ended, or went on, in a way its wire does not allow (a cut, most likely)."""
 
 
-class ReportedError(Exception):
+class ReportedError(ReplyError):
     """The server reported an error inside the reply (an ``{"error": ...}`` event)."""
 
 
@@ -48,6 +75,11 @@ class ReplyDecoder(typing.Protocol):
         ...
 
     @property
+    def tool_calls(self) -> list[ToolCall] | None:
+        """The tool calls the reply made so far, if it made any."""
+        ...
+
+    @property
     def done(self) -> bool:
         """Whether the wire marked the reply's end, before the body's end (``[DONE]``)."""
         ...
@@ -58,7 +90,11 @@ class ReplyDecoder(typing.Protocol):
 
     def close(self) -> str:
         """Return the text left at the end of the body; raise :class:`BrokenReply` if the
-        wire says the reply is not complete."""
+        wire says the reply is not complete.
+
+        Both this and :meth:`feed` raise a :class:`ReplyError` whose ``text`` holds any text
+        decoded before the fault.
+        """
         ...
 
 
@@ -80,10 +116,14 @@ class Wire(typing.Protocol):
         *,
         model: str | ModelSpec,
         temperature: float,
-        max_tokens: int,
+        max_tokens: int | None,
+        extra_body: Mapping[str, object] | None,
         key: str,
     ) -> bytes:
-        """The request body; raises :class:`InvalidRequestError` for bad arguments."""
+        """The request body; raises :class:`InvalidRequestError` for bad arguments.
+
+        ``max_tokens=None`` means the wire's default, ``extra_body`` more body fields.
+        """
         ...
 
     def headers(self, key: str) -> dict[str, str]:
@@ -97,4 +137,5 @@ class Wire(typing.Protocol):
 
 def dump_json(value: object) -> bytes:
     """Return ``value`` as compact UTF-8 JSON, the form both wires send."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    # allow_nan=False: NaN is not JSON, and a server would refuse the whole body.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()

@@ -18,6 +18,7 @@ from ._chat import (
 )
 from ._faults import Fault as Fault
 from ._mock import MockResponse as MockResponse, MockTransport as MockTransport
+from ._plan import ToolCalls as ToolCalls
 from ._server import Outcome as Outcome, ReferenceServer as ReferenceServer
 from ._streams import stream_response as stream_response
 
@@ -29,6 +30,7 @@ __all__ = (
     "Outcome",
     "ReceivedRequest",
     "ReferenceServer",
+    "ToolCalls",
     "approx_tokens",
     "default_reply",
     "stream_response",

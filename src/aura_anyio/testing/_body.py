@@ -17,10 +17,13 @@ if typing.TYPE_CHECKING:
     from collections.abc import Container, Mapping
 
 __all__ = [
+    "OPENAI_FIELDS",
+    "OPENAI_ROLES",
     "ChatBody",
     "OpenAIBody",
     "RejectedError",
     "load_json",
+    "message_text",
     "parse_chat_body",
     "parse_openai_body",
 ]
@@ -133,13 +136,65 @@ def parse_chat_body(data: object, *, models: Container[str]) -> ChatBody:
     return ChatBody(model_id, token_limit, prompt or "", messages)
 
 
+#: The roles an OpenAI-compatible server takes.
+OPENAI_ROLES = ("system", "developer", "user", "assistant", "tool")
+#: The body fields the server reads itself; the others are recorded as ``extra_body``.
+OPENAI_FIELDS = frozenset(
+    ("model", "messages", "stream", "temperature", "max_tokens", "stream_options")
+)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class OpenAIBody:
     """The parts of a valid ``/v1/chat/completions`` body the server acts on."""
 
     model: str
-    messages: tuple[Message, ...]
+    messages: tuple[dict[str, object], ...]
     max_tokens: int | None
+    include_usage: bool
+    extra: dict[str, object]
+
+
+def _check_openai_messages(value: object) -> tuple[dict[str, object], ...]:
+    if not isinstance(value, list):
+        raise _wrong_type("messages", "an array", value)
+    checked: list[dict[str, object]] = []
+    for index, element in enumerate(typing.cast("list[object]", value)):
+        where = f"messages[{index}]"
+        item = _json_object(where, element)
+        role = _field(item, "role", f"{where}.")
+        if not isinstance(role, str) or role not in OPENAI_ROLES:
+            raise RejectedError(f"Invalid field '{where}.role': {role!r} is not a known role")
+        # As OpenAI's schema has it: content may be left out (or null) only by an assistant
+        # message that calls tools (or, in the older form, a function).
+        calls = role == "assistant" and ("tool_calls" in item or "function_call" in item)
+        if "content" not in item and not calls:
+            raise RejectedError(f"Missing field '{where}.content'")
+        content = item.get("content")
+        if content is None and not calls:
+            raise _wrong_type(f"{where}.content", "a string or an array", content)
+        if isinstance(content, list):
+            for part in typing.cast("list[object]", content):
+                fields = _json_object(f"{where}.content[]", part)
+                if not isinstance(fields.get("type"), str):
+                    raise RejectedError(f"Missing field '{where}.content[].type'")
+        elif content is not None and not isinstance(content, str):
+            raise _wrong_type(f"{where}.content", "a string or an array", content)
+        checked.append(item)
+    return tuple(checked)
+
+
+def message_text(message: Mapping[str, object]) -> str:
+    """The text of a message's content: a str, the text parts of a list, or ``""``."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = typing.cast("list[dict[str, object]]", content)
+        return "".join(
+            typing.cast("str", part["text"]) for part in parts if isinstance(part.get("text"), str)
+        )
+    return ""
 
 
 def parse_openai_body(data: object) -> OpenAIBody:
@@ -153,7 +208,7 @@ def parse_openai_body(data: object) -> OpenAIBody:
     model = _field(body, "model")
     if not isinstance(model, str) or not model:
         raise _wrong_type("model", "a non-empty string", model)
-    messages = _check_messages(_field(body, "messages"))
+    messages = _check_openai_messages(_field(body, "messages"))
     temperature = body.get("temperature")
     if temperature is not None and not is_number(temperature):
         raise _wrong_type("temperature", "a number", temperature)
@@ -162,4 +217,12 @@ def parse_openai_body(data: object) -> OpenAIBody:
         raise _wrong_type("max_tokens", "a positive integer", max_tokens)
     if body.get("stream") is not True:
         raise RejectedError("Only streamed completions are served: set 'stream' to true")
-    return OpenAIBody(model, messages, max_tokens)
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise _wrong_type("stream_options", "an object", options)
+    include_usage = (
+        options is not None
+        and typing.cast("dict[str, object]", options).get("include_usage") is True
+    )
+    extra = {name: value for name, value in body.items() if name not in OPENAI_FIELDS}
+    return OpenAIBody(model, messages, max_tokens, include_usage, extra)

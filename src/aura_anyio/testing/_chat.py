@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import re
 import typing
+from types import MappingProxyType
 
 from .._payload import RESERVED_TOKENS
-from ._body import RejectedError, load_json, parse_chat_body, parse_openai_body
+from ._body import RejectedError, load_json, message_text, parse_chat_body, parse_openai_body
 
 if typing.TYPE_CHECKING:
     from collections.abc import Container, Mapping, Sequence
@@ -109,12 +110,21 @@ class ReceivedRequest:
         token_limit: ``model.tokenLimit`` when the body was valid (``max_tokens`` on the
             OpenAI wire, if given), else ``None``.
         system_prompt: The system prompt actually used (the default one if ``prompt`` was
-            empty; on the OpenAI wire the system messages' contents joined by newlines), or
-            ``None`` if the request was rejected.
+            empty; on the OpenAI wire the system and developer messages' text joined by
+            newlines), or ``None`` if the request was rejected.
         kept_messages: The history left after trimming, oldest first; empty if rejected. The
-            OpenAI wire trims nothing: these are its messages other than system ones.
+            OpenAI wire trims nothing: these are its messages other than system and
+            developer ones, each as ``{"role", "content"}`` with the content's text (the
+            text parts of a list; ``""`` for none), so roles ``tool`` and ``assistant``
+            messages with tool calls show up too.
         error: The reason phrase of the rejection, or ``None`` if the request was valid.
         wire: ``"aura"`` for ``/api/chat``, ``"openai"`` for ``/v1/chat/completions``.
+        messages: On the OpenAI wire, the valid request's messages exactly as received.
+        extra_body: On the OpenAI wire, the valid request's body fields other than
+            ``model``, ``messages``, ``stream``, ``temperature``, ``max_tokens`` and
+            ``stream_options``: what the client's ``extra_body`` sent.
+        include_usage: Whether the request asked for token counts
+            (``stream_options.include_usage``); the server sends them only then.
     """
 
     method: str
@@ -128,6 +138,11 @@ class ReceivedRequest:
     kept_messages: tuple[Message, ...] = ()
     error: str | None = None
     wire: str = "aura"
+    messages: tuple[Mapping[str, object], ...] = ()
+    extra_body: Mapping[str, object] = dataclasses.field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    include_usage: bool = False
 
 
 def default_reply(request: ReceivedRequest) -> str:
@@ -212,11 +227,20 @@ def _inspect_openai(base: ReceivedRequest, data: object) -> ReceivedRequest:
         chat = parse_openai_body(data)
     except RejectedError as exc:
         return dataclasses.replace(base, json=data, error=str(exc))
+    instructions = [m for m in chat.messages if m["role"] in ("system", "developer")]
+    kept = [
+        typing.cast("Message", {"role": m["role"], "content": message_text(m)})
+        for m in chat.messages
+        if m["role"] not in ("system", "developer")
+    ]
     return dataclasses.replace(
         base,
         json=data,
         model_id=chat.model,
         token_limit=chat.max_tokens,
-        system_prompt="\n".join(m["content"] for m in chat.messages if m["role"] == "system"),
-        kept_messages=tuple(m for m in chat.messages if m["role"] != "system"),
+        system_prompt="\n".join(map(message_text, instructions)),
+        kept_messages=tuple(kept),
+        messages=chat.messages,
+        extra_body=MappingProxyType(chat.extra),
+        include_usage=chat.include_usage,
     )

@@ -1,9 +1,11 @@
 """The OpenAI-compatible route's reply: ``chat.completion.chunk`` server-sent events; no I/O.
 
-Each piece of the reply (a word, as on ``/api/chat``) is one event; the last events carry the
-``finish_reason``, the token counts, and ``data: [DONE]``. A fault that cuts the reply after
-N bytes counts the reply's text bytes, as on ``/api/chat``: the events before the cut go out
-whole, and the event the cut falls in goes out up to that byte, so it never ends.
+Each piece of the reply (a word, as on ``/api/chat``) is one event; then come the tool calls,
+if the reply makes any, their arguments in pieces; the last events carry the
+``finish_reason``, the token counts (when the request asked for them), and ``data: [DONE]``.
+A fault that cuts the reply after N bytes counts the reply's text bytes, as on ``/api/chat``:
+the events before the cut go out whole, and the event the cut falls in goes out up to that
+byte, so it never ends.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
+
+from ._chat import split_words
 
 if typing.TYPE_CHECKING:
     from collections.abc import Iterable
@@ -40,6 +44,9 @@ class EventFraming:
     model: str
     finish_reason: str = "stop"
     prompt_tokens: int = 0
+    usage: bool = True
+    #: The tool calls (name, arguments) the reply makes after its text.
+    tool_calls: tuple[tuple[str, str], ...] = ()
 
     def _event(self, fields: bytes) -> bytes:
         """One event: a chunk object with the common fields, then ``fields``."""
@@ -53,23 +60,59 @@ class EventFraming:
             + b'},"finish_reason":null}]'
         )
 
+    def _delta(self, delta: object) -> bytes:
+        return self._event(
+            b'"choices":[{"index":0,"delta":'
+            + json.dumps(delta, ensure_ascii=False).encode()
+            + b',"finish_reason":null}]'
+        )
+
+    def _calls(self) -> list[bytes]:
+        """Each tool call: its id, type and name first, then its arguments a piece at a time."""
+        events: list[bytes] = []
+        for index, (name, arguments) in enumerate(self.tool_calls):
+            head = {
+                "index": index,
+                "id": f"call_{index}",
+                "type": "function",
+                "function": {"name": name, "arguments": ""},
+            }
+            events.append(self._delta({"tool_calls": [head]}))
+            events.extend(
+                self._delta({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+                for piece in split_words(arguments)
+            )
+        return events
+
     def frame(self, pieces: tuple[bytes, ...], *, endless: bool = False) -> tuple[bytes, ...]:
         """The events of a whole reply; an endless one has no closing events to repeat."""
         events = [self._content(piece) for piece in pieces]
         if endless:
             return tuple(events)
-        opening = self._event(
-            b'"choices":[{"index":0,"delta":{"role":"assistant"},"finish_reason":null}]'
-        )
+        events += self._calls()
         reason = json.dumps(self.finish_reason).encode()
         closing = self._event(b'"choices":[{"index":0,"delta":{},"finish_reason":' + reason + b"}]")
-        usage = {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": len(pieces),
-            "total_tokens": self.prompt_tokens + len(pieces),
-        }
-        counts = self._event(b'"choices":[],"usage":' + json.dumps(usage).encode())
-        return (opening, *events, closing, counts, DONE)
+        ending = [closing]
+        if self.usage:
+            counts = {
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": len(pieces),
+                "total_tokens": self.prompt_tokens + len(pieces),
+            }
+            ending.append(self._event(b'"choices":[],"usage":' + json.dumps(counts).encode()))
+        return (self._opening(), *events, *ending, DONE)
+
+    def _opening(self) -> bytes:
+        return self._event(
+            b'"choices":[{"index":0,"delta":{"role":"assistant"},"finish_reason":null}]'
+        )
+
+    def interrupted(self, pieces: Iterable[bytes]) -> tuple[bytes, ...]:
+        """The events of ``pieces``, then ``data: [DONE]`` with no ``finish_reason``.
+
+        That is how llama.cpp's server ends a request it interrupts to serve another.
+        """
+        return (self._opening(), *map(self._content, pieces), DONE)
 
     def cut(self, pieces: Iterable[bytes], size: int) -> tuple[bytes, ...]:
         """The events of the first ``size`` bytes of text; the event cut short never ends."""

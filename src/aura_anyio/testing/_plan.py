@@ -29,15 +29,48 @@ __all__ = [
     "Ending",
     "Reply",
     "ResponsePlan",
+    "ToolCalls",
     "apply_fault",
     "bad_request",
     "plan_response",
     "reply_chunks",
 ]
 
-#: Computes a reply: a ``str`` is sent one word per chunk, ``bytes`` as one chunk, and a
-#: sequence one element per chunk.
-Reply = Callable[[ReceivedRequest], "str | bytes | Sequence[str | bytes]"]
+
+@typing.final
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolCalls:
+    """A reply that calls tools, for ``ReferenceServer(reply=...)``.
+
+    On ``/v1/chat/completions`` the text goes first, one word per event, then each call as
+    an OpenAI-compatible server streams it: id, type and name in one ``delta.tool_calls``
+    piece, the arguments in several; the ``finish_reason`` is ``"tool_calls"``. On
+    ``/api/chat``, which has no tool calls, only the text is sent.
+
+    Attributes:
+        calls: ``(function name, arguments as a JSON text)`` pairs, in order; their ids are
+            ``call_0``, ``call_1``...
+        text: Text sent before the calls.
+    """
+
+    calls: Sequence[tuple[str, str]]
+    text: str = ""
+
+    def __post_init__(self) -> None:
+        # A tuple: an iterator would be spent by this check, and a list could change.
+        object.__setattr__(self, "calls", tuple(self.calls))
+        for call in self.calls:
+            if not (
+                isinstance(call, tuple)
+                and len(call) == 2
+                and all(isinstance(part, str) for part in call)
+            ):
+                raise TypeError(f"ToolCalls.calls takes (name, arguments) str pairs, got {call!r}")
+
+
+#: Computes a reply: a ``str`` is sent one word per chunk, ``bytes`` as one chunk, a sequence
+#: one element per chunk, and :class:`ToolCalls` as tool calls.
+Reply = Callable[[ReceivedRequest], "str | bytes | Sequence[str | bytes] | ToolCalls"]
 
 _ERROR_HEADERS = ((b"content-type", b"text/plain;charset=UTF-8"),)
 _JSON = (b"content-type", b"application/json")
@@ -163,9 +196,14 @@ def apply_fault(plan: ResponsePlan, fault: Fault) -> ResponsePlan:
     if cut is not None:
         size = typing.cast("int", getattr(fault, cut))
         source = itertools.cycle(chunks) if endless else chunks
-        chunks = _take(source, size) if framing is None else framing.cut(source, size)
+        if cut == "interrupt_after":  # whole pieces, then a clean end
+            chunks = tuple(itertools.islice(source, size))
+            if framing is not None:
+                chunks = framing.interrupted(chunks)
+        else:
+            chunks = _take(source, size) if framing is None else framing.cut(source, size)
+            ending = _ENDINGS[cut]
         endless = False
-        ending = _ENDINGS[cut]
     elif framing is not None:
         chunks = framing.frame(chunks, endless=endless)
     if fault.chunk_size is not None:
@@ -196,16 +234,24 @@ def reply_chunks(result: str | bytes | Sequence[str | bytes]) -> tuple[bytes, ..
     return tuple(chunks)
 
 
-def _events_plan(request: ReceivedRequest, pieces: tuple[bytes, ...], delay: float) -> ResponsePlan:
+def _events_plan(
+    request: ReceivedRequest,
+    pieces: tuple[bytes, ...],
+    delay: float,
+    calls: tuple[tuple[str, str], ...] = (),
+) -> ResponsePlan:
     """The OpenAI-compatible reply: ``max_tokens`` caps it, one piece a token."""
     limit = request.token_limit
     capped = limit is not None and len(pieces) > limit
     if capped:
         pieces = pieces[: int(typing.cast("float", limit))]
+        calls = ()  # the cap came first
     framing = EventFraming(
         model=request.model_id or "",
-        finish_reason="length" if capped else "stop",
+        finish_reason="length" if capped else "tool_calls" if calls else "stop",
         prompt_tokens=sum(approx_tokens(m["content"]) for m in request.kept_messages),
+        usage=request.include_usage,
+        tool_calls=calls,
     )
     headers = ((b"content-type", b"text/event-stream"), (b"transfer-encoding", b"chunked"))
     return ResponsePlan(200, b"OK", headers, pieces, delay, events=framing)
@@ -235,8 +281,13 @@ def plan_response(
             else _error(500, request.error, (b"Error",))
         )
     else:
+        calls: tuple[tuple[str, str], ...] = ()
         try:
-            chunks = reply_chunks((reply or default_reply)(request))
+            result = (reply or default_reply)(request)
+            if isinstance(result, ToolCalls):
+                calls = tuple(result.calls)
+                result = result.text
+            chunks = reply_chunks(result)
         except Exception as exc:  # a test's reply function reports failures this way
             detail = str(exc) or type(exc).__name__
             plan = (
@@ -246,7 +297,7 @@ def plan_response(
             )
         else:
             plan = (
-                _events_plan(request, chunks, delay)
+                _events_plan(request, chunks, delay, calls)
                 if openai
                 else ResponsePlan(
                     # No content-type: openchat-ui answers with a bare ReadableStream.

@@ -77,8 +77,10 @@ class ReferenceServer(anyio.AsyncContextManagerMixin):
     On ``/api/chat`` a valid body gets ``200`` with a chunked body and no ``Content-Type``,
     one chunk per word of the reply; anything else gets ``500``, the body ``Error`` and the
     detail in the reason phrase. On ``/v1/chat/completions`` the reply comes as server-sent
-    events of ``chat.completion.chunk`` objects, ending with ``data: [DONE]``, and a bad body
-    gets ``400`` with a JSON error.
+    events of ``chat.completion.chunk`` objects, ending with ``data: [DONE]`` (the token
+    counts only when the request asks, with ``stream_options.include_usage``), and a bad body
+    gets ``400`` with a JSON error; every message and body field the OpenAI API allows is
+    accepted, and recorded in :attr:`requests`.
     The history is trimmed as openchat-ui trims it (see :func:`trim_history`). A client that
     closes its side of the connection (even a half-close) counts as gone: the reply stops and
     is recorded as :attr:`Outcome.ABORTED`, so tests see a cancellation at once.
@@ -98,9 +100,10 @@ class ReferenceServer(anyio.AsyncContextManagerMixin):
         delay: Seconds to wait between two chunks of a reply.
         reply: Computes the reply to a valid request: a ``str`` is sent one word (with its
             trailing whitespace) per chunk, ``bytes`` as one chunk, and a sequence of ``str``
-            and ``bytes`` one element per chunk. If it raises, the client gets ``500`` with
-            the exception's message as the reason phrase, as openchat-ui reports upstream
-            failures. Defaults to :func:`default_reply`.
+            and ``bytes`` one element per chunk, and a :class:`ToolCalls` as tool calls on
+            the OpenAI route. If it raises, the client gets ``500`` with the exception's
+            message as the reason phrase, as openchat-ui reports upstream failures (a JSON
+            error on the OpenAI route). Defaults to :func:`default_reply`.
         models: The model ids the server knows; by default the keys of ``MODELS``.
         fault: A fault for every request that carries no marker of its own.
         ssl_context: Serve HTTPS with this server-side context (``https://`` in
