@@ -27,6 +27,7 @@ from aura_anyio import (
     Timeouts,
 )
 from aura_anyio.testing import Fault, Outcome, ReferenceServer, default_reply
+from aura_anyio.testing._chat import split_words
 
 from .helpers import fault_row
 
@@ -150,6 +151,16 @@ async def test_4xx_is_not_retried(mode: str) -> None:
     error, server = await fail(Fault(status=401, reason="Bad key"), mode, APIStatusError)
     assert type(error) is APIStatusError
     assert error.reason == "Bad key"
+    assert len(server.requests) == 1
+
+
+@fault_row("501 or 505 status")
+@pytest.mark.parametrize("status", [501, 505])
+async def test_501_and_505_are_raised_at_once(mode: str, status: int) -> None:
+    error, server = await fail(Fault(status=status), mode, ServerError)
+    assert error.status_code == status
+    assert "retrying will not help" in str(error)
+    assert "retrying later may help" not in str(error)
     assert len(server.requests) == 1
 
 
@@ -310,3 +321,47 @@ async def test_endless_body(mode: str) -> None:
 async def test_a_reply_that_ends_early_cleanly_is_not_detectable(mode: str) -> None:
     text, _ = await succeed(Fault(), mode, reply=lambda _: "Hello wor")
     assert text == "Hello wor"
+
+
+def first_words(text: str, count: int) -> str:
+    return "".join(split_words(text)[:count])
+
+
+@fault_row("reply interrupted, as llama.cpp does")
+@pytest.mark.parametrize("words", [0, 3])
+async def test_an_interrupted_reply_is_a_cut_on_the_openai_wire(mode: str, words: int) -> None:
+    fault = Fault(interrupt_after=words)
+    if typing.cast("Mode", mode).wire == "aura":  # no end marker: a clean early end
+        text, server = await succeed(fault, mode)
+        assert text == first_words(default_reply(server.requests[0]), words)
+        assert len(server.requests) == 1
+        return
+    error: APIConnectionError | IncompleteStreamError
+    if words == 0:
+        error, server = await fail(fault, mode, APIConnectionError)
+        assert not isinstance(error, IncompleteStreamError)
+        assert len(server.requests) == ALL_ATTEMPTS
+    else:
+        cut, server = await fail(fault, mode, IncompleteStreamError)
+        assert cut.partial_text == first_words(default_reply(server.requests[0]), words)
+        assert type(cut.__cause__) is APIConnectionError
+        assert len(server.requests) == (1 if mode == "stream" else ALL_ATTEMPTS)
+        error = cut
+    assert "(data: [DONE]) without a finish_reason" in str(error)
+    # The server ended each reply cleanly (the client may hang up once [DONE] is in).
+    assert Outcome.CUT not in server.outcomes
+
+
+@fault_row("reply interrupted, as llama.cpp does")
+async def test_an_interrupted_reply_is_retried_while_no_text_reached_the_caller(
+    mode: str,
+) -> None:
+    # Before any text, stream() retries it too; after some, only complete() may.
+    words = 0 if mode == "stream" else 3
+    text, server = await succeed(Fault(interrupt_after=words, times=1), mode)
+    if typing.cast("Mode", mode).wire == "aura":  # a short reply, as far as it can tell
+        assert text == first_words(default_reply(server.requests[0]), words)
+        assert len(server.requests) == 1
+        return
+    assert text == default_reply(server.requests[-1])
+    assert len(server.requests) == 2

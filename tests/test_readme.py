@@ -1,4 +1,9 @@
-"""The README's fault table has a test for every row, and its example tests run as written."""
+"""The README's fault table has a test for every row, and every Python block runs as written.
+
+A block that defines a test is run as that test; every other block is a program (it ends with
+``asyncio.run``, ``trio.run`` or ``anyio.run``), run as it stands against the reference
+server, with the README's URLs pointed at it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,10 @@ import pathlib
 import re
 import typing
 
+import anyio.from_thread
 import pytest
+
+from aura_anyio.testing import ReceivedRequest, ReferenceServer, ToolCalls, default_reply
 
 if typing.TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -36,11 +44,23 @@ def test_every_fault_row_has_a_test() -> None:
     assert set(rows) == rows_with_tests()
 
 
+def python_blocks() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+
+
+def defines_a_test(block: str) -> bool:
+    return re.search(r"^async def test_", block, re.MULTILINE) is not None
+
+
 def readme_example_tests() -> list[str]:
     """The README's Python blocks that define a test of their own (no network involved)."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
-    return [block for block in blocks if re.search(r"^async def test_", block, re.MULTILINE)]
+    return [block for block in python_blocks() if defines_a_test(block)]
+
+
+def readme_programs() -> list[str]:
+    """The README's other Python blocks: programs that run themselves."""
+    return [block for block in python_blocks() if not defines_a_test(block)]
 
 
 @pytest.mark.parametrize("block", readme_example_tests(), ids=lambda b: b.split("(")[0][-40:])
@@ -54,3 +74,50 @@ async def test_readme_examples_run_as_written(block: str) -> None:
 
 def test_the_readme_has_example_tests() -> None:
     assert len(readme_example_tests()) >= 2
+
+
+# The servers the README's programs name; each is pointed at the reference server.
+README_URLS = ("https://openchat.team", "http://localhost:8000")
+
+
+def readme_reply(request: ReceivedRequest) -> str | ToolCalls:
+    """The reference server's reply, but a tool call when a user asks with tools offered."""
+    if "tools" in request.extra_body and request.kept_messages[-1]["role"] == "user":
+        return ToolCalls([("get_weather", '{"city": "Paris"}')])
+    return default_reply(request)
+
+
+def test_every_readme_program_runs_itself() -> None:
+    programs = readme_programs()
+    assert len(programs) >= 5
+    for block in programs:
+        last = block.strip().splitlines()[-1]
+        assert re.match(r"(print\()?(asyncio|trio|anyio)\.run\(", last), last
+
+
+@pytest.mark.parametrize("block", readme_programs(), ids=lambda b: b.split("def ", 1)[1][:30])
+def test_readme_programs_run_as_written(block: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # A program starts its own event loop, so the server runs in a thread of its own.
+    with (
+        anyio.from_thread.start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(ReferenceServer(reply=readme_reply)) as server,
+    ):
+        code = block
+        for url in README_URLS:
+            code = code.replace(url, server.base_url)
+        assert code != block
+        exec(compile(code, "README.md", "exec"), {"__name__": "__main__"})  # our own README
+        received = server.requests
+    out = capsys.readouterr().out
+    assert "Hello from the reference server" in out
+    assert all(request.error is None for request in received)
+    if "tool_calls" in block:  # the tool's answer went back, after the call
+        sent = received[-1].messages
+        assert sent[-2]["tool_calls"] == [
+            {
+                "id": "call_0",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+            }
+        ]
+        assert sent[-1] == {"role": "tool", "tool_call_id": "call_0", "content": "18 °C in Paris"}
