@@ -239,6 +239,39 @@ async def test_a_429_pauses_every_request(caplog: pytest.LogCaptureFixture) -> N
     assert min(later) >= rejected_at + 0.45  # none went out while the server asked to wait
 
 
+async def test_openchat_uis_hidden_429_pauses_every_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # openchat-ui turns its upstream's 429 into "500 Rate limit reached ...", without a
+    # Retry-After: the fan-out pauses for the backoff of the request that saw it.
+    caplog.set_level(logging.INFO, logger="aura_anyio")
+    arrivals: list[tuple[float, str]] = []
+
+    def record(request: ReceivedRequest) -> str:
+        arrivals.append((anyio.current_time(), request.kept_messages[-1]["content"]))
+        return "ok"
+
+    reason = "Rate limit reached for gpt-4 in organization org-x on tokens per min."
+    limited = f"limited {Fault(status=500, reason=reason, times=1).marker()}"
+
+    async def prompts() -> AsyncIterator[str]:
+        yield limited
+        await until(lambda: "retrying POST" in caplog.text)
+        for n in range(6):
+            yield f"p{n}"
+
+    backoff = RetryPolicy(max_retries=2, initial_delay=0.5, max_delay=0.5)  # jitter: >= 0.375
+    async with ReferenceServer(reply=record) as server:
+        async with AuraClient(server.base_url, max_retries=backoff) as client:
+            results = await client.gather(prompts(), max_concurrency=3)
+    assert all(result.ok for result in results)
+    assert [content for _, content in arrivals].count(limited) == 2
+    rejected_at = arrivals[0][0]
+    later = [at for at, content in arrivals if content != limited]
+    assert len(later) == 6
+    assert min(later) >= rejected_at + 0.35  # none went out during the pause
+
+
 async def test_a_429_that_asks_too_much_is_a_result() -> None:
     too_long = f"x {Fault(status=429, retry_after='3600').marker()}"
     async with ReferenceServer() as server, client_for(server) as client:

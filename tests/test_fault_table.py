@@ -132,6 +132,29 @@ async def test_429_waits_for_retry_after(mode: str) -> None:
     assert len(server.requests) == 2
 
 
+# What openchat-ui's reason phrase says when its upstream (OpenAI's API) refused for a rate limit.
+UPSTREAM_LIMIT = (
+    "Rate limit reached for default-gpt-3.5-turbo in organization org-x on requests per min."
+)
+
+
+@fault_row("openchat-ui's hidden 429")
+async def test_a_500_that_says_rate_limit_reached_is_a_rate_limit_on_the_aura_wire(
+    mode: Mode,
+) -> None:
+    fault = Fault(status=500, reason=UPSTREAM_LIMIT)
+    if mode.wire == "aura":
+        error, server = await fail(fault, mode, RateLimitError)
+        assert (error.status_code, error.retry_after) == (500, None)
+        assert "Rate limit reached" in str(error)
+        assert "rate limited: slow down" in str(error)
+        assert len(server.requests) == ALL_ATTEMPTS  # retried, as a 429 is
+    else:  # an OpenAI-compatible server says 429 when it means it
+        failure, server = await fail(fault, mode, ServerError)
+        assert not isinstance(failure, RateLimitError)
+        assert len(server.requests) == ALL_ATTEMPTS
+
+
 @fault_row("429 with Retry-After above the cap")
 async def test_429_asking_too_long_is_raised_at_once(mode: str) -> None:
     error, server = await fail(Fault(status=429, retry_after="3600"), mode, RateLimitError)

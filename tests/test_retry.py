@@ -212,6 +212,14 @@ def test_a_long_reason_is_cut_with_an_ellipsis() -> None:
         (status_error(503, {"retry-after": "2"}), 2.0, 2.0),
         (status_error(503), 0.4, None),  # a plain 5xx is this request's trouble only
         (APIConnectionError("refused"), 0.4, None),
+        # openchat-ui's upstream 429, as a 500: the whole client slows down
+        (
+            make_status_error(
+                status_code=500, reason="x", body="", headers={}, request=None, rate_limited=True
+            ),
+            0.4,
+            0.4,
+        ),
     ],
 )
 def test_what_pauses_every_request(
@@ -268,3 +276,24 @@ def test_a_status_error_names_its_request() -> None:
     assert str(request) == "POST http://h/v1/chat/completions"
     assert str(error).startswith("HTTP 501 Not Implemented from POST http://h/v1/chat/completions")
     assert "retrying will not help" in str(error)
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_a_rate_limit_is_what_the_wire_says_it_is(status: int) -> None:
+    def build(rate_limited: bool | None) -> APIError:
+        return make_status_error(
+            status_code=status,
+            reason="Rate limit reached",
+            body="",
+            headers={"retry-after": "2"},
+            request=None,
+            retry_after=2.0,
+            rate_limited=rate_limited,
+        )
+
+    assert isinstance(build(None), RateLimitError) is (status == 429)  # by default, 429 only
+    limited = build(True)
+    assert isinstance(limited, RateLimitError)
+    assert (limited.status_code, limited.retry_after) == (status, 2.0)
+    assert "(rate limited: retry after 2 s)" in str(limited)
+    assert not isinstance(build(False), RateLimitError)

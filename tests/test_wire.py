@@ -802,3 +802,20 @@ def test_only_an_int_index_0_is_the_first_choice(index: str) -> None:
     decoder = OpenAIWire().decoder(None)
     event = f'data: {{"choices":[{{"index":{index},"delta":{{"content":"x"}}}}]}}\n\n'
     assert decoder.feed(event.encode()) == ""
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "aura", "openai"),
+    [
+        (429, "Too Many Requests", True, True),
+        (500, "Rate limit reached for gpt-4 in organization org-x on tokens per min.", True, False),
+        (500, "RATE LIMIT REACHED", True, False),
+        (500, "Internal Server Error", False, False),
+        (503, "Rate limit reached", False, False),  # only openchat-ui's 500 hides a 429
+    ],
+)
+def test_which_statuses_are_a_rate_limit(
+    status: int, reason: str, aura: bool, openai: bool
+) -> None:
+    assert AuraWire().rate_limited(status, reason) is aura
+    assert OpenAIWire().rate_limited(status, reason) is openai

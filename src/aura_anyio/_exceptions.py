@@ -131,7 +131,9 @@ class APIStatusError(APIError):
 
 
 class RateLimitError(APIStatusError):
-    """The server answered 429 Too Many Requests; ``retry_after`` is its advice in seconds."""
+    """The server refused for a rate limit: ``429 Too Many Requests``, or openchat-ui's ``500``
+    that says "Rate limit reached" (it turns its upstream's 429 into a 500); ``retry_after``
+    is the server's advice in seconds."""
 
     retry_after: float | None
 
@@ -207,8 +209,12 @@ def make_status_error(
     headers: Mapping[str, str],
     request: RequestInfo | None,
     retry_after: float | None = None,
+    rate_limited: bool | None = None,
 ) -> APIStatusError:
     """Build the error for an error status; the one place that maps statuses to classes.
+
+    ``rate_limited`` says the status is a rate limit's (the wire knows: see
+    ``Wire.rate_limited``); by default only a 429 is.
 
     The message carries the reason phrase (openchat-ui puts its only error detail there) and
     a bounded excerpt of the body; the ``reason`` attribute keeps at most
@@ -221,7 +227,9 @@ def make_status_error(
     excerpt = _excerpt(body)
     if excerpt:
         message += f"; body: {excerpt!r}"
-    if status_code == 429:
+    if rate_limited is None:
+        rate_limited = status_code == 429
+    if rate_limited:
         hint = f"retry after {retry_after:g} s" if retry_after is not None else "slow down"
         return RateLimitError(
             f"{message} (rate limited: {hint})",

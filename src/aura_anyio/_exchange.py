@@ -103,10 +103,13 @@ def map_transport_error(exc: TransportError, info: RequestInfo) -> APIError:
     return APIConnectionError(f"the connection to {url} broke: {detail}", request=info)
 
 
-async def read_error(response: Response, info: RequestInfo) -> APIStatusError:
+async def read_error(
+    response: Response, info: RequestInfo, wire: Wire | None = None
+) -> APIStatusError:
     """Read at most :data:`ERROR_BODY_LIMIT` bytes of an error response and build its error.
 
-    The response is not closed here: the caller closes it.
+    ``wire`` says which statuses are a rate limit's. The response is not closed here: the
+    caller closes it.
     """
     body = bytearray()
     try:
@@ -119,15 +122,18 @@ async def read_error(response: Response, info: RequestInfo) -> APIStatusError:
         pass  # the status already says what went wrong; a broken body adds nothing
     headers = response.headers
     reason = response.reason
-    if response.status_code in _REDIRECTS and "location" in headers:
+    status = response.status_code
+    rate_limited = None if wire is None else wire.rate_limited(status, reason)
+    if status in _REDIRECTS and "location" in headers:
         reason = f"{reason} (redirect to {redact_url(headers['location'])!r} not followed)"
     return make_status_error(
-        status_code=response.status_code,
+        status_code=status,
         reason=reason,
         body=body.decode("utf-8", errors="replace"),
         headers=headers,
         request=info,
         retry_after=parse_retry_after(headers, now=time.time()),
+        rate_limited=rate_limited,
     )
 
 
@@ -177,7 +183,7 @@ class Exchange:
         reader = ReplyReader(response, self, None if slots is None else slots.release)
         try:
             if not 200 <= response.status_code < 300:
-                raise await read_error(response, self.info)
+                raise await read_error(response, self.info, self.wire)
             encoding = response.headers.get("content-encoding", "").strip().lower()
             if encoding not in _IDENTITY:
                 raise APIError(

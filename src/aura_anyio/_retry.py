@@ -193,7 +193,8 @@ def pause_after(
 ) -> float | None:
     """Return how long every request of the client should hold off after ``error``, if at all.
 
-    A 429, or any status with a ``Retry-After``, is the server asking the whole client to
+    A rate limit (a 429, or openchat-ui's 500 that says so), or any status with a
+    ``Retry-After``, is the server asking the whole client to
     slow down, not one request: for as long as it asked (when that is within
     ``policy.max_retry_after``), or else for ``delay``, the backoff this request waits.
     """
@@ -206,4 +207,4 @@ def pause_after(
     )
     if asked is not None:
         return asked if asked <= policy.max_retry_after else None
-    return delay if error.status_code == 429 else None
+    return delay if isinstance(error, RateLimitError) else None

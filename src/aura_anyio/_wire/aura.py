@@ -20,7 +20,11 @@ if typing.TYPE_CHECKING:
     from .._models import ModelSpec
     from .base import ReplyDecoder, WireName
 
-__all__ = ["AuraWire", "TextReply"]
+__all__ = ["UPSTREAM_RATE_LIMIT", "AuraWire", "TextReply"]
+
+#: What the reason phrase of openchat-ui's 500 says when its upstream refused for a rate
+#: limit (OpenAI's "Rate limit reached for ... on requests per min"), case aside.
+UPSTREAM_RATE_LIMIT = "rate limit reached"
 
 
 @typing.final
@@ -79,6 +83,13 @@ class AuraWire:
 
     def headers(self, key: str) -> dict[str, str]:
         return {}  # the key travels in the body
+
+    def rate_limited(self, status_code: int, reason: str) -> bool:
+        # openchat-ui answers every failure with 500 and its upstream's message as the reason
+        # phrase: an upstream 429 arrives as "500 Rate limit reached for ...".
+        return status_code == 429 or (
+            status_code == 500 and UPSTREAM_RATE_LIMIT in reason.casefold()
+        )
 
     def decoder(self, content_type: str | None) -> ReplyDecoder:
         return TextReply(charset_from_content_type(content_type))

@@ -130,6 +130,10 @@ class Wire(typing.Protocol):
         """Headers this wire adds."""
         ...
 
+    def rate_limited(self, status_code: int, reason: str) -> bool:
+        """Whether an error status with this reason phrase is a refusal for a rate limit."""
+        ...
+
     def decoder(self, content_type: str | None) -> ReplyDecoder:
         """A decoder for one reply."""
         ...

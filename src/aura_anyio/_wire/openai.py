@@ -197,6 +197,9 @@ class OpenAIWire:
             headers["authorization"] = f"Bearer {key}"
         return headers
 
+    def rate_limited(self, status_code: int, reason: str) -> bool:
+        return status_code == 429
+
     def decoder(self, content_type: str | None) -> ReplyDecoder:
         if content_type is not None and "json" in content_type.lower():
             return JSONReply()  # an error, or a server that does not stream
