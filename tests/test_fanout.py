@@ -21,13 +21,15 @@ from aura_anyio import (
     ServerError,
     Timeouts,
 )
-from aura_anyio.testing import Fault, Outcome, ReferenceServer
+from aura_anyio.testing import Fault, MockResponse, MockTransport, Outcome, ReferenceServer
 
 from .helpers import until
 
 if typing.TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
+    from aura_anyio._transports.base import Request
+    from aura_anyio._wire import WireName
     from aura_anyio.testing import ReceivedRequest
 
 FAST = RetryPolicy(max_retries=2, initial_delay=0.001, max_delay=0.01)
@@ -371,3 +373,52 @@ async def test_any_async_iterable_is_input() -> None:
     async with ReferenceServer() as server, client_for(server) as client:
         results = await client.gather(Countdown(5))
     assert [result.text for result in results] == [reply_to(f"p{n}") for n in (4, 3, 2, 1, 0)]
+
+
+_EVENTS = (
+    b'data: {"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}\n\n'
+    b"data: [DONE]\n\n"
+)
+
+
+async def _arrivals_under(
+    headers: dict[str, str], *, wire: WireName, policy: RetryPolicy = FAST
+) -> list[float]:
+    """When each of three requests of a fan-out (one at a time) reached the server, if the
+    first response carries ``headers``."""
+    arrivals: list[float] = []
+
+    def handler(request: Request) -> MockResponse:
+        arrivals.append(anyio.current_time())
+        first = len(arrivals) == 1
+        body = _EVENTS if wire == "openai" else b"ok"
+        return MockResponse(200, chunks=[body], headers=headers if first else None)
+
+    transport = MockTransport(handler)
+    async with AuraClient(
+        "https://chat.test", transport=transport, wire=wire, max_retries=policy
+    ) as client:
+        results = await client.gather(["a", "b", "c"], max_concurrency=1)
+    assert [result.text for result in results] == ["ok"] * 3
+    return arrivals
+
+
+SPENT = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "500ms"}
+
+
+async def test_spent_rate_limit_headers_hold_the_fan_out_off_until_the_reset() -> None:
+    arrivals = await _arrivals_under(SPENT, wire="openai")
+    assert arrivals[1] - arrivals[0] >= 0.45  # held off until the reset, not refused
+
+
+async def test_a_long_reset_holds_off_only_as_long_as_a_retry_after_would() -> None:
+    spent = {"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "6m0s"}
+    policy = RetryPolicy(max_retries=0, max_retry_after=0.5)
+    arrivals = await _arrivals_under(spent, wire="openai", policy=policy)
+    assert 0.45 <= arrivals[1] - arrivals[0] < 60
+
+
+async def test_the_aura_wire_reads_no_rate_limit_headers() -> None:
+    slow = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "120s"}
+    arrivals = await _arrivals_under(slow, wire="aura")
+    assert arrivals[-1] - arrivals[0] < 60  # not the two minutes the headers ask for

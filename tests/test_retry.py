@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 from email.utils import format_datetime
 
@@ -23,8 +24,10 @@ from aura_anyio._exceptions import REASON_LIMIT, APIError, RequestInfo, make_sta
 from aura_anyio._retry import (
     backoff_delay,
     is_retryable,
+    parse_duration,
     parse_retry_after,
     pause_after,
+    rate_limit_wait,
     retry_delay,
 )
 
@@ -297,3 +300,88 @@ def test_a_rate_limit_is_what_the_wire_says_it_is(status: int) -> None:
     assert (limited.status_code, limited.retry_after) == (status, 2.0)
     assert "(rate limited: retry after 2 s)" in str(limited)
     assert not isinstance(build(False), RateLimitError)
+
+
+# -- x-ratelimit-* headers: durations in Go's form, and when to hold off ----------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("1s", 1.0),
+        ("6m0s", 360.0),
+        ("20ms", 0.02),
+        ("1h2m3.5s", 3723.5),
+        (" 1.5m ", 90.0),
+        (".5s", 0.5),
+        ("250us", 0.00025),
+        ("250µs", 0.00025),
+        ("7ns", 7e-9),
+        ("2.5", 2.5),  # a bare number is seconds
+        ("0", 0.0),
+        ("", None),
+        ("soon", None),
+        ("1x", None),
+        ("s", None),
+        ("1s 2s", None),
+        ("-1s", None),
+        ("-1", None),
+        ("nan", None),
+        ("inf", None),
+    ],
+)
+def test_durations_as_reset_headers_write_them(text: str, seconds: float | None) -> None:
+    result = parse_duration(text)
+    assert result == pytest.approx(seconds) if seconds is not None else result is None
+
+
+_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+
+
+@given(st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(list(_UNITS))), min_size=1))
+def test_a_duration_is_the_sum_of_its_parts(parts: list[tuple[int, str]]) -> None:
+    text = "".join(f"{number}{unit}" for number, unit in parts)
+    expected = sum(number * _UNITS[unit] for number, unit in parts)
+    assert parse_duration(text) == pytest.approx(expected)
+
+
+@given(st.text(max_size=20))
+def test_any_text_is_a_duration_or_none(text: str) -> None:
+    result = parse_duration(text)
+    assert result is None or (math.isfinite(result) and result >= 0)
+
+
+@pytest.mark.parametrize(
+    ("headers", "wait"),
+    [
+        ({}, None),
+        ({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1s"}, 1.0),
+        ({"X-RateLimit-Remaining-Tokens": "0", "X-RateLimit-Reset-Tokens": "6m0s"}, 360.0),
+        ({"x-ratelimit-remaining-requests": "3", "x-ratelimit-reset-requests": "1s"}, None),
+        ({"x-ratelimit-remaining-requests": "0"}, None),  # no reset: nothing to wait for
+        ({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "?"}, None),
+        ({"x-ratelimit-remaining-requests": "none", "x-ratelimit-reset-requests": "1s"}, None),
+        (  # both spent: the longer wait
+            {
+                "x-ratelimit-remaining-requests": "0",
+                "x-ratelimit-reset-requests": "20ms",
+                "x-ratelimit-remaining-tokens": "0",
+                "x-ratelimit-reset-tokens": "1.5s",
+            },
+            1.5,
+        ),
+        (  # only the tokens are spent
+            {
+                "x-ratelimit-remaining-requests": "99",
+                "x-ratelimit-reset-requests": "20ms",
+                "x-ratelimit-remaining-tokens": "0",
+                "x-ratelimit-reset-tokens": "2s",
+            },
+            2.0,
+        ),
+    ],
+)
+def test_when_rate_limit_headers_say_to_hold_off(
+    headers: dict[str, str], wait: float | None
+) -> None:
+    assert rate_limit_wait(headers) == wait

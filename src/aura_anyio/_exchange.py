@@ -181,6 +181,13 @@ class Exchange:
             raise map_transport_error(exc, self.info) from exc
         # From here the reader holds the slot, and gives it back when it is closed.
         reader = ReplyReader(response, self, None if slots is None else slots.release)
+        if self.gate is not None:
+            # The server says its limit is spent: hold the fan-out's other requests off
+            # until it resets, rather than have them refused (at most as long as a
+            # Retry-After would be honoured).
+            wait = self.wire.admission_wait(response.headers)
+            if wait is not None:
+                self.gate.pause(min(wait, self.policy.max_retry_after))
         try:
             if not 200 <= response.status_code < 300:
                 raise await read_error(response, self.info, self.wire)

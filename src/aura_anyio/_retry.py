@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from email.utils import parsedate_to_datetime
 
@@ -33,8 +34,10 @@ __all__ = [
     "RetryPolicy",
     "backoff_delay",
     "is_retryable",
+    "parse_duration",
     "parse_retry_after",
     "pause_after",
+    "rate_limit_wait",
     "retry_delay",
 ]
 
@@ -104,6 +107,62 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float) -> float | None
     if not math.isfinite(seconds) or seconds < 0:
         return None
     return seconds
+
+
+# Go's time.Duration as text, which OpenAI-style servers put in their reset headers.
+_DURATION = re.compile(r"(?:(?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|μs|ms|s|m|h))+")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT_SECONDS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+
+
+def parse_duration(text: str) -> float | None:
+    """Return the seconds of a duration as rate-limit reset headers write it, or ``None``.
+
+    The form is Go's (``1s``, ``6m0s``, ``20ms``, ``1h2m3.5s``); a bare number is seconds.
+    """
+    text = text.strip()
+    if _DURATION.fullmatch(text):
+        return sum(
+            float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(text)
+        )
+    try:
+        seconds = float(text)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def rate_limit_wait(headers: Mapping[str, str]) -> float | None:
+    """How long a response's ``x-ratelimit-*`` headers say to hold off, or ``None``.
+
+    When ``x-ratelimit-remaining-requests`` (or ``-tokens``) is down to 0, the next request
+    would be refused until ``x-ratelimit-reset-requests`` (or ``-tokens``) has passed; the
+    longer of the two waits is returned. Names are matched case-insensitively.
+    """
+    lowered = {name.lower(): value for name, value in headers.items()}
+    wait: float | None = None
+    for kind in ("requests", "tokens"):
+        remaining = lowered.get(f"x-ratelimit-remaining-{kind}")
+        reset = lowered.get(f"x-ratelimit-reset-{kind}")
+        if remaining is None or reset is None:
+            continue
+        try:
+            spent = float(remaining) <= 0
+        except ValueError:
+            continue
+        seconds = parse_duration(reset) if spent else None
+        if seconds is not None:
+            wait = seconds if wait is None else max(wait, seconds)
+    return wait
 
 
 def backoff_delay(attempt: int, policy: RetryPolicy, *, random: float) -> float:

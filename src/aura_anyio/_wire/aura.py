@@ -84,6 +84,9 @@ class AuraWire:
     def headers(self, key: str) -> dict[str, str]:
         return {}  # the key travels in the body
 
+    def admission_wait(self, headers: Mapping[str, str]) -> float | None:
+        return None  # openchat-ui sends no rate-limit headers
+
     def rate_limited(self, status_code: int, reason: str) -> bool:
         # openchat-ui answers every failure with 500 and its upstream's message as the reason
         # phrase: an upstream 429 arrives as "500 Rate limit reached for ...".

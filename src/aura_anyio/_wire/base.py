@@ -134,6 +134,10 @@ class Wire(typing.Protocol):
         """Whether an error status with this reason phrase is a refusal for a rate limit."""
         ...
 
+    def admission_wait(self, headers: Mapping[str, str]) -> float | None:
+        """How long a response's headers say to hold off new requests, if they say."""
+        ...
+
     def decoder(self, content_type: str | None) -> ReplyDecoder:
         """A decoder for one reply."""
         ...

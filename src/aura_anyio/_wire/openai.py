@@ -18,6 +18,7 @@ from .._messages import check_openai_messages, check_unicode
 from .._models import ModelSpec
 from .._numbers import is_int
 from .._payload import check_max_tokens, check_temperature
+from .._retry import rate_limit_wait
 from .base import BrokenReply, ReplyError, ReportedError, dump_json
 from .sse import Event, EventDecoder
 
@@ -199,6 +200,10 @@ class OpenAIWire:
 
     def rate_limited(self, status_code: int, reason: str) -> bool:
         return status_code == 429
+
+    def admission_wait(self, headers: Mapping[str, str]) -> float | None:
+        # x-ratelimit-remaining-* at 0: the next request would be refused until the reset.
+        return rate_limit_wait(headers)
 
     def decoder(self, content_type: str | None) -> ReplyDecoder:
         if content_type is not None and "json" in content_type.lower():
