@@ -260,7 +260,7 @@ def test_a_clean_batch_exits_0_and_an_existing_output_needs_resume(
         "".join(json.dumps({"prompt": f"p{n}"}) + "\n" for n in range(50)), encoding="utf-8"
     )
     args = ["batch", str(source), "-o", str(output), "--base-url", server.base_url]
-    done = aura(*args, "--backend", backend, "--concurrency", "8", "--rps", "1000")
+    done = aura(*args, "--backend", backend, "--concurrency", "8", "--rps", "1000", "--tpm", "1e6")
     assert (done.returncode, done.stdout) == (0, "")
     assert "50 done, 0 failed" in done.stderr
     assert sorted(row["id"] for row in rows(output)) == list(range(1, 51))
@@ -528,7 +528,9 @@ def test_the_openai_wire_from_the_command_line(server: ReferenceServer, tmp_path
     )
 
 
-@pytest.mark.parametrize("option", [["--rps", "nan"], ["--request-timeout", "inf"]])
+@pytest.mark.parametrize(
+    "option", [["--rps", "nan"], ["--request-timeout", "inf"], ["--tpm", "nan"], ["--tpm", "inf"]]
+)
 def test_bad_numbers_are_usage_errors_and_write_nothing(
     server: ReferenceServer, tmp_path: Path, option: list[str]
 ) -> None:
@@ -537,6 +539,7 @@ def test_bad_numbers_are_usage_errors_and_write_nothing(
     done = aura("batch", str(source), "-o", str(output), "--base-url", server.base_url, *option)
     assert done.returncode == 2
     assert_one_clear_line(done.stderr)
+    assert option[0] in done.stderr
     assert not output.exists()
 
 

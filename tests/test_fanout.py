@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import typing
 from collections.abc import Sequence
 
@@ -422,3 +423,59 @@ async def test_the_aura_wire_reads_no_rate_limit_headers() -> None:
     slow = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "120s"}
     arrivals = await _arrivals_under(slow, wire="aura")
     assert arrivals[-1] - arrivals[0] < 60  # not the two minutes the headers ask for
+
+
+# -- tokens_per_minute ---------------------------------------------------------------------------
+
+
+async def test_a_token_budget_holds_after_its_minute_of_burst() -> None:
+    # 6,000 tokens a minute: a bucket of 6,000 that refills 100 a second; each request is
+    # 400 characters, 100 tokens. So 60 go at once, then one a second.
+    arrivals: list[float] = []
+
+    def record(request: ReceivedRequest) -> str:
+        arrivals.append(anyio.current_time())
+        return "ok"
+
+    prompt = "x" * 400
+    async with ReferenceServer(reply=record) as server, client_for(server) as client:
+        start = anyio.current_time()
+        results = await client.gather([prompt] * 63, max_concurrency=10, tokens_per_minute=6000)
+    assert all(result.ok for result in results)
+    arrivals.sort()
+    assert arrivals[-1] - start >= 2.5  # the last three waited for the refill
+    for first in arrivals:  # never more than the bucket plus what refilled meanwhile
+        window = [at for at in arrivals if first <= at < first + 1]
+        assert len(window) <= 60 + 1 + 1
+
+
+async def test_the_usage_a_reply_reports_settles_its_estimate() -> None:
+    # Each request is estimated at max_tokens=1000 and more; the reference server reports
+    # about 20. Without the correction ten requests would need over two minutes of budget.
+    async with ReferenceServer() as server, client_for(server, wire="openai") as client:
+        start = anyio.current_time()
+        requests = [
+            ChatRequest([{"role": "user", "content": f"hi {n}"}], model="m", max_tokens=1000)
+            for n in range(10)
+        ]
+        results = await client.gather(requests, max_concurrency=2, tokens_per_minute=3000)
+    assert all(result.ok and result.usage for result in results)
+    assert anyio.current_time() - start < 30
+
+
+async def test_a_request_larger_than_the_budget_is_its_own_error() -> None:
+    async with ReferenceServer() as server, client_for(server) as client:
+        results = await client.gather(["x" * 4004, "small"], tokens_per_minute=1000)
+    assert isinstance(results[0].error, InvalidRequestError)
+    assert "about 1001 tokens" in str(results[0].error)
+    assert "tokens_per_minute=1000" in str(results[0].error)
+    assert results[0].attempts == 0
+    assert results[1].ok
+    assert len(server.requests) == 1  # the large one was never sent
+
+
+@pytest.mark.parametrize("budget", [0, -5, math.nan, math.inf, True, "100"])
+async def test_tokens_per_minute_must_be_a_positive_number(budget: object) -> None:
+    async with AuraClient("http://127.0.0.1:9") as client:
+        with pytest.raises(InvalidRequestError, match="tokens_per_minute"):
+            client.fan_out(["hi"], tokens_per_minute=budget)  # type: ignore[arg-type]

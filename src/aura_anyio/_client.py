@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import ssl
 import typing
@@ -26,6 +27,7 @@ from ._options import (
 from ._payload import DEFAULT_TEMPERATURE
 from ._retry import DEFAULT_MAX_RETRIES, RetryPolicy
 from ._stream import Attempts, ChatStream, complete_reply
+from ._tokens import estimate_tokens
 from ._transports.anyio import AnyIOTransport, make_ssl_context
 from ._transports.base import Request
 from ._version import __version__
@@ -383,7 +385,7 @@ class AuraClient:
         return await complete_reply(exchange, Attempts(started=anyio.current_time()))
 
     def _fan_out_exchange(self, request: ChatRequest, gate: Gate) -> Exchange:
-        return self._exchange(
+        exchange = self._exchange(
             request.messages,
             model=request.model,
             temperature=request.temperature,
@@ -391,6 +393,20 @@ class AuraClient:
             extra_body=request.extra_body,
             gate=gate,
         )
+        budget = gate.tokens_per_minute
+        if budget is None:
+            return exchange
+        # Valid by now: the body was built. On /api/chat max_tokens is the conversation's
+        # limit, not the reply's, so only the OpenAI wire counts it.
+        cap = request.max_tokens if self._wire.name == "openai" else None
+        tokens = estimate_tokens(request.messages, cap)
+        if tokens > budget:
+            raise InvalidRequestError(
+                f"this request needs about {tokens} tokens (4 characters a token, plus "
+                f"max_tokens), more than tokens_per_minute={budget:g} allows in a minute; "
+                "raise the budget or shorten the request"
+            )
+        return dataclasses.replace(exchange, tokens=tokens)
 
     def fan_out(
         self,
@@ -399,6 +415,7 @@ class AuraClient:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         requests_per_second: float | None = None,
         request_timeout: float | None = None,
+        tokens_per_minute: float | None = None,
     ) -> FanOut:
         """Send many requests at once: ``async with client.fan_out(requests) as results:``.
 
@@ -421,6 +438,11 @@ class AuraClient:
                 burst of at most one second's worth; ``None`` for no limit.
             request_timeout: Seconds each request may take, retries included; one that takes
                 longer ends with an :class:`APITimeoutError` result. ``None`` for no limit.
+            tokens_per_minute: A budget of tokens a minute, for every attempt together: each
+                takes its estimate (its messages' characters / 4, plus ``max_tokens`` on the
+                OpenAI wire) from a bucket of one minute's worth, and the ``usage`` its reply
+                reports corrects it. A request estimated above the whole budget ends with an
+                :class:`InvalidRequestError` result. ``None`` for no limit.
 
         Raises:
             InvalidRequestError: An argument is invalid (raised by this call).
@@ -431,6 +453,7 @@ class AuraClient:
             requests_per_second=requests_per_second,
             request_timeout=request_timeout,
             max_connections=None if self._slots is None else self._max_connections,
+            tokens_per_minute=tokens_per_minute,
         )
         return FanOut(
             self._fan_out_exchange,
@@ -438,6 +461,7 @@ class AuraClient:
             max_concurrency=max_concurrency,
             requests_per_second=requests_per_second,
             request_timeout=request_timeout,
+            tokens_per_minute=tokens_per_minute,
         )
 
     async def gather(
@@ -447,6 +471,7 @@ class AuraClient:
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         requests_per_second: float | None = None,
         request_timeout: float | None = None,
+        tokens_per_minute: float | None = None,
     ) -> list[ChatResult]:
         """Send many requests at once and return their results in input order.
 
@@ -462,6 +487,7 @@ class AuraClient:
             max_concurrency=max_concurrency,
             requests_per_second=requests_per_second,
             request_timeout=request_timeout,
+            tokens_per_minute=tokens_per_minute,
         ) as finished:
             results.extend([result async for result in finished])
         results.sort(key=lambda result: result.index)

@@ -154,6 +154,8 @@ class Exchange:
     slots: anyio.Semaphore | None = None
     # The fan-out's rate limit and shared pause, if the request is part of one.
     gate: Gate | None = None
+    # What each attempt takes from the gate's token budget: the request's estimate.
+    tokens: int = 0
 
     async def open(self) -> ReplyReader:
         """Send the request once and return the reader of a successful response.

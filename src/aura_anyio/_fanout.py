@@ -24,6 +24,7 @@ from ._numbers import check_positive, is_int
 from ._ratelimit import Gate
 from ._stream import Attempts, ChatStream, complete_reply
 from ._task_groups import hosted_task_group
+from ._tokens import used_tokens
 
 if typing.TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -71,6 +72,7 @@ def check_fan_out(
     requests_per_second: object,
     request_timeout: object,
     max_connections: int | None,
+    tokens_per_minute: object = None,
 ) -> None:
     """Check a fan-out's arguments before anything starts.
 
@@ -91,6 +93,7 @@ def check_fan_out(
         )
     check_positive("requests_per_second", requests_per_second)
     check_positive("request_timeout", request_timeout)
+    check_positive("tokens_per_minute", tokens_per_minute)
 
 
 @typing.final
@@ -109,8 +112,10 @@ class FanOut(anyio.AsyncContextManagerMixin):
         max_concurrency: int,
         requests_per_second: float | None,
         request_timeout: float | None,
+        tokens_per_minute: float | None = None,
     ) -> None:
         self._make_exchange = make_exchange
+        self._tokens_per_minute = tokens_per_minute
         self._requests = requests
         self._max_concurrency = max_concurrency
         self._rate = requests_per_second
@@ -138,7 +143,7 @@ class FanOut(anyio.AsyncContextManagerMixin):
         if self._entered:
             raise RuntimeError("a fan-out can be entered only once; call fan_out() again")
         self._entered = True
-        gate = Gate(self._rate)
+        gate = Gate(self._rate, self._tokens_per_minute)
         results_in, results_out = anyio.create_memory_object_stream[ChatResult](0)
         jobs_in, jobs_out = anyio.create_memory_object_stream[tuple[int, ChatRequest]](0)
         self._results = results_out
@@ -238,6 +243,10 @@ class FanOut(anyio.AsyncContextManagerMixin):
         self._failed += error is not None
         self._retried += max(0, attempts.count - 1)
         last = streams[-1] if streams else None
+        if gate.tokens_per_minute is not None and last is not None:
+            used = used_tokens(last.usage)
+            if used is not None:  # the server's count settles the estimate
+                gate.correct(exchange.tokens, used)
         return ChatResult(
             index,
             request,

@@ -209,7 +209,7 @@ class ChatStream:
         total_deadline = attempts.deadline(timeouts.total)
         while True:
             if exchange.gate is not None:
-                await exchange.gate.admit()
+                await exchange.gate.admit(exchange.tokens)
             attempts.count += 1
             deadline = total_deadline
             if timeouts.first_chunk is not None:

@@ -65,6 +65,7 @@ async def run_batch(
     concurrency: int,
     requests_per_second: float | None = None,
     request_timeout: float | None = None,
+    tokens_per_minute: float | None = None,
     resume: bool = False,
     extra_body: Mapping[str, object] | None = None,
     stats: BatchStats | None = None,
@@ -78,8 +79,8 @@ async def run_batch(
     every request, under each line's own.
 
     Raises:
-        InvalidRequestError: ``concurrency``, ``requests_per_second`` or ``request_timeout``
-            is invalid (before anything is sent).
+        InvalidRequestError: ``concurrency``, ``requests_per_second``, ``request_timeout``
+            or ``tokens_per_minute`` is invalid (before anything is sent).
     """
     # Reading what is done and counting the input can take a while for a big batch.
     finished, total, out = await anyio.to_thread.run_sync(_prepare, source, output, resume)
@@ -103,6 +104,7 @@ async def run_batch(
             max_concurrency=concurrency,
             requests_per_second=requests_per_second,
             request_timeout=request_timeout,
+            tokens_per_minute=tokens_per_minute,
         ) as results:
             async for result in results:
                 stats.retried += max(0, result.attempts - 1)

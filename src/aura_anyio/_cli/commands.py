@@ -262,6 +262,12 @@ def _end_line(out: typing.TextIO, text: str) -> None:
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds each request may take, retries included.",
 )
+@click.option(
+    "--tpm",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Tokens per minute, estimated (4 characters a token, plus max_tokens on the OpenAI "
+    "wire) and corrected by the usage replies report.",
+)
 @click.option("--resume", is_flag=True, help="Skip ids that already have an ok row in OUTPUT.")
 @click.option("--no-progress", is_flag=True, help="No progress bar, even on a terminal.")
 @_extra_body_option
@@ -272,6 +278,7 @@ def batch(
     concurrency: int,
     rps: float | None,
     request_timeout: float | None,
+    tpm: float | None,
     resume: bool,
     no_progress: bool,
     extra_body: str | None,
@@ -295,12 +302,14 @@ def batch(
             requests_per_second=rps,
             request_timeout=request_timeout,
             max_connections=None,
+            tokens_per_minute=tpm,
         )
     except InvalidRequestError as exc:
         message = str(exc).replace(" or None", "")
         for name, option in (
             ("requests_per_second", "--rps"),
             ("request_timeout", "--request-timeout"),
+            ("tokens_per_minute", "--tpm"),
         ):
             message = message.replace(name, option)
         raise Failed(message, EXIT_USAGE) from None
@@ -323,6 +332,7 @@ def batch(
                     concurrency=concurrency,
                     requests_per_second=rps,
                     request_timeout=request_timeout,
+                    tokens_per_minute=tpm,
                     resume=resume,
                     extra_body=extra,
                     stats=stats,

@@ -1,0 +1,54 @@
+"""Token counts for a token budget: the estimate before a request, the count after; pure, no I/O.
+
+No tokenizer is at hand (the model is the server's), so a request is estimated as the OpenAI
+cookbook's parallel processor does: four characters a token, plus the reply's cap when one
+is sent. The server's ``usage``, when it comes, corrects the estimate.
+"""
+
+from __future__ import annotations
+
+import math
+import typing
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ._messages import Messages
+
+__all__ = ["CHARS_PER_TOKEN", "estimate_tokens", "used_tokens"]
+
+CHARS_PER_TOKEN = 4
+
+
+def _characters(content: object) -> int:
+    if isinstance(content, str):
+        return len(content)
+    if isinstance(content, (list, tuple)):
+        parts = typing.cast("list[object]", content)
+        return sum(
+            len(text)
+            for part in parts
+            if isinstance(part, dict)
+            and isinstance(text := typing.cast("dict[str, object]", part).get("text"), str)
+        )
+    return 0
+
+
+def estimate_tokens(messages: Messages, max_tokens: int | None) -> int:
+    """The tokens a request may use: its messages' characters / 4, rounded up, plus
+    ``max_tokens`` (the most the reply may take) when one is sent."""
+    characters = sum(_characters(message.get("content")) for message in messages)
+    return math.ceil(characters / CHARS_PER_TOKEN) + (max_tokens or 0)
+
+
+def used_tokens(usage: Mapping[str, int] | None) -> int | None:
+    """The tokens a reply's ``usage`` says it used, or ``None`` if it does not say."""
+    if usage is None:
+        return None
+    total = usage.get("total_tokens")
+    if total is not None:
+        return total
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if prompt is None or completion is None:
+        return None
+    return prompt + completion
