@@ -13,8 +13,15 @@ import pytest
 pytest.importorskip("click", reason="the aura command needs the cli extra")
 
 from aura_anyio import AuraClient
-from aura_anyio._cli.batch import BatchStats, run_batch, until_signalled
+from aura_anyio._cli.batch import (
+    BatchStats,
+    run_batch,
+    summary_line,
+    summary_of,
+    until_signalled,
+)
 from aura_anyio._cli.commands import Failed, Interrupted, finish_batch, main
+from aura_anyio._cli.progress import rates
 from aura_anyio.testing import Fault, ReceivedRequest, ReferenceServer, ToolCalls, default_reply
 
 if typing.TYPE_CHECKING:
@@ -227,7 +234,10 @@ async def test_until_signalled_passes_a_failure_through_unwrapped() -> None:
 def test_the_end_of_a_batch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     output = tmp_path / "out.jsonl"
     finish_batch(BatchStats(total=3, done=3), output, None)
-    assert capsys.readouterr().err == "aura: 3 done, 0 failed, 0 retries\n"
+    err = capsys.readouterr().err
+    assert err.startswith("aura: 3 done, 0 failed, 0 retries, ")
+    assert " requests/s" in err
+    assert err.count("\n") == 1
     with pytest.raises(Failed, match="1 of 3 requests failed"):
         finish_batch(BatchStats(total=3, done=3, failed=1, skipped=2), output, None)
     assert "2 skipped (done before)" in capsys.readouterr().err
@@ -238,14 +248,79 @@ def test_the_end_of_a_batch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     finish_batch(BatchStats(), output, Failed("bad URL"))  # the error speaks for itself
     assert capsys.readouterr().err == ""
     finish_batch(BatchStats(total=5, done=5, truncated=2), output, None)  # still a success
-    assert capsys.readouterr().err == (
-        "aura: 5 done, 0 failed, 0 retries, 2 cut short by max_tokens (finish_reason length)\n"
+    assert capsys.readouterr().err.startswith(
+        "aura: 5 done, 0 failed, 0 retries, 2 cut short by max_tokens (finish_reason length), "
     )
     with pytest.raises(Failed, match="1 of 5 requests failed"):
         finish_batch(BatchStats(total=5, done=5, failed=1, skipped=1, truncated=1), output, None)
-    assert capsys.readouterr().err.endswith(
-        "1 skipped (done before), 1 cut short by max_tokens (finish_reason length)\n"
+    assert (
+        "1 skipped (done before), 1 cut short by max_tokens (finish_reason length)"
+        in capsys.readouterr().err
     )
+
+
+def test_the_summary_counts_tokens_rate_and_latency(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stats = BatchStats(
+        total=4,
+        done=4,
+        failed=1,
+        retried=2,
+        truncated=1,
+        prompt_tokens=1200,
+        completion_tokens=34_000,
+        latencies=[0.1, 0.2, 0.3, 1.5],
+    )
+    summary = summary_of(stats, elapsed=2.0)
+    assert summary == {
+        "done": 4,
+        "failed": 1,
+        "retried": 2,
+        "skipped": 0,
+        "truncated": 1,
+        "prompt_tokens": 1200,
+        "completion_tokens": 34_000,
+        "elapsed": 2.0,
+        "requests_per_second": 2.0,
+        "latency_p50": 0.2,
+        "latency_p95": 1.5,
+    }
+    assert summary_line(summary) == (
+        "4 done, 1 failed, 2 retries, 1 cut short by max_tokens (finish_reason length), "
+        "1,200 tokens in, 34,000 out, 2.0 requests/s, latency p50 200 ms, p95 1500 ms"
+    )
+    empty = summary_of(BatchStats(), elapsed=0.0)
+    assert (empty["requests_per_second"], empty["latency_p50"], empty["latency_p95"]) == (
+        None,
+        None,
+        None,
+    )
+    assert summary_line(empty) == "0 done, 0 failed, 0 retries"
+    written = tmp_path / "summary.json"
+    with pytest.raises(Failed):
+        finish_batch(stats, tmp_path / "out.jsonl", None, written)
+    assert "34,000 out" in capsys.readouterr().err
+    saved = json.loads(written.read_text(encoding="utf-8"))
+    assert saved["prompt_tokens"] == 1200
+    assert saved["latency_p95"] == 1.5
+    assert saved.keys() == summary.keys()
+    with pytest.raises(Failed, match="cannot write the summary"):
+        finish_batch(BatchStats(), tmp_path / "out.jsonl", None, tmp_path)  # a directory
+
+
+@pytest.mark.parametrize(
+    ("stats", "elapsed", "text"),
+    [
+        (BatchStats(done=3), 10.0, "0.3 req/s"),  # not "0/s"
+        (BatchStats(done=3, prompt_tokens=10, completion_tokens=15), 10.0, "0.3 req/s, 2.5 tok/s"),
+        (BatchStats(done=3), 0.0, ""),
+    ],
+)
+def test_the_progress_bar_rates_have_one_decimal(
+    stats: BatchStats, elapsed: float, text: str
+) -> None:
+    assert rates(stats, elapsed) == text
 
 
 @pytest.mark.parametrize(

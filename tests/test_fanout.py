@@ -479,3 +479,17 @@ async def test_tokens_per_minute_must_be_a_positive_number(budget: object) -> No
     async with AuraClient("http://127.0.0.1:9") as client:
         with pytest.raises(InvalidRequestError, match="tokens_per_minute"):
             client.fan_out(["hi"], tokens_per_minute=budget)  # type: ignore[arg-type]
+
+
+async def test_progress_totals_the_tokens_replies_report() -> None:
+    async with ReferenceServer() as server, client_for(server, wire="openai") as client:
+        requests = [ChatRequest([{"role": "user", "content": f"hi {n}"}], model="m") for n in "abc"]
+        async with client.fan_out(requests) as results:
+            finished = [result async for result in results]
+            progress = results.progress
+    assert all(result.usage for result in finished)
+    assert progress.prompt_tokens == sum(r.usage["prompt_tokens"] for r in finished if r.usage)
+    assert progress.completion_tokens == sum(
+        r.usage["completion_tokens"] for r in finished if r.usage
+    )
+    assert progress.completion_tokens > 0

@@ -56,6 +56,8 @@ class FanOutProgress:
         failed: Finished requests whose result has an error.
         retried: Extra attempts made by finished requests.
         in_flight: Requests started and not yet finished.
+        prompt_tokens: The prompt tokens finished requests' replies reported (``usage``).
+        completion_tokens: The completion tokens they reported.
     """
 
     started: int = 0
@@ -63,6 +65,8 @@ class FanOutProgress:
     failed: int = 0
     retried: int = 0
     in_flight: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
 
 
 def check_fan_out(
@@ -122,6 +126,7 @@ class FanOut(anyio.AsyncContextManagerMixin):
         self._request_timeout = request_timeout
         # Counted here, and copied into a FanOutProgress only when someone asks.
         self._started = self._done = self._failed = self._retried = 0
+        self._prompt_tokens = self._completion_tokens = 0
         self._failure: BaseException | None = None
         self._task_group: TaskGroup | None = None
         self._results: MemoryObjectReceiveStream[ChatResult] | None = None
@@ -136,6 +141,8 @@ class FanOut(anyio.AsyncContextManagerMixin):
             failed=self._failed,
             retried=self._retried,
             in_flight=self._started - self._done,
+            prompt_tokens=self._prompt_tokens,
+            completion_tokens=self._completion_tokens,
         )
 
     @contextlib.asynccontextmanager
@@ -243,10 +250,13 @@ class FanOut(anyio.AsyncContextManagerMixin):
         self._failed += error is not None
         self._retried += max(0, attempts.count - 1)
         last = streams[-1] if streams else None
-        if gate.tokens_per_minute is not None and last is not None:
-            used = used_tokens(last.usage)
-            if used is not None:  # the server's count settles the estimate
-                gate.correct(exchange.tokens, used)
+        usage = None if last is None else last.usage
+        if usage is not None:
+            self._prompt_tokens += usage.get("prompt_tokens", 0)
+            self._completion_tokens += usage.get("completion_tokens", 0)
+            used = used_tokens(usage)
+            if gate.tokens_per_minute is not None and used is not None:
+                gate.correct(exchange.tokens, used)  # the server's count settles the estimate
         return ChatResult(
             index,
             request,
@@ -255,7 +265,7 @@ class FanOut(anyio.AsyncContextManagerMixin):
             attempts.count,
             anyio.current_time() - start,
             finish_reason=None if last is None else last.finish_reason,
-            usage=None if last is None else last.usage,
+            usage=usage,
             tool_calls=None if last is None else last.tool_calls,
         )
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import signal
+import time
 import typing
 
 import anyio
 
-from .jsonl import BadLine, id_key, line_error_row, ok_ids, parse_line, result_row
+from .jsonl import BadLine, id_key, line_error_row, ok_ids, parse_line, percentile, result_row
 
 if typing.TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Generator, Mapping
@@ -28,7 +30,14 @@ if typing.TYPE_CHECKING:
     from .._models import ChatRequest
     from .jsonl import Row
 
-__all__ = ["BatchStats", "count_lines", "run_batch", "until_signalled"]
+__all__ = [
+    "BatchStats",
+    "count_lines",
+    "run_batch",
+    "summary_line",
+    "summary_of",
+    "until_signalled",
+]
 
 
 @dataclasses.dataclass(slots=True)
@@ -37,6 +46,7 @@ class BatchStats:
 
     ``truncated`` counts the replies that ended because they reached ``max_tokens``
     (``finish_reason`` ``"length"``): whole as far as the server is concerned, and ``ok``.
+    The token counts are the sums of what the replies' ``usage`` reported.
     """
 
     total: int = 0
@@ -45,7 +55,57 @@ class BatchStats:
     failed: int = 0
     retried: int = 0
     truncated: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
     latencies: list[float] = dataclasses.field(default_factory=list[float])
+    started: float = dataclasses.field(default_factory=time.monotonic)
+
+
+def summary_of(stats: BatchStats, elapsed: float) -> dict[str, object]:
+    """How a batch went, as ``--summary-json`` writes it: counts, tokens, rate, latencies.
+
+    Times are in seconds; a latency is ``None`` when no request finished.
+    """
+    latencies = stats.latencies
+
+    def latency(fraction: float) -> float | None:
+        value = percentile(latencies, fraction)
+        return None if math.isnan(value) else round(value, 6)
+
+    return {
+        "done": stats.done,
+        "failed": stats.failed,
+        "retried": stats.retried,
+        "skipped": stats.skipped,
+        "truncated": stats.truncated,
+        "prompt_tokens": stats.prompt_tokens,
+        "completion_tokens": stats.completion_tokens,
+        "elapsed": round(elapsed, 6),
+        "requests_per_second": round(stats.done / elapsed, 3) if elapsed > 0 else None,
+        "latency_p50": latency(0.5),
+        "latency_p95": latency(0.95),
+    }
+
+
+def summary_line(summary: dict[str, object]) -> str:
+    """The summary as one line for a person: ``aura: 9 done, 1 failed, ...``."""
+    parts = [f"{summary['done']} done", f"{summary['failed']} failed"]
+    parts.append(f"{summary['retried']} retries")
+    if summary["skipped"]:
+        parts.append(f"{summary['skipped']} skipped (done before)")
+    if summary["truncated"]:
+        parts.append(f"{summary['truncated']} cut short by max_tokens (finish_reason length)")
+    if summary["prompt_tokens"] or summary["completion_tokens"]:
+        parts.append(
+            f"{summary['prompt_tokens']:,} tokens in, {summary['completion_tokens']:,} out"
+        )
+    rate = summary["requests_per_second"]
+    if summary["done"] and rate is not None:
+        parts.append(f"{rate:.1f} requests/s")
+    p50, p95 = summary["latency_p50"], summary["latency_p95"]
+    if isinstance(p50, float) and isinstance(p95, float):
+        parts.append(f"latency p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms")
+    return ", ".join(parts)
 
 
 def count_lines(path: Path) -> int:
@@ -109,6 +169,9 @@ async def run_batch(
             async for result in results:
                 stats.retried += max(0, result.attempts - 1)
                 stats.latencies.append(result.elapsed)
+                if result.usage is not None:
+                    stats.prompt_tokens += result.usage.get("prompt_tokens", 0)
+                    stats.completion_tokens += result.usage.get("completion_tokens", 0)
                 write(result_row(result, lines.pop(result.index)))
     return stats
 

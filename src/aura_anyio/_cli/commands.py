@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import sys
+import time
 import typing
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from .._exceptions import AuraError, InvalidRequestError
 from .._fanout import check_fan_out
 from .._models import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_TEMPERATURE
 from .._wire import WIRES
-from .batch import BatchStats, run_batch, until_signalled
+from .batch import BatchStats, run_batch, summary_line, summary_of, until_signalled
 from .progress import BatchProgress
 
 if typing.TYPE_CHECKING:
@@ -270,6 +271,11 @@ def _end_line(out: typing.TextIO, text: str) -> None:
 )
 @click.option("--resume", is_flag=True, help="Skip ids that already have an ok row in OUTPUT.")
 @click.option("--no-progress", is_flag=True, help="No progress bar, even on a terminal.")
+@click.option(
+    "--summary-json",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the summary (counts, tokens, requests/s, latency p50/p95) as JSON here.",
+)
 @_extra_body_option
 @_connection_options
 def batch(
@@ -281,6 +287,7 @@ def batch(
     tpm: float | None,
     resume: bool,
     no_progress: bool,
+    summary_json: Path | None,
     extra_body: str | None,
     base_url: str,
     retries: int,
@@ -342,11 +349,17 @@ def batch(
     try:
         connection.run(job)
     finally:
-        finish_batch(stats, output, sys.exc_info()[1])
+        finish_batch(stats, output, sys.exc_info()[1], summary_json)
 
 
-def finish_batch(stats: BatchStats, output: Path, error: BaseException | None) -> None:
-    """Say how a batch ended, on stderr; raise :class:`Failed` if some requests failed.
+def finish_batch(
+    stats: BatchStats,
+    output: Path,
+    error: BaseException | None,
+    summary_json: Path | None = None,
+) -> None:
+    """Say how a batch ended, on stderr (and as JSON in ``summary_json``); raise
+    :class:`Failed` if some requests failed.
 
     ``error`` is what stopped the batch, if anything did; it propagates on its own, and only
     an interruption gets the counts too.
@@ -354,17 +367,13 @@ def finish_batch(stats: BatchStats, output: Path, error: BaseException | None) -
     interrupted = isinstance(error, Interrupted)
     if error is not None and not interrupted:
         return  # the error says it all, on its own line
-    skipped = f", {stats.skipped} skipped (done before)" if stats.skipped else ""
-    cut = (
-        f", {stats.truncated} cut short by max_tokens (finish_reason length)"
-        if stats.truncated
-        else ""
-    )
-    click.echo(
-        f"aura: {'interrupted: ' if interrupted else ''}{stats.done} done, "
-        f"{stats.failed} failed, {stats.retried} retries{skipped}{cut}",
-        err=True,
-    )
+    summary = summary_of(stats, time.monotonic() - stats.started)
+    click.echo(f"aura: {'interrupted: ' if interrupted else ''}{summary_line(summary)}", err=True)
+    if summary_json is not None:
+        try:
+            summary_json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise Failed(f"cannot write the summary to {summary_json}: {exc}") from None
     if interrupted:
         click.echo(f"aura: every finished result is in {output}; --resume finishes it", err=True)
     elif stats.failed:

@@ -21,15 +21,16 @@ if typing.TYPE_CHECKING:
 
     from .batch import BatchStats
 
-__all__ = ["BatchProgress"]
+__all__ = ["BatchProgress", "rates"]
 
 
 @typing.final
 class BatchProgress:
     """``with BatchProgress(enabled=...) as bar: ... bar.update(stats)``.
 
-    Shows done of total, failures, the rate and the time left, on stderr, if ``enabled``
-    and stderr is a terminal; otherwise does nothing.
+    Shows done of total, failures, requests and tokens a second (one decimal: a slow batch
+    is not "0/s"), the time elapsed and left, on stderr, if ``enabled`` and stderr is a
+    terminal; otherwise does nothing.
     """
 
     def __init__(self, *, enabled: bool) -> None:
@@ -44,7 +45,9 @@ class BatchProgress:
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[failed]} failed"),
                 TextColumn("{task.fields[rate]}"),
+                TextColumn("elapsed"),
                 TimeElapsedColumn(),
+                TextColumn("left"),
                 TimeRemainingColumn(),
                 console=console,
             )
@@ -69,12 +72,21 @@ class BatchProgress:
         """Show ``stats``."""
         if self._progress is None or self._task is None:
             return
-        elapsed = time.monotonic() - self._started
-        speed = stats.done / elapsed if elapsed > 0 else 0.0
         self._progress.update(
             self._task,
             completed=stats.done,
             total=max(stats.total, stats.done),
             failed=stats.failed,
-            rate=f"{speed:.0f}/s",
+            rate=rates(stats, time.monotonic() - self._started),
         )
+
+
+def rates(stats: BatchStats, elapsed: float) -> str:
+    """Requests a second, and tokens a second once replies report them, with one decimal."""
+    if elapsed <= 0:
+        return ""
+    text = f"{stats.done / elapsed:.1f} req/s"
+    tokens = stats.prompt_tokens + stats.completion_tokens
+    if tokens:
+        text += f", {tokens / elapsed:.1f} tok/s"
+    return text
