@@ -225,9 +225,11 @@ class FanOut(anyio.AsyncContextManagerMixin):
         streams: list[ChatStream] = []
         text = ""
         error: AuraError | None = None
+        tokens = 0  # what the request took from the token budget
         self._started += 1
         try:
             exchange = self._make_exchange(request, gate)
+            tokens = exchange.tokens
             try:
                 text = await run_until(
                     deadline_after(self._request_timeout),
@@ -256,7 +258,7 @@ class FanOut(anyio.AsyncContextManagerMixin):
             self._completion_tokens += usage.get("completion_tokens", 0)
             used = used_tokens(usage)
             if gate.tokens_per_minute is not None and used is not None:
-                gate.correct(exchange.tokens, used)  # the server's count settles the estimate
+                gate.correct(tokens, used)  # the server's count settles the estimate
         return ChatResult(
             index,
             request,
