@@ -62,6 +62,7 @@ BENCHMARKS = {
     "fanout": "fanout.py",
     "stream": "stream.py",
     "events": "events.py",
+    "paced": "paced.py",
 }
 
 
@@ -71,8 +72,10 @@ def bench(session: nox.Session) -> None:
 
     NAME is overhead (complete() and fan_out() against raw httpx), fanout (against aiohttp,
     httpx, httpx2, openai-python and a hand-written client), stream (time to first chunk,
-    and cost per chunk of a long stream) or events (cost per server-sent event of a
-    500-event reply on the OpenAI wire, against openai-python).
+    and cost per chunk of a long stream), events (cost per server-sent event of a
+    500-event reply on the OpenAI wire, against openai-python) or paced (500 streams at once,
+    200 chunks each 20 ms apart, on both wires: CPU per chunk and peak memory, against aiohttp,
+    openai-python and a hand-written client).
     """
     session.install(".[trio]")
     install_groups(session, "bench")
