@@ -45,7 +45,7 @@ class Gate:
         self._resume_at = 0.0
         # Waiting for a token holds the lock, so waiters take tokens in arrival order.
         self._lock = anyio.Lock()
-        self.tokens_per_minute = tokens_per_minute
+        self.tokens_per_minute: float | None = tokens_per_minute
         self._budget = 0.0 if tokens_per_minute is None else float(tokens_per_minute)
         self._level = self._budget  # the token bucket starts full; it may go below 0
         self._budget_updated: float | None = None
