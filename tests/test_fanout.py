@@ -493,3 +493,19 @@ async def test_progress_totals_the_tokens_replies_report() -> None:
         r.usage["completion_tokens"] for r in finished if r.usage
     )
     assert progress.completion_tokens > 0
+
+
+async def test_a_partial_usage_is_still_counted() -> None:
+    # A server that reports only completion tokens: progress counts them; the token budget,
+    # with no total to settle against, keeps the estimate.
+    events = (
+        b'data: {"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}],'
+        b'"usage":{"completion_tokens":5}}\n\ndata: [DONE]\n\n'
+    )
+    transport = MockTransport(lambda request: MockResponse(200, chunks=[events]))
+    async with AuraClient("https://chat.test", transport=transport, wire="openai") as client:
+        async with client.fan_out(["a", "b"], tokens_per_minute=1000) as results:
+            finished = [result async for result in results]
+            progress = results.progress
+    assert [result.text for result in finished] == ["ok", "ok"]
+    assert (progress.prompt_tokens, progress.completion_tokens) == (0, 10)

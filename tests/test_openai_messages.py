@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from aura_anyio import InvalidRequestError
-from aura_anyio._messages import OPENAI_ROLES, check_openai_messages
+from aura_anyio._messages import OPENAI_ROLES, check_openai_messages, content_text
 from aura_anyio._wire import OpenAIWire
 from aura_anyio._wire.openai import RESERVED_FIELDS, encode_body, openai_body
 
@@ -397,3 +397,17 @@ def test_junk_values_are_sent_equal_or_refused_by_name(field: object, extra: obj
         sent(messages, extra_body)
     assert type(caught.value) is InvalidRequestError
     assert str(caught.value).startswith(f"{where} cannot be sent as JSON: ")
+
+
+@pytest.mark.parametrize(
+    ("content", "text"),
+    [
+        ("plain", "plain"),
+        ([{"type": "text", "text": "a"}, {"type": "image_url"}, "junk", {"text": "b"}], "ab"),
+        (({"type": "text", "text": "t"},), "t"),
+        (None, ""),
+        (3, ""),
+    ],
+)
+def test_the_text_of_any_content(content: object, text: str) -> None:
+    assert content_text(content) == text

@@ -325,12 +325,12 @@ class ReplyReader:
                 if isinstance(exc, BrokenReply)
                 else APIError(f"the server reported an error: {exc}", request=info)
             )
-            error.__cause__ = exc
             if not exc.text:
                 self.done = True
                 raise error from exc
             # The text that came before the fault reaches the caller first, and the fault
             # at the next read: whatever the chunking, no text is lost.
+            error.__cause__ = exc  # as `raise ... from exc` will not be there to set it
             self._failure = error
             text = exc.text
         if text:

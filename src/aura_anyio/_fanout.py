@@ -257,7 +257,7 @@ class FanOut(anyio.AsyncContextManagerMixin):
             self._prompt_tokens += usage.get("prompt_tokens", 0)
             self._completion_tokens += usage.get("completion_tokens", 0)
             used = used_tokens(usage)
-            if gate.tokens_per_minute is not None and used is not None:
+            if used is not None:
                 gate.correct(tokens, used)  # the server's count settles the estimate
         return ChatResult(
             index,

@@ -15,6 +15,7 @@ __all__ = [
     "Messages",
     "check_openai_messages",
     "check_unicode",
+    "content_text",
     "split_messages",
     "validate_messages",
 ]
@@ -72,6 +73,22 @@ def _check_message(index: int, message: object) -> Message:
         raise InvalidRequestError(f"{where}.content must be a str, got {type(content).__name__}")
     check_unicode(f"{where}.content", content)
     return {"role": role, "content": content}
+
+
+def content_text(content: object) -> str:
+    """The text of a message's content: a str itself, the text parts of a list joined, or
+    ``""`` (``None``, or anything else)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, (list, tuple)):
+        parts = typing.cast("Sequence[object]", content)
+        return "".join(
+            text
+            for part in parts
+            if isinstance(part, Mapping)
+            and isinstance(text := typing.cast("Mapping[str, object]", part).get("text"), str)
+        )
+    return ""
 
 
 def _check_sequence(messages: object) -> Sequence[object]:

@@ -12,6 +12,46 @@ __all__ = ["Gate"]
 
 
 @typing.final
+class _Bucket:
+    """A token bucket: ``capacity`` at most, refilled at ``per_second``, starting full.
+
+    Waiting holds a lock, so waiters take in arrival order; :meth:`give` may leave the level
+    below zero (a debt the refill pays off before anyone else takes).
+    """
+
+    __slots__ = ("_capacity", "_level", "_lock", "_per_second", "_updated")
+
+    def __init__(self, capacity: float, per_second: float) -> None:
+        self._capacity = capacity
+        self._per_second = per_second
+        self._level = capacity
+        self._updated: float | None = None
+        self._lock = anyio.Lock()
+
+    def _refill(self) -> None:
+        now = anyio.current_time()
+        if self._updated is not None:
+            elapsed = now - self._updated
+            self._level = min(self._capacity, self._level + elapsed * self._per_second)
+        self._updated = now
+
+    async def take(self, amount: float) -> None:
+        """Wait until ``amount`` is in the bucket, and take it."""
+        async with self._lock:
+            while True:
+                self._refill()
+                if self._level >= amount:
+                    self._level -= amount
+                    return
+                await anyio.sleep((amount - self._level) / self._per_second)
+
+    def give(self, amount: float) -> None:
+        """Put ``amount`` back (or, if negative, take it without waiting), up to the capacity."""
+        self._refill()
+        self._level = min(self._capacity, self._level + amount)
+
+
+@typing.final
 class Gate:
     """Let attempts go at most ``rate`` a second, within ``tokens_per_minute``, and none while
     the server asked to wait.
@@ -23,33 +63,17 @@ class Gate:
     them (:meth:`pause`): the server's limit is the client's, not one request's.
     """
 
-    __slots__ = (
-        "_budget",
-        "_budget_lock",
-        "_budget_updated",
-        "_capacity",
-        "_level",
-        "_lock",
-        "_rate",
-        "_resume_at",
-        "_tokens",
-        "_updated",
-        "tokens_per_minute",
-    )
+    __slots__ = ("_budget", "_requests", "_resume_at", "tokens_per_minute")
 
     def __init__(self, rate: float | None = None, tokens_per_minute: float | None = None) -> None:
-        self._rate = rate
-        self._capacity = max(1.0, rate or 0.0)
-        self._tokens = self._capacity
-        self._updated: float | None = None
-        self._resume_at = 0.0
-        # Waiting for a token holds the lock, so waiters take tokens in arrival order.
-        self._lock = anyio.Lock()
+        self._requests = None if rate is None else _Bucket(max(1.0, rate), rate)
         self.tokens_per_minute: float | None = tokens_per_minute
-        self._budget = 0.0 if tokens_per_minute is None else float(tokens_per_minute)
-        self._level = self._budget  # the token bucket starts full; it may go below 0
-        self._budget_updated: float | None = None
-        self._budget_lock = anyio.Lock()
+        self._budget = (
+            None
+            if tokens_per_minute is None
+            else _Bucket(float(tokens_per_minute), tokens_per_minute / 60)
+        )
+        self._resume_at = 0.0
 
     def pause(self, seconds: float) -> None:
         """Hold every attempt not yet admitted until ``seconds`` from now (or later)."""
@@ -64,44 +88,15 @@ class Gate:
         """Wait until one more attempt, of about ``tokens`` tokens, may go; always a checkpoint."""
         await anyio.lowlevel.checkpoint()
         await self._resumed()
-        if self.tokens_per_minute is not None and tokens:
-            await self._take_budget(tokens)
-        if self._rate is not None:
-            await self._take_request()
+        if self._budget is not None and tokens:
+            await self._budget.take(tokens)
+        if self._requests is not None:
+            await self._requests.take(1)
         # A pause may have begun while this attempt waited for its turn.
         await self._resumed()
 
-    async def _take_request(self) -> None:
-        assert self._rate is not None
-        async with self._lock:
-            while True:
-                now = anyio.current_time()
-                if self._updated is not None:
-                    elapsed = now - self._updated
-                    self._tokens = min(self._capacity, self._tokens + elapsed * self._rate)
-                self._updated = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return
-                await anyio.sleep((1 - self._tokens) / self._rate)
-
-    def _refill(self) -> None:
-        now = anyio.current_time()
-        if self._budget_updated is not None:
-            per_second = self._budget / 60
-            self._level = min(self._budget, self._level + (now - self._budget_updated) * per_second)
-        self._budget_updated = now
-
-    async def _take_budget(self, tokens: int) -> None:
-        async with self._budget_lock:  # in arrival order, like the request bucket
-            while True:
-                self._refill()
-                if self._level >= tokens:
-                    self._level -= tokens
-                    return
-                await anyio.sleep((tokens - self._level) / (self._budget / 60))
-
     def correct(self, estimated: int, used: int) -> None:
-        """Settle an attempt that took ``estimated`` tokens and, the server says, used ``used``."""
-        self._refill()
-        self._level = min(self._budget, self._level + estimated - used)
+        """Settle an attempt that took ``estimated`` tokens and, the server says, used ``used``
+        (nothing to settle without a token budget)."""
+        if self._budget is not None:
+            self._budget.give(estimated - used)

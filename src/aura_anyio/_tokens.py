@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import typing
 
+from ._messages import content_text
+
 if typing.TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -20,24 +22,10 @@ __all__ = ["CHARS_PER_TOKEN", "estimate_tokens", "used_tokens"]
 CHARS_PER_TOKEN = 4
 
 
-def _characters(content: object) -> int:
-    if isinstance(content, str):
-        return len(content)
-    if isinstance(content, (list, tuple)):
-        parts = typing.cast("list[object]", content)
-        return sum(
-            len(text)
-            for part in parts
-            if isinstance(part, dict)
-            and isinstance(text := typing.cast("dict[str, object]", part).get("text"), str)
-        )
-    return 0
-
-
 def estimate_tokens(messages: Messages, max_tokens: int | None) -> int:
     """The tokens a request may use: its messages' characters / 4, rounded up, plus
     ``max_tokens`` (the most the reply may take) when one is sent."""
-    characters = sum(_characters(message.get("content")) for message in messages)
+    characters = sum(len(content_text(message.get("content"))) for message in messages)
     return math.ceil(characters / CHARS_PER_TOKEN) + (max_tokens or 0)
 
 

@@ -169,9 +169,9 @@ async def run_batch(
             async for result in results:
                 stats.retried += max(0, result.attempts - 1)
                 stats.latencies.append(result.elapsed)
-                if result.usage is not None:
-                    stats.prompt_tokens += result.usage.get("prompt_tokens", 0)
-                    stats.completion_tokens += result.usage.get("completion_tokens", 0)
+                progress = results.progress  # the fan-out totals the reported tokens
+                stats.prompt_tokens = progress.prompt_tokens
+                stats.completion_tokens = progress.completion_tokens
                 write(result_row(result, lines.pop(result.index)))
     return stats
 

@@ -10,7 +10,7 @@ import dataclasses
 import json
 import typing
 
-from .._messages import ROLES, Message
+from .._messages import ROLES, Message, content_text
 from .._numbers import is_int, is_number
 
 if typing.TYPE_CHECKING:
@@ -186,15 +186,7 @@ def _check_openai_messages(value: object) -> tuple[dict[str, object], ...]:
 
 def message_text(message: Mapping[str, object]) -> str:
     """The text of a message's content: a str, the text parts of a list, or ``""``."""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = typing.cast("list[dict[str, object]]", content)
-        return "".join(
-            typing.cast("str", part["text"]) for part in parts if isinstance(part.get("text"), str)
-        )
-    return ""
+    return content_text(message.get("content"))
 
 
 def parse_openai_body(data: object) -> OpenAIBody:
