@@ -268,6 +268,7 @@ def test_the_summary_counts_tokens_rate_and_latency(
         failed=1,
         retried=2,
         truncated=1,
+        cached=3,
         prompt_tokens=1200,
         completion_tokens=34_000,
         latencies=[0.1, 0.2, 0.3, 1.5],
@@ -279,6 +280,7 @@ def test_the_summary_counts_tokens_rate_and_latency(
         "retried": 2,
         "skipped": 0,
         "truncated": 1,
+        "cached": 3,
         "prompt_tokens": 1200,
         "completion_tokens": 34_000,
         "elapsed": 2.0,
@@ -287,7 +289,8 @@ def test_the_summary_counts_tokens_rate_and_latency(
         "latency_p95": 1.5,
     }
     assert summary_line(summary) == (
-        "4 done, 1 failed, 2 retries, 1 cut short by max_tokens (finish_reason length), "
+        "4 done, 1 failed, 2 retries, 3 from the cache, "
+        "1 cut short by max_tokens (finish_reason length), "
         "1,200 tokens in, 34,000 out, 2.0 requests/s, latency p50 200 ms, p95 1500 ms"
     )
     empty = summary_of(BatchStats(), elapsed=0.0)

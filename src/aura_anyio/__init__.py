@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 # The "import X as X" form marks each name as a deliberate re-export for type checkers.
+from ._cache import ResponseCache as ResponseCache
 from ._client import AuraClient as AuraClient
 from ._exceptions import (
     APIConnectionError as APIConnectionError,
@@ -10,6 +11,7 @@ from ._exceptions import (
     APIStatusError as APIStatusError,
     APITimeoutError as APITimeoutError,
     AuraError as AuraError,
+    CacheError as CacheError,
     IncompleteStreamError as IncompleteStreamError,
     InvalidRequestError as InvalidRequestError,
     RateLimitError as RateLimitError,
@@ -46,6 +48,7 @@ __all__ = (
     "Aura",
     "AuraClient",
     "AuraError",
+    "CacheError",
     "ChatRequest",
     "ChatResult",
     "ChatStream",
@@ -61,6 +64,7 @@ __all__ = (
     "RateLimitError",
     "RequestInfo",
     "Requests",
+    "ResponseCache",
     "ResponseTooLargeError",
     "RetryPolicy",
     "ServerError",

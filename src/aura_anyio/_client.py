@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import anyio
 
+from ._cache import ResponseCache
 from ._deadlines import close_shielded
 from ._exceptions import InvalidRequestError, RequestInfo
 from ._exchange import Exchange
@@ -26,6 +27,7 @@ from ._options import (
 )
 from ._payload import DEFAULT_TEMPERATURE
 from ._retry import DEFAULT_MAX_RETRIES, RetryPolicy
+from ._stored import request_key
 from ._stream import Attempts, ChatStream, complete_reply
 from ._tokens import estimate_tokens
 from ._transports.anyio import AnyIOTransport, make_ssl_context
@@ -95,6 +97,10 @@ class AuraClient:
         include_usage: On the OpenAI wire, ask for the token counts with each reply
             (``stream_options: {"include_usage": true}``); turn it off for a server that
             refuses the field.
+        cache: A :class:`ResponseCache`, open, to answer requests sent before from and to
+            keep whole replies in; borrowed, never opened or closed by this client.
+            ``stream()`` replays a stored reply as one piece of text; ``complete()`` and the
+            fan-out also send identical requests in flight at once only once.
         transport: What moves the bytes, borrowed and never closed by this client: an
             ``aura_anyio.testing.MockTransport`` in tests, say. By default the client's own
             HTTP/1.1 transport on AnyIO (through HTTP proxies with ``CONNECT``).
@@ -120,6 +126,7 @@ class AuraClient:
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         wire: WireName = "aura",
         include_usage: bool = True,
+        cache: ResponseCache | None = None,
         transport: Transport | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
@@ -166,6 +173,11 @@ class AuraClient:
                 f"include_usage must be a bool, got {type(include_usage).__name__}"
             )
         self._wire = wire_named(wire, include_usage=include_usage)
+        if cache is not None and not isinstance(cache, ResponseCache):
+            raise InvalidRequestError(
+                f"cache must be a ResponseCache or None, got {type(cache).__name__}"
+            )
+        self._cache = cache
         self._url = self._wire.path(self._base_url)
         headers_ = build_headers(DEFAULT_HEADERS, headers, cookies)
         # The wire's own headers (the key, on the OpenAI wire) win over the caller's.
@@ -219,6 +231,11 @@ class AuraClient:
     def timeouts(self) -> Timeouts:
         """The limits on each stage of a reply."""
         return self._timeouts
+
+    @property
+    def cache(self) -> ResponseCache | None:
+        """Where whole replies are kept, if anywhere."""
+        return self._cache
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -282,6 +299,7 @@ class AuraClient:
         if self._closed:
             raise RuntimeError("this AuraClient is closed; create a new one")
         timeouts = self._timeouts
+        cache = self._cache
         return Exchange(
             transport=self._transport,
             request=Request(
@@ -299,6 +317,8 @@ class AuraClient:
             max_response_bytes=self._max_response_bytes,
             slots=self._slots,
             gate=gate,
+            cache=cache,
+            cache_key=b"" if cache is None else request_key(self._wire.name, body),
         )
 
     def stream(

@@ -34,6 +34,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AuraError",
+    "CacheError",
     "IncompleteStreamError",
     "InvalidRequestError",
     "RateLimitError",
@@ -69,6 +70,11 @@ class RequestInfo:
 
 class AuraError(Exception):
     """Base class of every exception aura_anyio raises on purpose."""
+
+
+class CacheError(AuraError):
+    """A :class:`ResponseCache` cannot use its file: not SQLite, another program's, or
+    corrupt; the file is left as it is."""
 
 
 class InvalidRequestError(AuraError, ValueError):

@@ -43,6 +43,7 @@ from ._wire import BrokenReply, ReplyError
 if typing.TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping
 
+    from ._cache import ResponseCache
     from ._exceptions import RequestInfo
     from ._models import Timeouts
     from ._ratelimit import Gate
@@ -156,6 +157,9 @@ class Exchange:
     gate: Gate | None = None
     # What each attempt takes from the gate's token budget: the request's estimate.
     tokens: int = 0
+    # Where whole replies are kept, and this request's key there.
+    cache: ResponseCache | None = None
+    cache_key: bytes = b""
 
     async def open(self) -> ReplyReader:
         """Send the request once and return the reader of a successful response.
@@ -222,7 +226,8 @@ class ReplyReader:
     """The body of one successful response, read as text through the wire's decoder.
 
     ``done`` turns true at the end of the reply (the body's end, the wire's end marker, an
-    error, or :meth:`aclose`); ``text`` is everything read so far.
+    error, or :meth:`aclose`), and ``complete`` too if the reply is whole; ``text`` is
+    everything read so far.
     """
 
     __slots__ = (
@@ -236,6 +241,7 @@ class ReplyReader:
         "_parts",
         "_release",
         "_response",
+        "complete",
         "done",
         "status_code",
     )
@@ -254,6 +260,7 @@ class ReplyReader:
         self._marked_end = False  # the wire marked the reply's end before the body's
         self._failure: APIError | None = None  # raised at the next read, after its text
         self.done = False
+        self.complete = False
         self.status_code = response.status_code
 
     @property
@@ -295,7 +302,7 @@ class ReplyReader:
         except StopAsyncIteration:
             self._finished = True
             text = self._decode(None)
-            self.done = self._failure is None
+            self.done = self.complete = self._failure is None
             return text
         except TransportError as exc:
             self.done = True
@@ -312,7 +319,7 @@ class ReplyReader:
         text = self._decode(chunk)
         # The wire's end marker ends the reply, even if the body goes on (or stalls).
         if self._decoder.done and self._failure is None:
-            self.done = self._marked_end = True
+            self.done = self._marked_end = self.complete = True
         return text
 
     def _decode(self, chunk: bytes | None) -> str:

@@ -56,8 +56,10 @@ class FanOutProgress:
         failed: Finished requests whose result has an error.
         retried: Extra attempts made by finished requests.
         in_flight: Requests started and not yet finished.
-        prompt_tokens: The prompt tokens finished requests' replies reported (``usage``).
+        prompt_tokens: The prompt tokens finished requests' replies reported (``usage``);
+            replies from the cache cost none and are not counted.
         completion_tokens: The completion tokens they reported.
+        cached: Finished requests answered from the client's cache.
     """
 
     started: int = 0
@@ -67,6 +69,7 @@ class FanOutProgress:
     in_flight: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached: int = 0
 
 
 def check_fan_out(
@@ -126,7 +129,7 @@ class FanOut(anyio.AsyncContextManagerMixin):
         self._request_timeout = request_timeout
         # Counted here, and copied into a FanOutProgress only when someone asks.
         self._started = self._done = self._failed = self._retried = 0
-        self._prompt_tokens = self._completion_tokens = 0
+        self._prompt_tokens = self._completion_tokens = self._cached = 0
         self._failure: BaseException | None = None
         self._task_group: TaskGroup | None = None
         self._results: MemoryObjectReceiveStream[ChatResult] | None = None
@@ -143,6 +146,7 @@ class FanOut(anyio.AsyncContextManagerMixin):
             in_flight=self._started - self._done,
             prompt_tokens=self._prompt_tokens,
             completion_tokens=self._completion_tokens,
+            cached=self._cached,
         )
 
     @contextlib.asynccontextmanager
@@ -253,7 +257,9 @@ class FanOut(anyio.AsyncContextManagerMixin):
         self._retried += max(0, attempts.count - 1)
         last = streams[-1] if streams else None
         usage = None if last is None else last.usage
-        if usage is not None:
+        cached = last is not None and last.cached
+        self._cached += cached
+        if usage is not None and not cached:
             self._prompt_tokens += usage.get("prompt_tokens", 0)
             self._completion_tokens += usage.get("completion_tokens", 0)
             used = used_tokens(usage)
@@ -269,6 +275,7 @@ class FanOut(anyio.AsyncContextManagerMixin):
             finish_reason=None if last is None else last.finish_reason,
             usage=usage,
             tool_calls=None if last is None else last.tool_calls,
+            cached=cached,
         )
 
 

@@ -169,12 +169,14 @@ class ChatResult:
         request: The request.
         text: The whole reply, or the text received before the error (often empty).
         error: The :class:`AuraError` the request ended with, or ``None``.
-        attempts: How many times the request was sent (0 if it was never valid).
+        attempts: How many times the request was sent (0 if it was never valid, or came
+            from the cache).
         elapsed: Seconds from the request's start to its end, retries included.
         finish_reason: Why the reply ended (``"stop"``, ``"length"``...), when the wire says:
             the OpenAI wire does, ``/api/chat`` does not.
         usage: The token counts the server sent with the reply, if it sent any.
         tool_calls: The tool calls the reply made (OpenAI wire), or ``None`` if it made none.
+        cached: Whether the reply came from the client's cache (``attempts`` is then 0).
     """
 
     index: int
@@ -186,6 +188,7 @@ class ChatResult:
     finish_reason: str | None = None
     usage: Mapping[str, int] | None = None
     tool_calls: list[ToolCall] | None = None
+    cached: bool = False
 
     @property
     def ok(self) -> bool:

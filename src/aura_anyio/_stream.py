@@ -24,6 +24,7 @@ from ._exceptions import (
     ResponseTooLargeError,
 )
 from ._retry import pause_after, retry_delay
+from ._stored import StoredReply
 
 if typing.TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -90,16 +91,37 @@ class ChatStream:
     part-way loses nothing. Made by :meth:`AuraClient.stream`, not directly.
     """
 
-    __slots__ = ("_attempts", "_exchange", "_pending", "_reader", "_state", "_status")
+    __slots__ = (
+        "_attempts",
+        "_exchange",
+        "_look_up",
+        "_pending",
+        "_reader",
+        "_replay",
+        "_state",
+        "_status",
+        "_stored",
+    )
 
-    def __init__(self, exchange: Exchange, attempts: Attempts | None = None) -> None:
+    def __init__(
+        self,
+        exchange: Exchange,
+        attempts: Attempts | None = None,
+        *,
+        replay: StoredReply | None = None,
+        look_up: bool = True,
+    ) -> None:
         self._exchange = exchange
         # The clock of a stream of its own starts when it is entered, not when it is made.
         self._attempts = attempts
         self._state = "new"
         self._status: int | None = None
-        self._reader: ReplyReader | None = None
+        self._reader: ReplyReader | StoredReply | None = None
         self._pending: str | None = None  # the first text, read while entering
+        # A reply from the cache to give instead of sending, or whether to look for one.
+        self._replay = replay
+        self._look_up = look_up
+        self._stored = False  # the reply went into the cache (or came from it)
 
     @property
     def text(self) -> str:
@@ -136,8 +158,14 @@ class ChatStream:
 
     @property
     def status_code(self) -> int | None:
-        """The status of the last response received, or ``None`` before there is one."""
+        """The status of the last response received; ``None`` before there is one, and for a
+        reply from the cache."""
         return self._status
+
+    @property
+    def cached(self) -> bool:
+        """Whether the reply came from the client's :class:`ResponseCache`, not the server."""
+        return isinstance(self._reader, StoredReply)
 
     def __repr__(self) -> str:
         info = self._exchange.info
@@ -149,6 +177,15 @@ class ChatStream:
         self._state = "open"
         if self._attempts is None:
             self._attempts = Attempts(started=anyio.current_time())
+        replay = self._replay
+        cache = self._exchange.cache
+        if replay is None and cache is not None and self._look_up:
+            replay = await cache.lookup(self._exchange.cache_key)
+        if replay is not None:
+            self._reader = replay
+            self._pending = replay.text or None
+            self._stored = True
+            return self
         try:
             await self._open(self._attempts)
         except BaseException:
@@ -200,7 +237,20 @@ class ChatStream:
                 ) from error
             if text:
                 return text
+        await self._store(reader)
         raise StopAsyncIteration
+
+    async def _store(self, reader: ReplyReader | StoredReply) -> None:
+        """Keep a whole reply in the cache, once."""
+        cache = self._exchange.cache
+        if cache is None or self._stored or isinstance(reader, StoredReply):
+            return
+        self._stored = True
+        if reader.complete:
+            await cache.store(
+                self._exchange.cache_key,
+                StoredReply(reader.text, reader.finish_reason, reader.usage, reader.tool_calls),
+            )
 
     async def _open(self, attempts: Attempts) -> None:
         """Send until a response gives its first text (or ends), retrying what may be."""
@@ -263,11 +313,31 @@ async def complete_reply(
 ) -> str:
     """Return the whole reply, retrying a reply cut part-way as the policy allows.
 
-    ``on_stream`` sees each attempt's stream, so a caller that cancels this can still read
-    the text received so far.
+    With a cache, a reply stored before is given instead, and of identical requests in
+    flight at once only the first is sent. ``on_stream`` sees each attempt's stream (or the
+    cache's), so a caller that cancels this can still read the text received so far.
     """
+    cache = exchange.cache
+    if cache is None:
+        return await _send_until_whole(exchange, attempts, on_stream)
+    async with cache.claim(exchange.cache_key) as stored:
+        if stored is None:
+            return await _send_until_whole(exchange, attempts, on_stream)
+        stream = ChatStream(exchange, attempts, replay=stored)
+        if on_stream is not None:
+            on_stream(stream)
+        async with stream:
+            return stream.text
+
+
+async def _send_until_whole(
+    exchange: Exchange,
+    attempts: Attempts,
+    on_stream: Callable[[ChatStream], None] | None,
+) -> str:
     while True:
-        stream = ChatStream(exchange, attempts)
+        # The cache, if any, was looked up already.
+        stream = ChatStream(exchange, attempts, look_up=False)
         if on_stream is not None:
             on_stream(stream)
         async with stream as reply:

@@ -45,8 +45,9 @@ class BatchStats:
     """How a batch is going: ``total`` requests to send this run, and how many ended.
 
     ``truncated`` counts the replies that ended because they reached ``max_tokens``
-    (``finish_reason`` ``"length"``): whole as far as the server is concerned, and ``ok``.
-    The token counts are the sums of what the replies' ``usage`` reported.
+    (``finish_reason`` ``"length"``): whole as far as the server is concerned, and ``ok``;
+    ``cached`` the replies the cache answered. The token counts are the sums of what the
+    replies sent reported (``usage``), and the latencies those of the requests sent.
     """
 
     total: int = 0
@@ -55,6 +56,7 @@ class BatchStats:
     failed: int = 0
     retried: int = 0
     truncated: int = 0
+    cached: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latencies: list[float] = dataclasses.field(default_factory=list[float])
@@ -78,6 +80,7 @@ def summary_of(stats: BatchStats, elapsed: float) -> dict[str, object]:
         "retried": stats.retried,
         "skipped": stats.skipped,
         "truncated": stats.truncated,
+        "cached": stats.cached,
         "prompt_tokens": stats.prompt_tokens,
         "completion_tokens": stats.completion_tokens,
         "elapsed": round(elapsed, 6),
@@ -93,6 +96,8 @@ def summary_line(summary: dict[str, object]) -> str:
     parts.append(f"{summary['retried']} retries")
     if summary["skipped"]:
         parts.append(f"{summary['skipped']} skipped (done before)")
+    if summary["cached"]:
+        parts.append(f"{summary['cached']} from the cache")
     if summary["truncated"]:
         parts.append(f"{summary['truncated']} cut short by max_tokens (finish_reason length)")
     if summary["prompt_tokens"] or summary["completion_tokens"]:
@@ -168,7 +173,9 @@ async def run_batch(
         ) as results:
             async for result in results:
                 stats.retried += max(0, result.attempts - 1)
-                stats.latencies.append(result.elapsed)
+                stats.cached += result.cached
+                if not result.cached:  # the server's latency, not the disk's
+                    stats.latencies.append(result.elapsed)
                 progress = results.progress  # the fan-out totals the reported tokens
                 stats.prompt_tokens = progress.prompt_tokens
                 stats.completion_tokens = progress.completion_tokens

@@ -7,6 +7,7 @@ comes from ``AURA_KEY``, never from the command line, where other users could re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -19,8 +20,9 @@ from pathlib import Path
 import anyio
 import click
 
+from .._cache import ResponseCache
 from .._client import DEFAULT_BASE_URL, AuraClient
-from .._exceptions import AuraError, InvalidRequestError
+from .._exceptions import AuraError, CacheError, InvalidRequestError
 from .._fanout import check_fan_out
 from .._models import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_TEMPERATURE
 from .._wire import WIRES
@@ -73,7 +75,7 @@ class Connection:
     backend: str
     wire: WireName = "aura"
 
-    def client(self, concurrency: int = 1) -> AuraClient:
+    def client(self, concurrency: int = 1, cache: ResponseCache | None = None) -> AuraClient:
         try:
             return AuraClient(
                 self.base_url,
@@ -81,6 +83,7 @@ class Connection:
                 max_retries=self.retries,
                 max_connections=max(100, concurrency),
                 wire=self.wire,
+                cache=cache,
             )
         except InvalidRequestError as exc:
             raise Failed(str(exc), EXIT_USAGE) from None
@@ -272,6 +275,13 @@ def _end_line(out: typing.TextIO, text: str) -> None:
 @click.option("--resume", is_flag=True, help="Skip ids that already have an ok row in OUTPUT.")
 @click.option("--no-progress", is_flag=True, help="No progress bar, even on a terminal.")
 @click.option(
+    "--cache",
+    "cache_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="An SQLite file of whole replies (made if new): a request sent before, by any run, "
+    "is answered from it, and each new reply is kept. Several batches may share one.",
+)
+@click.option(
     "--summary-json",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the summary (counts, tokens, requests/s, latency p50/p95) as JSON here.",
@@ -287,6 +297,7 @@ def batch(
     tpm: float | None,
     resume: bool,
     no_progress: bool,
+    cache_path: Path | None,
     summary_json: Path | None,
     extra_body: str | None,
     base_url: str,
@@ -330,7 +341,14 @@ def batch(
     stats = BatchStats()  # filled in as the batch goes, so an interrupted one has its counts
 
     async def job() -> None:
-        async with connection.client(concurrency) as client:
+        async with contextlib.AsyncExitStack() as stack:
+            cache = None
+            if cache_path is not None:
+                try:
+                    cache = await stack.enter_async_context(ResponseCache(cache_path))
+                except CacheError as exc:
+                    raise Failed(str(exc), EXIT_USAGE) from None
+            client = await stack.enter_async_context(connection.client(concurrency, cache))
             with BatchProgress(enabled=not no_progress) as progress:
                 await run_batch(
                     client,

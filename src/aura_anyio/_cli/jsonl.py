@@ -68,12 +68,15 @@ class Row:
     finish_reason: str | None = None
     usage: Mapping[str, int] | None = None
     tool_calls: list[ToolCall] | None = None  # left out of the row when None
+    cached: bool = False  # left out of the row when false
 
     def to_json(self) -> str:
         """The row as one line of JSON, without the newline."""
         fields = dataclasses.asdict(self)
         if self.tool_calls is None:
             del fields["tool_calls"]
+        if not self.cached:
+            del fields["cached"]
         return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -199,6 +202,7 @@ def result_row(result: ChatResult, line: int) -> Row:
         finish_reason=result.finish_reason,
         usage=result.usage,
         tool_calls=result.tool_calls,
+        cached=result.cached,
     )
 
 

@@ -28,7 +28,7 @@ __all__ = ["BatchProgress", "rates"]
 class BatchProgress:
     """``with BatchProgress(enabled=...) as bar: ... bar.update(stats)``.
 
-    Shows done of total, failures, requests and tokens a second (one decimal: a slow batch
+    Shows done of total, failures, cache hits, requests and tokens a second (one decimal: a slow batch
     is not "0/s"), the time elapsed and left, on stderr, if ``enabled`` and stderr is a
     terminal; otherwise does nothing.
     """
@@ -44,6 +44,7 @@ class BatchProgress:
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[failed]} failed"),
+                TextColumn("{task.fields[cached]}"),
                 TextColumn("{task.fields[rate]}"),
                 TextColumn("elapsed"),
                 TimeElapsedColumn(),
@@ -56,7 +57,7 @@ class BatchProgress:
         self._started = time.monotonic()
         if self._progress is not None:
             self._progress.start()
-            self._task = self._progress.add_task("batch", total=None, failed=0, rate="")
+            self._task = self._progress.add_task("batch", total=None, failed=0, cached="", rate="")
         return self
 
     def __exit__(
@@ -77,6 +78,7 @@ class BatchProgress:
             completed=stats.done,
             total=max(stats.total, stats.done),
             failed=stats.failed,
+            cached=f"{stats.cached} cached" if stats.cached else "",
             rate=rates(stats, time.monotonic() - self._started),
         )
 
