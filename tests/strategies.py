@@ -7,6 +7,7 @@ import itertools
 
 from hypothesis import strategies as st
 
+from aura_anyio._stored import StoredReply
 from aura_anyio.testing import Fault
 
 ROLES = ("system", "user", "assistant")
@@ -87,3 +88,37 @@ def faults(draw: st.DrawFn) -> Fault:
         times=draw(st.none() | st.integers(1, 5)),
     )
     return dataclasses.replace(body_faults, **cuts)  # type: ignore[arg-type]
+
+
+#: JSON values as a server or a caller writes them (no NaN or infinity: JSON has none).
+json_values: st.SearchStrategy[object] = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@st.composite
+def stored_replies(draw: st.DrawFn) -> StoredReply:
+    """A whole reply as the response cache keeps it."""
+    call = st.fixed_dictionaries(
+        {
+            "id": st.text(max_size=6),
+            "type": st.just("function"),
+            "function": st.fixed_dictionaries(
+                {"name": st.text(max_size=6), "arguments": st.text(max_size=12)}
+            ),
+        }
+    )
+    return StoredReply(
+        draw(st.text()),
+        draw(st.none() | st.sampled_from(("stop", "length", "tool_calls"))),
+        draw(st.none() | st.dictionaries(st.text(max_size=20), st.integers(0, 10**9), max_size=4)),
+        draw(st.none() | st.lists(call, max_size=3)),  # type: ignore[arg-type]
+    )

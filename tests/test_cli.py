@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -272,6 +273,58 @@ def test_a_clean_batch_exits_0_and_an_existing_output_needs_resume(
     assert resumed.returncode == 0
     assert "0 done" in resumed.stderr
     assert len(rows(output)) == 50
+
+
+def test_two_batches_write_one_cache_file_at_once(server: ReferenceServer, tmp_path: Path) -> None:
+    source, cache = tmp_path / "in.jsonl", tmp_path / "replies.db"
+    prompts = [f"p{n}" for n in range(400)]
+    source.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    before = len(server.requests)
+    outputs = [tmp_path / "out1.jsonl", tmp_path / "out2.jsonl"]
+    # Both start at once on a new file: they race to make it a cache, then to fill it.
+    options = ["--cache", str(cache), "--base-url", server.base_url, "--concurrency", "16"]
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "aura_anyio", "batch", str(source), "-o", str(output), *options],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for output in outputs
+    ]
+    for run in runs:
+        _, stderr = run.communicate(timeout=HANG_GUARD)
+        assert run.returncode == 0, stderr
+    sent = [r.kept_messages[-1]["content"] for r in server.requests[before:]]
+    assert sorted(set(sent)) == sorted(prompts)  # each prompt was sent by one batch or both
+    cached = 0
+    for output in outputs:
+        written = rows(output)
+        assert sorted(row["text"] for row in written) == sorted(REPLY.format(p) for p in prompts)
+        cached += sum(row.get("cached", False) for row in written)
+    assert cached + len(sent) == 800  # every row either sent or answered from the cache
+    connection = sqlite3.connect(cache)
+    assert connection.execute("SELECT count(*) FROM replies").fetchone()[0] == 400
+    connection.close()
+    again = aura(
+        "batch", str(source), "-o", str(tmp_path / "out3.jsonl"), "--cache", str(cache),
+        "--base-url", server.base_url,
+    )  # fmt: skip
+    assert again.returncode == 0
+    assert "400 done, 0 failed, 0 retries, 400 from the cache" in again.stderr
+    assert len(server.requests) == before + len(sent)
+
+
+def test_a_cache_file_that_is_not_a_cache_is_a_usage_error(tmp_path: Path) -> None:
+    source, output, notes = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "notes"
+    source.write_text('{"prompt": "hi"}\n')
+    notes.write_text("my notes\n")
+    done = aura("batch", str(source), "-o", str(output), "--cache", str(notes))
+    assert done.returncode == 2
+    assert_one_clear_line(done.stderr)
+    assert "is not a response cache" in done.stderr
+    assert notes.read_text() == "my notes\n"
+    assert not output.exists()
 
 
 def test_a_missing_input_is_a_usage_error(tmp_path: Path) -> None:

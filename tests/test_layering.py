@@ -20,14 +20,34 @@ PURE = [
     "_options",
     "_payload",
     "_retry",
+    "_stored",
     "_version",
     "_wire",
     "_http11",
     "_transports/base",
     "_cli/jsonl",
 ]
-IO_LIBRARIES = {"httpx", "httpcore", "anyio", "asyncio", "trio", "sniffio", "h11", "socket", "ssl"}
-CLIENT_MODULES = {"_client", "_stream", "_exchange", "_fanout", "_provider", "_ratelimit"}
+IO_LIBRARIES = {
+    "httpx",
+    "httpcore",
+    "anyio",
+    "asyncio",
+    "trio",
+    "sniffio",
+    "h11",
+    "socket",
+    "ssl",
+    "sqlite3",
+}
+CLIENT_MODULES = {
+    "_cache",
+    "_client",
+    "_stream",
+    "_exchange",
+    "_fanout",
+    "_provider",
+    "_ratelimit",
+}
 
 
 def files_of(entry: str) -> list[Path]:

@@ -29,7 +29,7 @@ from ._numbers import is_number
 from ._stored import StoredReply, decode_reply, encode_reply
 
 if typing.TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncGenerator, Callable
     from types import TracebackType
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "ResponseCache"]
@@ -189,7 +189,7 @@ class ResponseCache:
             self._warn("storing", exc)
 
     @contextlib.asynccontextmanager
-    async def claim(self, key: bytes) -> AsyncIterator[StoredReply | None]:
+    async def claim(self, key: bytes) -> AsyncGenerator[StoredReply | None]:
         """The stored reply for ``key``, or ``None`` and the right to send the request.
 
         While one task holds the right, another that claims the same key waits for it to

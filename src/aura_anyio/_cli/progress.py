@@ -28,9 +28,9 @@ __all__ = ["BatchProgress", "rates"]
 class BatchProgress:
     """``with BatchProgress(enabled=...) as bar: ... bar.update(stats)``.
 
-    Shows done of total, failures, cache hits, requests and tokens a second (one decimal: a slow batch
-    is not "0/s"), the time elapsed and left, on stderr, if ``enabled`` and stderr is a
-    terminal; otherwise does nothing.
+    Shows done of total, failures, cache hits, requests and tokens a second (one decimal: a
+    slow batch is not "0/s"), the time elapsed and left, on stderr, if ``enabled`` and
+    stderr is a terminal; otherwise does nothing.
     """
 
     def __init__(self, *, enabled: bool) -> None:
