@@ -22,6 +22,7 @@ from aura_anyio import (
     InvalidRequestError,
     ResponseCache,
     ServerError,
+    _cache,
 )
 from aura_anyio._cache import APPLICATION_ID
 from aura_anyio._stored import StoredReply
@@ -95,7 +96,7 @@ def corrupt_cache(path: Path) -> None:
 FOREIGN: dict[str, tuple[Callable[[Path], object], str]] = {
     "text": (
         lambda path: path.write_text("id,prompt\n1,hello\n" * 100),
-        "not a response cache, or it is corrupt",
+        "it is not one, or it is corrupt",
     ),
     "another program's table": (
         lambda path: sqlite_file(path, "CREATE TABLE notes (body TEXT)"),
@@ -111,7 +112,7 @@ FOREIGN: dict[str, tuple[Callable[[Path], object], str]] = {
         ),
         "later aura_anyio",
     ),
-    "corrupt": (corrupt_cache, "not a response cache, or it is corrupt"),
+    "corrupt": (corrupt_cache, "it is not one, or it is corrupt"),
 }
 
 
@@ -129,6 +130,37 @@ async def test_a_file_that_is_not_a_cache_is_refused_and_left_alone(
     assert str(path) in str(caught.value)
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["file.db"]  # no journal or WAL left beside it
+
+
+@pytest.mark.parametrize("meanwhile", ["a cache", "a table of another program"])
+async def test_a_new_file_made_by_another_process_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, meanwhile: str
+) -> None:
+    # Another process turns the new file into something between this one's first look at
+    # it and its transaction: the look inside the transaction sees it.
+    path = tmp_path / "new.db"
+    first_look = _cache._is_ours
+
+    def racing(connection: sqlite3.Connection, where: str) -> bool:
+        monkeypatch.setattr(_cache, "_is_ours", first_look)
+        ours = first_look(connection, where)
+        if meanwhile == "a cache":
+            _cache._connect(where, 1.0).close()
+        else:
+            sqlite_file(path, "CREATE TABLE notes (body TEXT)")
+        return ours
+
+    monkeypatch.setattr(_cache, "_is_ours", racing)
+    if meanwhile == "a cache":
+        async with ResponseCache(path) as cache:
+            await cache.store(KEY, StoredReply("t"))
+            assert await cache.count() == 1
+    else:
+        with pytest.raises(CacheError, match="another program"):
+            await ResponseCache(path).open()
+        connection = sqlite3.connect(path)
+        assert connection.execute("PRAGMA application_id").fetchone()[0] == 0
+        connection.close()
 
 
 async def test_a_directory_or_a_missing_folder_is_refused(tmp_path: Path) -> None:
@@ -287,6 +319,22 @@ async def test_a_reply_left_early_is_not_stored(tmp_path: Path, wire: WireName) 
         assert await cache.count() == 1
         assert await client.complete(HELLO) == text
         assert len(server.requests) == 2
+
+
+async def test_a_reply_that_broke_is_not_stored_however_long_it_is_read(tmp_path: Path) -> None:
+    async with (
+        ReferenceServer(fault=Fault(close_after=60), delay=0.001) as server,
+        ResponseCache(tmp_path / "c.db") as cache,
+        AuraClient(server.base_url, cache=cache) as client,
+        client.stream(HELLO) as reply,
+    ):
+        with pytest.raises(IncompleteStreamError):
+            async for _ in reply:
+                pass
+        assert reply.text
+        with pytest.raises(StopAsyncIteration):
+            await reply.__anext__()
+        assert await cache.count() == 0
 
 
 async def test_identical_requests_in_flight_are_sent_once(tmp_path: Path, wire: WireName) -> None:

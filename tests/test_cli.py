@@ -322,7 +322,7 @@ def test_a_cache_file_that_is_not_a_cache_is_a_usage_error(tmp_path: Path) -> No
     done = aura("batch", str(source), "-o", str(output), "--cache", str(notes))
     assert done.returncode == 2
     assert_one_clear_line(done.stderr)
-    assert "is not a response cache" in done.stderr
+    assert "it is not one, or it is corrupt" in done.stderr
     assert notes.read_text() == "my notes\n"
     assert not output.exists()
 

@@ -275,17 +275,15 @@ def _prepare(connection: sqlite3.Connection, path: str) -> None:
         # WAL mode: a power cut can lose the last replies stored, never corrupt the file.
         connection.execute("PRAGMA synchronous=NORMAL")
         connection.execute("SELECT count(*) FROM replies WHERE key = x''").fetchone()
-    except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             raise CacheError(
                 f"{path} stayed locked by another process too long ({exc}); "
                 "raise ResponseCache(timeout=...)"
             ) from exc
-        raise CacheError(f"cannot use {path} as a response cache: {exc}") from exc
-    except sqlite3.DatabaseError as exc:
         raise CacheError(
-            f"{path} is not a response cache, or it is corrupt ({exc}); it was left as it "
-            "is: pass another path"
+            f"cannot use {path} as a response cache ({exc}): it is not one, or it is corrupt "
+            "or read-only; it was left as it is: pass another path"
         ) from exc
 
 
