@@ -63,6 +63,7 @@ BENCHMARKS = {
     "stream": "stream.py",
     "events": "events.py",
     "paced": "paced.py",
+    "cache": "cache.py",
 }
 
 
@@ -75,7 +76,8 @@ def bench(session: nox.Session) -> None:
     and cost per chunk of a long stream), events (cost per server-sent event of a
     500-event reply on the OpenAI wire, against openai-python) or paced (500 streams at once,
     200 chunks each 20 ms apart, on both wires: CPU per chunk and peak memory, against aiohttp,
-    openai-python and a hand-written client).
+    openai-python and a hand-written client) or cache (a response cache lookup against a
+    loopback round trip).
     """
     session.install(".[trio]")
     install_groups(session, "bench")

@@ -96,7 +96,13 @@ def test_every_readme_program_runs_itself() -> None:
 
 
 @pytest.mark.parametrize("block", readme_programs(), ids=lambda b: b.split("def ", 1)[1][:30])
-def test_readme_programs_run_as_written(block: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_readme_programs_run_as_written(
+    block: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # where a program's files go (the cache's, say)
     # A program starts its own event loop, so the server runs in a thread of its own.
     with (
         anyio.from_thread.start_blocking_portal() as portal,
