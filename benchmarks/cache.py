@@ -8,7 +8,9 @@ the latency a caller sees), then as a fan-out:
 - cold cache: a new cache file, so every request misses, is sent, and its reply stored;
 - warm cache: the same prompts again, every one a hit;
 - warm fan-out: the same, through ``fan_out`` at concurrency 16, against the same fan-out
-  without a cache.
+  without a cache;
+- and, for scale, a worker-thread round trip that does nothing (``anyio.to_thread``), which
+  every lookup and store takes once.
 
 Each figure is a median over interleaved rounds, reported as a ratio to the round trip (or to
 the fan-out without a cache) measured in the same run.
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.to_thread
 
 from aura_anyio import AuraClient, ResponseCache
 
@@ -81,6 +84,12 @@ async def fanned(base_url: str, cache_path: Path | None, count: int) -> None:
                 _check(result.text, result.request.messages[-1]["content"])
 
 
+async def hops(base_url: str, cache_path: Path | None, count: int) -> None:
+    """Worker-thread round trips that do nothing: the floor under every lookup and store."""
+    for _ in range(count):
+        await anyio.to_thread.run_sync(int)
+
+
 def _check(text: str, prompt: object) -> None:
     if f"«{prompt}»" not in text:
         raise AssertionError(f"wrong reply {text!r} to {prompt!r}")
@@ -121,6 +130,7 @@ def main() -> None:
                         ("warm cache", one_by_one, path),
                         ("fan-out, no cache", fanned, None),
                         ("fan-out, warm cache", fanned, path),
+                        ("thread hop", hops, None),
                     ):
                         figures.setdefault((backend, label), []).append(
                             measure(job, backend, base_url, cache_path, count)
@@ -138,9 +148,10 @@ def main() -> None:
     )
     print(
         "| backend | round trip (µs) | hit (µs) | **hit / round trip** | miss + store (µs) "
-        "| **miss / round trip** | hit CPU / round trip CPU | fan-out of hits / fan-out sent |"
+        "| **miss / round trip** | hit CPU / round trip CPU | fan-out of hits / fan-out sent "
+        "| no-op thread hop (µs) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for backend in BACKENDS:
         trip = median(backend, "no cache", 0)
         hit = median(backend, "warm cache", 0)
@@ -149,7 +160,8 @@ def main() -> None:
         fan = median(backend, "fan-out, warm cache", 0) / median(backend, "fan-out, no cache", 0)
         print(
             f"| {backend} | {trip * 1e6:.0f} | {hit * 1e6:.0f} | **{hit / trip:.2f}** "
-            f"| {miss * 1e6:.0f} | **{miss / trip:.2f}** | {cpu:.2f} | {fan:.2f} |"
+            f"| {miss * 1e6:.0f} | **{miss / trip:.2f}** | {cpu:.2f} | {fan:.2f} "
+            f"| {median(backend, 'thread hop', 0) * 1e6:.0f} |"
         )
 
 
