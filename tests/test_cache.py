@@ -22,6 +22,7 @@ from aura_anyio import (
     InvalidRequestError,
     ResponseCache,
     ServerError,
+    Timeouts,
     _cache,
 )
 from aura_anyio._cache import APPLICATION_ID
@@ -49,7 +50,8 @@ def sqlite_file(path: Path, *statements: str) -> None:
 
 async def test_a_new_file_becomes_a_cache_that_keeps_its_replies(tmp_path: Path) -> None:
     path = tmp_path / "replies.db"
-    reply = StoredReply("whole ✓", "stop", {"prompt_tokens": 3}, None)
+    # A lone surrogate too: half an emoji pair that a server escaped in one event.
+    reply = StoredReply("whole ✓ \ud83d", "stop", {"prompt_tokens": 3}, None)
     async with ResponseCache(path) as cache:
         assert "open" in repr(cache)
         assert cache.path == str(path)
@@ -112,7 +114,7 @@ FOREIGN: dict[str, tuple[Callable[[Path], object], str]] = {
         ),
         "later aura_anyio",
     ),
-    "corrupt": (corrupt_cache, "it is not one, or it is corrupt"),
+    "corrupt": (corrupt_cache, "corrupt"),
 }
 
 
@@ -132,35 +134,23 @@ async def test_a_file_that_is_not_a_cache_is_refused_and_left_alone(
     assert sorted(os.listdir(tmp_path)) == ["file.db"]  # no journal or WAL left beside it
 
 
-@pytest.mark.parametrize("meanwhile", ["a cache", "a table of another program"])
-async def test_a_new_file_made_by_another_process_meanwhile(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, meanwhile: str
-) -> None:
-    # Another process turns the new file into something between this one's first look at
-    # it and its transaction: the look inside the transaction sees it.
-    path = tmp_path / "new.db"
-    first_look = _cache._is_ours
-
-    def racing(connection: sqlite3.Connection, where: str) -> bool:
-        monkeypatch.setattr(_cache, "_is_ours", first_look)
-        ours = first_look(connection, where)
-        if meanwhile == "a cache":
-            _cache._connect(where, 1.0).close()
-        else:
-            sqlite_file(path, "CREATE TABLE notes (body TEXT)")
-        return ours
-
-    monkeypatch.setattr(_cache, "_is_ours", racing)
-    if meanwhile == "a cache":
-        async with ResponseCache(path) as cache:
-            await cache.store(KEY, StoredReply("t"))
-            assert await cache.count() == 1
-    else:
+async def test_another_programs_database_in_use_is_only_looked_at(tmp_path: Path) -> None:
+    # Its WAL holds changes not yet in the main file: a read-write look would move them there.
+    path = tmp_path / "theirs.db"
+    theirs = sqlite3.connect(path, isolation_level=None)
+    theirs.execute("PRAGMA journal_mode=WAL")
+    theirs.execute("PRAGMA wal_autocheckpoint=0")
+    theirs.execute("CREATE TABLE notes (body TEXT)")
+    theirs.executemany("INSERT INTO notes VALUES (?)", [("note",)] * 100)
+    try:
+        before = path.read_bytes()
+        wal = (tmp_path / "theirs.db-wal").read_bytes()
         with pytest.raises(CacheError, match="another program"):
             await ResponseCache(path).open()
-        connection = sqlite3.connect(path)
-        assert connection.execute("PRAGMA application_id").fetchone()[0] == 0
-        connection.close()
+        assert path.read_bytes() == before
+        assert (tmp_path / "theirs.db-wal").read_bytes() == wal
+    finally:
+        theirs.close()
 
 
 async def test_a_directory_or_a_missing_folder_is_refused(tmp_path: Path) -> None:
@@ -181,6 +171,41 @@ async def test_a_file_locked_too_long_is_a_clear_error(tmp_path: Path) -> None:
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+async def test_an_empty_file_locked_too_long_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    path.touch()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(CacheError, match="locked by another process"):
+            await ResponseCache(path, timeout=0.05).open()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+async def test_a_file_that_turns_out_foreign_in_the_transaction_is_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another program made the new file its own between its creation and our transaction.
+    def foreign(connection: sqlite3.Connection, path: str) -> bool:
+        raise CacheError(f"{path} is an SQLite database of another program")
+
+    monkeypatch.setattr(_cache, "_is_ours", foreign)
+    path = tmp_path / "new.db"
+    with pytest.raises(CacheError, match="another program"):
+        await ResponseCache(path).open()
+    connection = sqlite3.connect(path)
+    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+    connection.close()
+
+
+async def test_a_database_in_memory_cannot_be_shared() -> None:
+    with pytest.raises(CacheError, match=r"cannot use WAL for it \(journal mode 'memory'"):
+        await ResponseCache(":memory:").open()
 
 
 @pytest.mark.parametrize(
@@ -396,6 +421,51 @@ async def test_a_cache_that_fails_sends_the_request(
             await cache.count()
 
 
+async def test_a_cache_found_corrupt_is_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[object] = []
+
+    async def corrupt(connection: object, call: object) -> object:
+        calls.append(call)
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    async with ResponseCache(tmp_path / "c.db") as cache:
+        monkeypatch.setattr(cache, "_run", corrupt)
+        with caplog.at_level(logging.WARNING, logger="aura_anyio"):
+            assert await cache.lookup(KEY) is None
+            await cache.store(KEY, StoredReply("t"))
+            assert await cache.lookup(KEY) is None
+        assert len(calls) == 1  # nothing read or written after that
+        (record,) = caplog.records
+        assert record.levelno == logging.ERROR
+        assert "is corrupt" in record.getMessage()
+        assert "left as it is" in record.getMessage()
+
+
+async def test_a_request_that_waited_for_an_identical_one_gets_its_own_time(
+    tmp_path: Path,
+) -> None:
+    # The first stalls until its total timeout; the others waited as long, and then still
+    # have the whole of theirs to be sent and answered in.
+    stall = Fault(stall_before_status=True, times=1)
+    prompt = f"{stall.marker()} the same"
+    async with (
+        ReferenceServer() as server,
+        ResponseCache(tmp_path / "c.db") as cache,
+        AuraClient(
+            server.base_url, timeout=Timeouts(total=1.0), max_retries=0, cache=cache
+        ) as client,
+    ):
+        results = await client.gather([prompt] * 3, max_concurrency=3)
+    assert sorted((r.ok, r.cached) for r in results) == [
+        (False, False),
+        (True, False),
+        (True, True),
+    ]
+    assert len(server.requests) == 2
+
+
 async def test_a_batch_run_again_with_ten_lines_edited_sends_ten_requests(
     tmp_path: Path,
 ) -> None:
@@ -440,12 +510,12 @@ async def test_the_cache_runs_its_sqlite_calls_off_the_event_loop(
     async with ResponseCache(tmp_path / "c.db") as cache:
         original = cache._run
 
-        async def spy(call: Callable[[sqlite3.Connection], object]) -> object:
-            def wrapped(connection: sqlite3.Connection) -> object:
+        async def spy(connection: object, call: Callable[[sqlite3.Connection], object]) -> object:
+            def wrapped(sqlite: sqlite3.Connection) -> object:
                 seen.append(threading.get_ident())
-                return call(connection)
+                return call(sqlite)
 
-            return await original(wrapped)
+            return await original(connection, wrapped)  # type: ignore[arg-type]
 
         monkeypatch.setattr(cache, "_run", spy)
         await cache.store(KEY, StoredReply("t"))

@@ -13,6 +13,8 @@ from aura_anyio._wire import wire_named
 
 from .strategies import json_values, messages, stored_replies
 
+T = typing.TypeVar("T")
+
 openai = wire_named("openai", include_usage=True)
 aura = wire_named("aura", include_usage=True)
 
@@ -36,14 +38,8 @@ def openai_key(
     return request_key("openai", body)
 
 
-def reordered(value: object) -> object:
-    """The same JSON value with every object's keys in reverse order."""
-    if isinstance(value, dict):
-        fields = typing.cast("dict[str, object]", value)
-        return {key: reordered(fields[key]) for key in reversed(list(fields))}
-    if isinstance(value, list):
-        return [reordered(item) for item in typing.cast("list[object]", value)]
-    return value
+def reversed_keys(fields: dict[str, T]) -> dict[str, T]:
+    return {key: fields[key] for key in reversed(list(fields))}
 
 
 @given(messages(), st.dictionaries(st.sampled_from(("seed", "stop", "top_p")), json_values))
@@ -53,10 +49,22 @@ def test_the_key_does_not_depend_on_the_order_of_fields(
     key = openai_key(conversation, extra_body=extra)
     assert len(key) == 32
     again = openai_key(
-        typing.cast("list[dict[str, str]]", reordered(conversation)),
-        extra_body=typing.cast("dict[str, object]", reordered(extra)),
+        [reversed_keys(message) for message in conversation], extra_body=reversed_keys(extra)
     )
     assert again == key
+
+
+def test_the_order_inside_a_field_counts() -> None:
+    # A JSON schema's properties come out in the order given (structured output): two
+    # schemas in different orders are different requests.
+    def schema(*names: str) -> dict[str, object]:
+        properties = {name: {"type": "string"} for name in names}
+        return {"response_format": {"type": "json_schema", "schema": {"properties": properties}}}
+
+    conversation = [{"role": "user", "content": "hi"}]
+    assert openai_key(conversation, extra_body=schema("a", "b")) != openai_key(
+        conversation, extra_body=schema("b", "a")
+    )
 
 
 @given(messages(), st.text(min_size=1))

@@ -35,6 +35,7 @@ from ._models import (
 from ._payload import Payload as Payload, build_payload as build_payload
 from ._provider import Aura as Aura, WebDriver as WebDriver
 from ._retry import RetryPolicy as RetryPolicy
+from ._stored import StoredReply as StoredReply
 from ._stream import ChatStream as ChatStream
 from ._version import __version__ as __version__
 from ._wire import FunctionCall as FunctionCall, ToolCall as ToolCall
@@ -68,6 +69,7 @@ __all__ = (
     "ResponseTooLargeError",
     "RetryPolicy",
     "ServerError",
+    "StoredReply",
     "Timeouts",
     "ToolCall",
     "WebDriver",

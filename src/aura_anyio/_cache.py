@@ -15,11 +15,13 @@ lets the first through and holds the others until its reply is stored (or it fai
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import sqlite3
 import time
 import typing
+from urllib.parse import quote
 
 import anyio
 import anyio.to_thread
@@ -29,7 +31,7 @@ from ._numbers import is_number
 from ._stored import StoredReply, decode_reply, encode_reply
 
 if typing.TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Callable
+    from collections.abc import AsyncGenerator, Callable, Iterator
     from types import TracebackType
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "ResponseCache"]
@@ -78,10 +80,13 @@ class ResponseCache:
             raise InvalidRequestError(f"timeout must be a positive number, got {timeout!r}")
         self._path = os.fspath(path)
         self._timeout = float(timeout)
-        self._connection: sqlite3.Connection | None = None
-        self._limiter: anyio.CapacityLimiter | None = None
+        # Two connections, each used by one worker thread at a time: a lookup never waits
+        # behind a store that waits for another process's write.
+        self._reader: _Connection | None = None
+        self._writer: _Connection | None = None
         self._in_flight: dict[bytes, anyio.Event] = {}
         self._warned = False
+        self._broken = False  # the file turned out corrupt: left alone from then on
 
     @property
     def path(self) -> str:
@@ -89,7 +94,7 @@ class ResponseCache:
         return self._path
 
     def __repr__(self) -> str:
-        state = "open" if self._connection is not None else "closed"
+        state = "open" if self._reader is not None else "closed"
         return f"<ResponseCache {self._path!r} {state}>"
 
     async def __aenter__(self) -> ResponseCache:
@@ -113,20 +118,23 @@ class ResponseCache:
                 is left as it is.
             RuntimeError: The cache is open already.
         """
-        if self._connection is not None:
+        if self._reader is not None:
             raise RuntimeError(f"{self!r} is open already")
-        self._limiter = limiter = anyio.CapacityLimiter(1)
-        self._connection = await anyio.to_thread.run_sync(
-            _connect, self._path, self._timeout, limiter=limiter
-        )
+        writer, reader = await anyio.to_thread.run_sync(_connect, self._path, self._timeout)
+        self._writer = _Connection(writer, anyio.CapacityLimiter(1))
+        self._reader = _Connection(reader, anyio.CapacityLimiter(1))
+        self._broken = False
 
     async def aclose(self) -> None:
         """Close the file; idempotent. Shielded from cancellation: it takes a moment."""
-        connection, self._connection = self._connection, None
-        if connection is None:
-            return
+        connections = (self._reader, self._writer)
+        self._reader = self._writer = None
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(connection.close, limiter=self._limiter)
+            for connection in connections:
+                if connection is not None:
+                    await anyio.to_thread.run_sync(
+                        connection.sqlite.close, limiter=connection.limiter
+                    )
 
     async def count(self) -> int:
         """How many replies the file holds.
@@ -141,15 +149,16 @@ class ResponseCache:
             return int(row[0])
 
         try:
-            return await self._run(count)
+            return await self._run(self._reader, count)
         except sqlite3.Error as exc:
             raise CacheError(f"cannot count the replies in {self._path}: {exc}") from exc
 
     async def lookup(self, key: bytes) -> StoredReply | None:
-        """The reply stored under ``key``, or ``None``; used by the client.
+        """The reply stored under ``key`` (a :func:`request_key`), or ``None``; used by the
+        client.
 
-        A failure of SQLite (the file locked for too long, a disk error) is logged as a
-        warning and counts as a miss: the request is sent rather than lost.
+        A failure of SQLite (a disk error, say) is logged as a warning and counts as a miss:
+        the request is sent rather than lost.
 
         Raises:
             RuntimeError: The cache is not open.
@@ -159,11 +168,14 @@ class ResponseCache:
             row = connection.execute("SELECT reply FROM replies WHERE key = ?", (key,)).fetchone()
             return None if row is None else str(row[0])
 
+        reader = self._reader
+        if self._broken and reader is not None:
+            return None
         try:
-            stored = await self._run(lookup)
+            stored = await self._run(reader, lookup)
             return None if stored is None else decode_reply(stored)
         except (sqlite3.Error, ValueError) as exc:
-            self._warn("reading", exc)
+            self._failed("reading a reply", "the request goes to the server", exc)
             return None
 
     async def store(self, key: bytes, reply: StoredReply) -> None:
@@ -183,10 +195,13 @@ class ResponseCache:
                 "INSERT OR IGNORE INTO replies (key, reply, created) VALUES (?, ?, ?)", row
             )
 
+        writer = self._writer
+        if self._broken and writer is not None:
+            return
         try:
-            await self._run(store)
+            await self._run(writer, store)
         except sqlite3.Error as exc:
-            self._warn("storing", exc)
+            self._failed("storing a reply", "it will be sent again next time", exc)
 
     @contextlib.asynccontextmanager
     async def claim(self, key: bytes) -> AsyncGenerator[StoredReply | None]:
@@ -214,67 +229,122 @@ class ResponseCache:
             del self._in_flight[key]
             done.set()
 
-    async def _run(self, call: Callable[[sqlite3.Connection], T]) -> T:
-        connection = self._connection
+    async def _run(
+        self, connection: _Connection | None, call: Callable[[sqlite3.Connection], T]
+    ) -> T:
         if connection is None:
             raise RuntimeError(
                 f"{self!r} is not open; use it as `async with ResponseCache(path) as cache:`"
             )
-        return await anyio.to_thread.run_sync(call, connection, limiter=self._limiter)
+        return await anyio.to_thread.run_sync(call, connection.sqlite, limiter=connection.limiter)
 
-    def _warn(self, doing: str, exc: Exception) -> None:
+    def _failed(self, doing: str, outcome: str, exc: Exception) -> None:
+        if isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc):
+            # Writing on into a corrupt file could lose what is left in it.
+            self._broken = True
+            logger.error(
+                "response cache %s is corrupt (%s): it is not read or written again in this "
+                "run, and is left as it is; requests go to the server",
+                self._path,
+                exc,
+            )
+            return
         # Once as a warning, then quietly: a broken disk would otherwise flood the log.
         level = logging.DEBUG if self._warned else logging.WARNING
         self._warned = True
-        logger.log(
-            level,
-            "response cache %s: %s a reply failed (%s); the request goes to the server",
-            self._path,
-            doing,
-            exc,
-        )
+        logger.log(level, "response cache %s: %s failed (%s); %s", self._path, doing, exc, outcome)
 
 
-def _connect(path: str, timeout: float) -> sqlite3.Connection:
-    """Open ``path`` as a cache, making it one if it is a new or empty database."""
+@typing.final
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Connection:
+    sqlite: sqlite3.Connection
+    limiter: anyio.CapacityLimiter
+
+
+def _connect(path: str, timeout: float) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+    """Open ``path`` as a cache, making it one if it is a new or empty database; return a
+    connection to write with and one to read with."""
     if os.path.isdir(path):
         raise CacheError(f"cannot use {path} as a response cache: it is a directory")
+    if os.path.exists(path) and os.path.getsize(path) > 0:
+        # Looked at read-only first: a file that is not a cache is never written to (a
+        # read-write connection may roll back another program's journal, or checkpoint
+        # its WAL, just by reading).
+        _check(_open(f"file:{quote(path)}?mode=ro", path, timeout), path)
+    writer = _open(path, path, timeout)
+    try:
+        _prepare(writer, path)
+        reader = _open(path, path, timeout)
+    except BaseException:
+        writer.close()
+        raise
+    reader.execute("PRAGMA query_only=1")
+    return writer, reader
+
+
+def _open(target: str, path: str, timeout: float) -> sqlite3.Connection:
     try:
         # Autocommit (isolation_level=None): each statement is its own transaction, and the
         # schema's is explicit. check_same_thread=False: worker threads take turns with it.
-        connection = sqlite3.connect(
-            path, timeout=timeout, isolation_level=None, check_same_thread=False
+        return sqlite3.connect(
+            target,
+            timeout=timeout,
+            isolation_level=None,
+            check_same_thread=False,
+            uri=target.startswith("file:"),
         )
     except sqlite3.Error as exc:
         raise CacheError(f"cannot open {path} as a response cache: {exc}") from exc
+
+
+def _check(probe: sqlite3.Connection, path: str) -> None:
+    """Refuse an existing file that is not a cache, or a cache that is corrupt."""
     try:
-        _prepare(connection, path)
-    except BaseException:
-        connection.close()
-        raise
-    return connection
+        with _errors(path):
+            if _is_ours(probe, path):
+                # About a second a gigabyte: once per run, against losing the file's replies.
+                verdict = probe.execute("PRAGMA quick_check(1)").fetchone()[0]
+                if verdict != "ok":
+                    raise CacheError(
+                        f"{path} is a corrupt response cache ({verdict}); it was left as it "
+                        "is: pass another path"
+                    )
+    finally:
+        probe.close()
 
 
 def _prepare(connection: sqlite3.Connection, path: str) -> None:
-    try:
-        # Read before anything is written: a file that is not ours stays untouched.
-        if not _is_ours(connection, path):
-            connection.execute("PRAGMA journal_mode=WAL")
-            # Two processes may make the same new file at once: one transaction wins.
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                if not _is_ours(connection, path):
-                    connection.execute(_SCHEMA)
-                    connection.execute(f"PRAGMA application_id={APPLICATION_ID}")
-                    connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                connection.execute("COMMIT")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-        # WAL is a property of the file, set once; synchronous is per connection. NORMAL in
-        # WAL mode: a power cut can lose the last replies stored, never corrupt the file.
+    """Make the file a cache if it is not one yet (two processes may race to), then WAL."""
+    with _errors(path):
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            if not _is_ours(connection, path):
+                connection.execute(_SCHEMA)
+                connection.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        # Only now that the file is ours: WAL is a property of the file, set once.
+        mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if mode != "wal":
+            raise CacheError(
+                f"{path} cannot be a response cache: SQLite cannot use WAL for it (journal "
+                f"mode {mode!r}: in memory, or on a network file system?), and several "
+                "processes need it to share the file"
+            )
+        # Per connection. NORMAL in WAL mode: a power cut can lose the last replies
+        # stored, never corrupt the file.
         connection.execute("PRAGMA synchronous=NORMAL")
-        connection.execute("SELECT count(*) FROM replies WHERE key = x''").fetchone()
+
+
+@contextlib.contextmanager
+def _errors(path: str) -> Iterator[None]:
+    """SQLite's errors as :class:`CacheError`."""
+    try:
+        yield
     except sqlite3.DatabaseError as exc:
         if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
             raise CacheError(

@@ -1,9 +1,11 @@
 """What the response cache keeps, and under which key; pure, no I/O.
 
 A request's key is a SHA-256 of its canonical form: the wire's name and the body it sends,
-with every object's keys sorted, so that two requests that mean the same (messages written
-with their fields in another order, say) share a key. Everything in the body counts (model,
-messages, temperature, max_tokens, ``extra_body``, ``stream_options``) except
+with the body's fields and each message's fields in sorted order, so that two requests that
+mean the same (messages written with their fields in another order, say) share a key.
+Deeper values are kept in the order sent: there the order can mean something (a JSON
+schema's properties, which a server follows in structured output). Everything in the body
+counts (model, messages, temperature, max_tokens, ``extra_body``, ``stream_options``) except
 ``/api/chat``'s ``key`` field: an API key is no part of the reply, and a secret.
 A stored reply is one JSON object: text, finish_reason, usage and tool_calls.
 """
@@ -25,12 +27,18 @@ __all__ = ["StoredReply", "decode_reply", "encode_reply", "request_key"]
 
 def request_key(wire: str, body: bytes) -> bytes:
     """The 32-byte key of the request ``body`` (UTF-8 JSON, as the wire sends it) on ``wire``."""
-    fields = json.loads(body)
+    fields: dict[str, object] = json.loads(body)
     if wire == "aura":
         fields.pop("key", None)
-    canonical = json.dumps(
-        [wire, fields], ensure_ascii=False, separators=(",", ":"), sort_keys=True
-    )
+    messages = fields.get("messages")
+    if isinstance(messages, list):
+        fields["messages"] = [
+            sorted(typing.cast("dict[str, object]", message).items())
+            if isinstance(message, dict)
+            else message
+            for message in typing.cast("list[object]", messages)
+        ]
+    canonical = json.dumps([wire, sorted(fields.items())], separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).digest()
 
 
@@ -62,7 +70,8 @@ class StoredReply:
 
 
 def encode_reply(reply: StoredReply) -> str:
-    """``reply`` as the JSON text the cache stores."""
+    """``reply`` as the JSON text the cache stores: ASCII, so that a lone surrogate (half an
+    emoji pair, escaped in one event by a server that cut the pair in two) is kept too."""
     return json.dumps(
         {
             "text": reply.text,
@@ -70,7 +79,6 @@ def encode_reply(reply: StoredReply) -> str:
             "usage": None if reply.usage is None else dict(reply.usage),
             "tool_calls": reply.tool_calls,
         },
-        ensure_ascii=False,
         separators=(",", ":"),
     )
 

@@ -322,6 +322,9 @@ async def complete_reply(
         return await _send_until_whole(exchange, attempts, on_stream)
     async with cache.claim(exchange.cache_key) as stored:
         if stored is None:
+            # The reply's clock starts when sending does, not while an identical request
+            # was in flight.
+            attempts.started = anyio.current_time()
             return await _send_until_whole(exchange, attempts, on_stream)
         stream = ChatStream(exchange, attempts, replay=stored)
         if on_stream is not None:
