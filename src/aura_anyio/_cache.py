@@ -154,8 +154,8 @@ class ResponseCache:
             raise CacheError(f"cannot count the replies in {self._path}: {exc}") from exc
 
     async def lookup(self, key: bytes) -> StoredReply | None:
-        """The reply stored under ``key`` (a :func:`request_key`), or ``None``; used by the
-        client.
+        """The reply stored under ``key`` (the request's key, as the client computes it), or
+        ``None``; used by the client.
 
         A failure of SQLite (a disk error, say) is logged as a warning and counts as a miss:
         the request is sent rather than lost.
