@@ -31,7 +31,7 @@ from ._numbers import is_number
 from ._stored import StoredReply, decode_reply, encode_reply
 
 if typing.TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Callable, Iterator
+    from collections.abc import AsyncGenerator, Callable, Generator
     from types import TracebackType
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "ResponseCache"]
@@ -341,7 +341,7 @@ def _prepare(connection: sqlite3.Connection, path: str) -> None:
 
 
 @contextlib.contextmanager
-def _errors(path: str) -> Iterator[None]:
+def _errors(path: str) -> Generator[None]:
     """SQLite's errors as :class:`CacheError`."""
     try:
         yield
