@@ -35,6 +35,7 @@ from .._http11 import (
     parse_head,
     request_prefix,
 )
+from ._asyncio_stream import AsyncioStream, connect as asyncio_connect, on_asyncio
 from .base import (
     CertificateError,
     ConnectError,
@@ -49,6 +50,7 @@ from .base import (
 )
 
 if typing.TYPE_CHECKING:
+    import socket
     from collections.abc import Mapping
 
     from anyio.abc import ByteStream
@@ -154,8 +156,12 @@ class _Connection:
 
     async def receive(self, read_timeout: float | None) -> None:
         """Give the parser what the server sends next (or the end of the stream)."""
+        stream = self.stream
         try:
-            data = await run_until(deadline_after(read_timeout), self.stream.receive, READ_SIZE)
+            if type(stream) is AsyncioStream:  # its read timeout costs no cancel scope
+                data = await stream.receive_within(read_timeout, READ_SIZE)
+            else:
+                data = await run_until(deadline_after(read_timeout), stream.receive, READ_SIZE)
         except anyio.EndOfStream:
             self.parser.feed_eof()
         else:
@@ -336,6 +342,8 @@ class AnyIOTransport:
                     tls_hostname=host,
                     tls_standard_compatible=False,
                 )
+            if on_asyncio():
+                return await asyncio_connect(host, port)
             return await anyio.connect_tcp(host, port)
         stream = await self._proxy.tunnel(host, port, self._ssl_context)
         if scheme == "https":
@@ -469,8 +477,14 @@ def _poller(stream: ByteStream) -> select.poll | None:
     if not hasattr(select, "poll"):  # Windows has select() only
         return None
     poller = select.poll()
-    poller.register(stream.extra(anyio.abc.SocketAttribute.raw_socket), select.POLLIN)
+    poller.register(_raw_socket(stream), select.POLLIN)
     return poller
+
+
+def _raw_socket(stream: ByteStream) -> socket.socket:
+    if type(stream) is AsyncioStream:
+        return stream.raw_socket
+    return stream.extra(anyio.abc.SocketAttribute.raw_socket)
 
 
 def _still_open(connection: _Connection) -> bool:
@@ -478,11 +492,13 @@ def _still_open(connection: _Connection) -> bool:
 
     An idle HTTP/1.1 connection has nothing to read: anything there is a close, or junk.
     """
+    stream = connection.stream
+    if type(stream) is AsyncioStream and not stream.quiet:  # the loop has read it already
+        return False
     try:
         if connection.poller is not None:  # select() fails on descriptors from 1024 up
             return not connection.poller.poll(0)
-        raw = connection.stream.extra(anyio.abc.SocketAttribute.raw_socket)
-        readable, _, _ = select.select([raw], [], [], 0)
+        readable, _, _ = select.select([_raw_socket(stream)], [], [], 0)
     except (OSError, ValueError):
         return False  # when in doubt, a new connection
     return not readable
