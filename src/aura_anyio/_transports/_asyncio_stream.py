@@ -19,19 +19,19 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
+import socket
 import typing
 
 import anyio
 import anyio.abc
 import anyio.lowlevel
 
-if typing.TYPE_CHECKING:
-    import socket
-
 __all__ = ["AsyncioStream", "connect", "on_asyncio"]
 
 # Past this much unread data the stream stops reading until the reader catches up.
 HIGH_WATER = 1 << 20
+# Happy eyeballs: how long one connection attempt has before the next starts.
+ATTEMPT_DELAY = 0.25
 
 
 class _Protocol(asyncio.Protocol):
@@ -182,16 +182,29 @@ class AsyncioStream(anyio.abc.ByteStream):
         """Close the sending side."""
         self._transport.write_eof()
 
-    async def aclose(self) -> None:
-        """Close the connection; idempotent."""
+    def abort(self) -> None:
+        """Close the connection at once, dropping anything not yet sent."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if not self._closed:
-            self._closed = True
-            self._transport.close()
-            _wake(self._protocol.waiter)
-        await anyio.lowlevel.checkpoint()
+        self._closed = True
+        self._transport.abort()
+
+    async def aclose(self) -> None:
+        """Close the connection; idempotent, and done even if the caller is cancelled."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._closed:
+            return
+        self._closed = True
+        transport = self._transport
+        transport.close()
+        _wake(self._protocol.waiter)
+        # close() lets the loop flush what is buffered and close the socket at its next
+        # turn: give it that turn, then drop whatever is left.
+        await anyio.lowlevel.cancel_shielded_checkpoint()
+        transport.abort()
 
     @property
     def raw_socket(self) -> socket.socket:
@@ -209,14 +222,71 @@ def on_asyncio() -> bool:
 
 
 async def connect(host: str, port: int) -> AsyncioStream:
-    """Open a TCP connection to ``host``:``port`` on the running asyncio loop."""
-    loop = asyncio.get_running_loop()
-    if isinstance(loop, asyncio.BaseEventLoop):
-        # Happy eyeballs (RFC 8305), as AnyIO's connect_tcp: an address that does not
-        # answer costs a quarter of a second, not the connect timeout. uvloop has none.
-        transport, protocol = await loop.create_connection(
-            _Protocol, host, port, happy_eyeballs_delay=0.25
+    """Open a TCP connection to ``host``:``port`` on the running asyncio loop.
+
+    With several addresses, a new attempt starts every quarter of a second, or as soon as
+    the last one failed, and the first to connect wins (happy eyeballs, RFC 8305, as AnyIO's
+    ``connect_tcp``). Not asyncio's own (``happy_eyeballs_delay``): on Python 3.11 it loses
+    the socket of an attempt that is cancelled as it connects, and uvloop has none.
+
+    Raises:
+        OSError: No address could be connected to.
+    """
+    infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = _interleaved([(info[0], str(info[4][0])) for info in infos])
+    if len(addresses) == 1:
+        return await _connect_one(addresses[0], port)
+    winner: AsyncioStream | None = None
+    errors: list[OSError] = []
+    try:
+        async with anyio.create_task_group() as attempts:
+
+            async def attempt(address: tuple[int, str], failed: anyio.Event) -> None:
+                nonlocal winner
+                try:
+                    stream = await _connect_one(address, port)
+                except OSError as exc:
+                    errors.append(exc)
+                    failed.set()
+                    return
+                if winner is None:
+                    winner = stream
+                    attempts.cancel_scope.cancel()
+                else:  # pragma: no cover (cancelled by then, inside create_connection)
+                    stream.abort()
+
+            for address in addresses:
+                failed = anyio.Event()
+                attempts.start_soon(attempt, address, failed)
+                with anyio.move_on_after(ATTEMPT_DELAY):
+                    await failed.wait()
+    except BaseException:
+        if winner is not None:  # cancelled from outside as it won
+            winner.abort()
+        raise
+    if winner is None:
+        detail = "; ".join(str(error) for error in errors)
+        raise OSError(f"all connection attempts to {host}:{port} failed: {detail}") from (
+            errors[-1] if errors else None
         )
-    else:
-        transport, protocol = await loop.create_connection(_Protocol, host, port)
+    return winner
+
+
+async def _connect_one(address: tuple[int, str], port: int) -> AsyncioStream:
+    family, ip = address
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_connection(_Protocol, ip, port, family=family)
     return AsyncioStream(transport, protocol)
+
+
+def _interleaved(addresses: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """The addresses without repeats, alternating families, the first family first."""
+    unique = list(dict.fromkeys(addresses))
+    if not unique:
+        return unique
+    first = [address for address in unique if address[0] == unique[0][0]]
+    other = [address for address in unique if address[0] != unique[0][0]]
+    mixed: list[tuple[int, str]] = []
+    for index in range(max(len(first), len(other))):
+        mixed.extend(group[index] for group in (first, other) if index < len(group))
+    return mixed
