@@ -111,9 +111,9 @@ class AsyncioStream(anyio.abc.ByteStream):
         """Like :meth:`receive`, but raise ``TimeoutError`` if nothing arrives in
         ``read_timeout`` seconds (``None``: wait as long as it takes)."""
         protocol = self._protocol
+        if self._closed:
+            raise anyio.ClosedResourceError
         if not protocol.chunks:
-            if self._closed:
-                raise anyio.ClosedResourceError
             if not protocol.eof:
                 await self._wait(read_timeout)
             if not protocol.chunks:
