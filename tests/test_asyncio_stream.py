@@ -71,6 +71,8 @@ async def test_what_arrives_then_the_end() -> None:
         assert await stream.receive() == b"3456789"
         with pytest.raises(anyio.EndOfStream):
             await stream.receive_within(1.0)
+        with pytest.raises(anyio.EndOfStream):  # and again, without waiting
+            await stream.receive_within(None)
         await stream.aclose()
         await stream.aclose()  # idempotent
         with pytest.raises(anyio.ClosedResourceError):
@@ -86,6 +88,21 @@ async def test_closing_while_a_read_waits_ends_it() -> None:
             tasks.start_soon(stream.aclose)
             with pytest.raises(anyio.ClosedResourceError):
                 await stream.receive()
+
+
+async def test_an_aborted_stream_is_closed() -> None:
+    async with peer(quiet) as port:
+        fresh = await connect("127.0.0.1", port)
+        fresh.abort()  # no timer yet
+        await fresh.aclose()
+        stream = await connect("127.0.0.1", port)
+        with anyio.move_on_after(0.01):
+            await stream.receive_within(30.0)  # the timer stays set
+        stream.abort()
+        assert stream._timer is None
+        with pytest.raises(anyio.ClosedResourceError):
+            await stream.receive()
+        await stream.aclose()
 
 
 async def test_a_reset_is_a_broken_stream() -> None:
@@ -246,6 +263,9 @@ async def test_happy_eyeballs_goes_on_to_the_next_address_at_once(
         await stream.aclose()
         monkeypatch.setattr(anyio, "getaddrinfo", addresses("127.0.0.2", "127.0.0.3"))
         with pytest.raises(OSError, match=r"all connection attempts to example\.test:\d+ failed"):
+            await connect("example.test", port)
+        monkeypatch.setattr(anyio, "getaddrinfo", addresses())
+        with pytest.raises(OSError, match="all connection attempts"):
             await connect("example.test", port)
 
 

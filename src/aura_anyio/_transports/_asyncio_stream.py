@@ -71,8 +71,7 @@ class _Protocol(asyncio.Protocol):
         _wake(self.drained)
 
     def pause_writing(self) -> None:
-        if self.drained is None:
-            self.drained = asyncio.get_running_loop().create_future()
+        self.drained = asyncio.get_running_loop().create_future()
 
     def resume_writing(self) -> None:
         drained, self.drained = self.drained, None
@@ -266,10 +265,9 @@ async def connect(host: str, port: int) -> AsyncioStream:
             winner.abort()
         raise
     if winner is None:
-        detail = "; ".join(str(error) for error in errors)
-        raise OSError(f"all connection attempts to {host}:{port} failed: {detail}") from (
-            errors[-1] if errors else None
-        )
+        detail = "; ".join(str(error) for error in errors) or "no address"
+        cause = errors[-1] if errors else None
+        raise OSError(f"all connection attempts to {host}:{port} failed: {detail}") from cause
     return winner
 
 
