@@ -90,7 +90,7 @@ def faults(draw: st.DrawFn) -> Fault:
     return dataclasses.replace(body_faults, **cuts)  # type: ignore[arg-type]
 
 
-#: JSON values as a server or a caller writes them (no NaN or infinity: JSON has none).
+#: Any value JSON can carry (no NaN or infinity, no lone surrogate).
 json_values: st.SearchStrategy[object] = st.recursive(
     st.none()
     | st.booleans()
@@ -100,7 +100,7 @@ json_values: st.SearchStrategy[object] = st.recursive(
     lambda children: (
         st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
     ),
-    max_leaves=10,
+    max_leaves=8,
 )
 
 

@@ -34,6 +34,7 @@ from aura_anyio.testing._body import RejectedError, parse_openai_body
 from aura_anyio.testing._chat import split_words
 
 from .helpers import BASE_URL, FAST_RETRIES, Pause, Script, drain, make_client, reply
+from .strategies import json_values
 
 if typing.TYPE_CHECKING:
     from collections.abc import Sequence
@@ -430,27 +431,11 @@ async def test_a_malformed_conversation_is_refused_before_sending(
     assert len(server.requests) == 1
 
 
-def json_values() -> st.SearchStrategy[object]:
-    """Any value JSON can carry (no NaN or infinity, no lone surrogate)."""
-    return st.recursive(
-        st.none()
-        | st.booleans()
-        | st.integers()
-        | st.floats(allow_nan=False, allow_infinity=False)
-        | st.text(max_size=8),
-        lambda children: (
-            st.lists(children, max_size=3)
-            | st.dictionaries(st.text(max_size=5), children, max_size=3)
-        ),
-        max_leaves=8,
-    )
-
-
 def content_parts() -> st.SearchStrategy[dict[str, object]]:
     return st.builds(
         lambda kind, fields: {**fields, "type": kind},
         st.sampled_from(["text", "image_url", "input_audio", "x"]),
-        st.dictionaries(st.text(max_size=6), json_values(), max_size=3),
+        st.dictionaries(st.text(max_size=6), json_values, max_size=3),
     )
 
 
@@ -461,13 +446,13 @@ def openai_message(draw: st.DrawFn, roles: Sequence[str] = OPENAI_ROLES) -> dict
     fields: dict[str, object] = draw(
         st.dictionaries(
             st.text(max_size=10).filter(lambda key: key not in ("role", "content")),
-            json_values(),
+            json_values,
             max_size=3,
         )
     )
     calls = role == "assistant" and draw(st.booleans())
     if calls:
-        fields["tool_calls"] = draw(st.lists(json_values(), max_size=2))
+        fields["tool_calls"] = draw(st.lists(json_values, max_size=2))
     kinds = ["str", "parts", *(["none", "absent"] if calls else [])]
     kind = draw(st.sampled_from(kinds))
     if kind == "str":
@@ -490,7 +475,7 @@ def openai_conversations(draw: st.DrawFn) -> list[dict[str, object]]:
 
 
 extra_bodies = st.none() | st.dictionaries(
-    st.text(max_size=12).filter(lambda key: key not in RESERVED_FIELDS), json_values(), max_size=4
+    st.text(max_size=12).filter(lambda key: key not in RESERVED_FIELDS), json_values, max_size=4
 )
 
 
