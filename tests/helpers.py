@@ -7,17 +7,21 @@ response whose body pauses or breaks wherever a test wants.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import TYPE_CHECKING, TypeVar, cast
 
 import anyio
+import anyio.abc
 import pytest
 
 from aura_anyio import AuraClient, ChatStream, RetryPolicy, Timeouts
 from aura_anyio.testing import MockResponse, MockTransport
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+
+    from anyio.abc import SocketStream
 
     from aura_anyio._transports.base import Request
 
@@ -146,3 +150,29 @@ async def until(predicate: Callable[[], bool], *, timeout: float = 5.0) -> None:
     with anyio.fail_after(timeout):
         while not predicate():  # noqa: ASYNC110 (nothing to wait on but time)
             await anyio.sleep(0.001)
+
+
+@contextlib.asynccontextmanager
+async def raw_peer(
+    handler: Callable[[SocketStream], Awaitable[None]], host: str = "127.0.0.1"
+) -> AsyncIterator[int]:
+    """A TCP server running ``handler`` for each connection; yields its port."""
+
+    async def serve(stream: SocketStream) -> None:
+        async with stream:  # closed however the handler ends, cancelled with the rest
+            await handler(stream)
+
+    async with (
+        await anyio.create_tcp_listener(local_host=host) as listener,
+        anyio.create_task_group() as tasks,
+    ):
+        tasks.start_soon(listener.serve, serve)
+        yield listener.extra(anyio.abc.SocketAttribute.local_port)
+        tasks.cancel_scope.cancel()
+
+
+async def quiet_peer(stream: SocketStream) -> None:
+    """A peer that sends nothing and waits for the client to leave."""
+    with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+        while True:
+            await stream.receive()

@@ -18,44 +18,18 @@ import pytest
 from aura_anyio._transports import _asyncio_stream
 from aura_anyio._transports._asyncio_stream import AsyncioStream, connect
 
-from .helpers import until
+from .helpers import quiet_peer as quiet, raw_peer as peer, until
 
 if typing.TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import Awaitable, Callable
 
     from anyio.abc import SocketStream
-
-Peer = typing.Callable[["SocketStream"], "Awaitable[None]"]
 
 
 @pytest.fixture(autouse=True)
 def asyncio_only(anyio_backend: tuple[str, dict[str, object]]) -> None:
     if anyio_backend[0] != "asyncio":
-        pytest.skip("the stream is asyncio's; Trio keeps AnyIO's streams")
-
-
-@contextlib.asynccontextmanager
-async def peer(handler: Peer, host: str = "127.0.0.1") -> AsyncIterator[int]:
-    """A TCP server running ``handler`` for each connection; yields its port."""
-
-    async def serve(stream: SocketStream) -> None:
-        async with stream:  # closed however the handler ends, cancelled with the rest
-            await handler(stream)
-
-    async with (
-        await anyio.create_tcp_listener(local_host=host) as listener,
-        anyio.create_task_group() as tasks,
-    ):
-        tasks.start_soon(listener.serve, serve)
-        yield listener.extra(anyio.abc.SocketAttribute.local_port)
-        tasks.cancel_scope.cancel()
-
-
-async def quiet(stream: SocketStream) -> None:
-    """A peer that sends nothing and waits for the client to leave."""
-    with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
-        while True:
-            await stream.receive()
+        pytest.skip("the stream is asyncio's; Trio has its own")
 
 
 async def test_what_arrives_then_the_end() -> None:

@@ -54,7 +54,7 @@ from .base import (
 
 if typing.TYPE_CHECKING:
     import socket
-    from collections.abc import Mapping
+    from collections.abc import Awaitable, Callable, Mapping
 
     from anyio.abc import ByteStream
 
@@ -147,7 +147,7 @@ class Route:
 class _Connection:
     """One HTTP/1.1 connection: an AnyIO byte stream and the parser of its current response."""
 
-    __slots__ = ("idle_since", "origin", "parser", "poller", "stream")
+    __slots__ = ("idle_since", "origin", "parser", "poller", "receive_within", "stream")
 
     def __init__(self, origin: Origin, stream: ByteStream) -> None:
         self.origin: Origin = origin
@@ -156,13 +156,17 @@ class _Connection:
         self.idle_since: float = 0.0
         # Made once: the idle check runs before every reuse of the connection.
         self.poller: select.poll | None = _poller(stream)
+        # Our own streams' (AsyncioStream, TrioStream), looked up once, not per read.
+        self.receive_within: Callable[[float | None, int], Awaitable[bytes]] | None = getattr(
+            stream, "receive_within", None
+        )
 
     async def receive(self, read_timeout: float | None) -> None:
         """Give the parser what the server sends next (or the end of the stream)."""
         stream = self.stream
         try:
-            if type(stream) is AsyncioStream:  # its read timeout costs no cancel scope
-                data = await stream.receive_within(read_timeout, READ_SIZE)
+            if self.receive_within is not None:  # a read timeout with no cancel scope
+                data = await self.receive_within(read_timeout, READ_SIZE)
             else:
                 data = await run_until(deadline_after(read_timeout), stream.receive, READ_SIZE)
         except anyio.EndOfStream:
@@ -347,7 +351,9 @@ class AnyIOTransport:
                 )
             if on_asyncio():
                 return await asyncio_connect(host, port)
-            return await anyio.connect_tcp(host, port)
+            from ._trio_stream import TrioStream  # imports Trio: only here, on Trio
+
+            return TrioStream(await anyio.connect_tcp(host, port))
         stream = await self._proxy.tunnel(host, port, self._ssl_context)
         if scheme == "https":
             try:
@@ -485,9 +491,8 @@ def _poller(stream: ByteStream) -> select.poll | None:
 
 
 def _raw_socket(stream: ByteStream) -> socket.socket:
-    if type(stream) is AsyncioStream:
-        return stream.raw_socket
-    return stream.extra(anyio.abc.SocketAttribute.raw_socket)
+    own: socket.socket | None = getattr(stream, "raw_socket", None)  # AsyncioStream, TrioStream
+    return own if own is not None else stream.extra(anyio.abc.SocketAttribute.raw_socket)
 
 
 def _still_open(connection: _Connection) -> bool:
