@@ -182,3 +182,20 @@ async def test_a_wakeup_with_nothing_to_read_waits_again(monkeypatch: pytest.Mon
         assert await stream.receive_within(5.0) == b"x"
         assert flaky.misses == 0
         await stream.aclose()
+
+
+async def test_the_watch_leaves_a_stream_closed_under_its_read_alone() -> None:
+    from aura_anyio._transports import _trio_stream
+
+    async with raw_peer(quiet_peer) as port:
+        stream = await connect(port)
+        with anyio.move_on_after(0.01):  # a read with a timeout: the watch starts
+            await stream.receive_within(30.0)
+        watch = _trio_stream._WATCH.get()
+        await stream.aclose()
+        # As if its read, ended by the close, had not run yet when the deadline passed.
+        stream.deadline = anyio.current_time() - 1
+        watch.waiting.add(stream)
+        watch.alarm.deadline = anyio.current_time()
+        await until(lambda: stream not in watch.waiting)
+        assert stream.expired

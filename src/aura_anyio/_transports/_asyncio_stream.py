@@ -10,9 +10,9 @@ This stream reads as the data comes (pausing only past a bound), and its read ti
 deadline moved forward at each read, watched by one timer per connection that is
 rescheduled only when it fires before the deadline.
 
-It is used for ``http://`` without a proxy on asyncio (and uvloop); TLS, proxies and Trio
-keep AnyIO's streams. It raises what AnyIO's streams raise (``EndOfStream``,
-``BrokenResourceError``), and ``TimeoutError`` when the read timeout passes.
+It is used for ``http://`` without a proxy on asyncio (and uvloop); TLS and proxies keep
+AnyIO's streams, and Trio has ``_trio_stream``. It raises what AnyIO's streams raise
+(``EndOfStream``, ``BrokenResourceError``), and ``TimeoutError`` when the read timeout passes.
 """
 
 from __future__ import annotations

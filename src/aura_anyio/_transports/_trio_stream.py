@@ -18,6 +18,7 @@ raises what AnyIO's streams raise (``EndOfStream``, ``BrokenResourceError``,
 
 from __future__ import annotations
 
+import contextlib
 import math
 import typing
 
@@ -55,7 +56,11 @@ class _Watch:
                 if stream.deadline <= now:
                     self.waiting.discard(stream)
                     stream.expired = True
-                    trio.lowlevel.notify_closing(stream.raw_socket)
+                    # Closed under its read a moment ago, the read not yet woken? Nothing to
+                    # end then; and a system task must not fail (it would end the run).
+                    if stream.raw_socket.fileno() >= 0:
+                        with contextlib.suppress(OSError):
+                            trio.lowlevel.notify_closing(stream.raw_socket)
                 else:
                     soonest = min(soonest, stream.deadline)
             self.alarm = trio.CancelScope(deadline=soonest)

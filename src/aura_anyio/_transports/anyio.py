@@ -9,8 +9,9 @@ use, a connection is either idle in the pool or owned by one response, and a res
 is not read to its end closes its connection. A body is read by a plain async iterator that
 returns everything that has arrived at once.
 
-On asyncio (and uvloop), an ``http://`` connection without a proxy is an ``_asyncio_stream``
-instead of AnyIO's socket stream: the same bytes for a fraction of the cost per chunk read.
+An ``http://`` connection without a proxy is an ``_asyncio_stream`` on asyncio (and uvloop)
+and a ``_trio_stream`` on Trio, instead of AnyIO's socket stream alone: the same bytes for a
+fraction of the cost per chunk read, and a read timeout that enters no cancel scope.
 
 Through an ``http://`` or ``https://`` proxy, each connection is a tunnel opened with
 ``CONNECT`` (RFC 9110 section 9.3.6), for ``http://`` origins too; TLS to the origin runs
