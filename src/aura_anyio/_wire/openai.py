@@ -20,6 +20,7 @@ from .._numbers import is_int
 from .._payload import check_max_tokens, check_temperature
 from .._retry import rate_limit_wait
 from .base import BrokenReply, ReplyError, ReportedError, dump_json
+from .fastjson import loads
 from .sse import Event, EventDecoder
 
 if typing.TYPE_CHECKING:
@@ -321,7 +322,7 @@ class OpenAIReply:
 
     def _chunk(self, data: str) -> str:
         try:
-            chunk = json.loads(data)
+            chunk = loads(data)
         except (ValueError, RecursionError):  # RecursionError: nested past the stack
             raise BrokenReply(f"an event's data is not JSON: {data[:_EXCERPT]!r}") from None
         if not isinstance(chunk, dict):

@@ -18,7 +18,7 @@ __all__ = ["Event", "EventDecoder"]
 
 
 @typing.final
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)  # not frozen: a frozen dataclass is twice as slow to make
 class Event:
     """One dispatched event: its type (``"message"`` by default) and its data lines joined."""
 
@@ -66,29 +66,25 @@ class EventDecoder:
         if self._line:
             lines[0] = "".join(self._line) + lines[0]
         self._line = [rest] if rest else []
+        # The lines of a whole buffer in one loop, with no call per line: a stream of
+        # chat.completion.chunk events is two lines a token.
         events: list[Event] = []
+        data_lines = self._data
         for line in lines:
-            event = self._line_done(line)
-            if event is not None:
-                events.append(event)
-        return events
-
-    def _line_done(self, line: str) -> Event | None:
-        if not line:
-            if not self._data:
+            if not line:  # the end of an event
+                if data_lines:
+                    joined = data_lines[0] if len(data_lines) == 1 else "\n".join(data_lines)
+                    events.append(Event(joined, self._event or "message"))
+                    data_lines = self._data = []
                 self._event = ""
-                return None
-            event = Event("\n".join(self._data), self._event or "message")
-            self._data = []
-            self._event = ""
-            return event
-        if line.startswith(":"):
-            return None
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._event = value
-        # id and retry matter to reconnecting clients, which a chat reply is not.
-        return None
+            elif line.startswith("data:"):
+                data_lines.append(line[6:] if line.startswith(" ", 5) else line[5:])
+            elif not line.startswith(":"):  # a comment otherwise
+                name, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if name == "data":  # "data" with no colon: an empty data line
+                    data_lines.append(value)
+                elif name == "event":
+                    self._event = value
+                # id and retry matter to reconnecting clients, which a chat reply is not.
+        return events
