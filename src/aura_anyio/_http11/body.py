@@ -30,6 +30,11 @@ MAX_LINE_BYTES = 4096
 
 # RFC 9112 section 7.1. No more than 16 hex digits (64 bits), so int() never sees a huge number.
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
+# The same line and its CRLF, found in one call: the common case of a line that has arrived
+# whole and is valid. Any other line takes the careful way (find its end, check its length).
+# With the CRLF that ends the chunk before it in front: one call from one chunk's data to
+# the next one's.
+_CHUNK_SIZE_LINE = re.compile(rb"(?:\r\n)?([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r\n")
 _CUT = "peer closed connection without sending complete message body"
 
 # What a ChunkedReader waits for next.
@@ -154,7 +159,9 @@ class ChunkedReader:
         try:
             while True:
                 if state == _DATA:
-                    take = min(remaining, end - position)
+                    take = end - position
+                    if take > remaining:
+                        take = remaining
                     if take:
                         pieces.append(buffer[position : position + take])
                         position += take
@@ -162,6 +169,17 @@ class ChunkedReader:
                     if remaining:
                         break
                     state = _DATA_END
+                if state != _TRAILERS:  # after a chunk's data, or before a size line
+                    match = _CHUNK_SIZE_LINE.match(buffer, position)
+                    if (
+                        match is not None
+                        and (state == _DATA_END) == (match.start(1) != position)
+                        and match.end() - match.start(1) <= MAX_LINE_BYTES + 2
+                    ):
+                        remaining = int(match[1], 16)
+                        position = match.end()
+                        state = _DATA if remaining else _TRAILERS
+                        continue
                 if state == _DATA_END:
                     if end - position < 2:
                         break
