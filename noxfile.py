@@ -79,7 +79,7 @@ def bench(session: nox.Session) -> None:
     openai-python and a hand-written client) or cache (a response cache lookup against a
     loopback round trip).
     """
-    session.install(".[trio]")
+    session.install(".[trio,fast]")
     install_groups(session, "bench")
     if session.posargs and session.posargs[0] in BENCHMARKS:
         name, *args = session.posargs

@@ -264,11 +264,32 @@ def peak_memory_kib(port: int, requests: int, concurrency: int) -> int:
     return int(out.stdout.strip())
 
 
+def profile(label: str, port: int, requests: int, concurrency: int) -> None:
+    """Run one client, warmed up, under cProfile; print the functions that cost it most."""
+    import cProfile
+    import pstats
+
+    [(runner, backend, options)] = [(r, b, o) for name, r, b, o in CLIENTS if name == label]
+    cpu_per_request(runner, backend, options, port, concurrency, concurrency)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    cpu_per_request(runner, backend, options, port, requests, concurrency)
+    profiler.disable()
+    print(f"## {label}: cProfile of a fan-out of {requests} at concurrency {concurrency}\n")
+    stats = pstats.Stats(profiler).strip_dirs()
+    stats.sort_stats("tottime").print_stats(25)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--profile",
+        metavar="LABEL",
+        help="instead: run the client with this label once under cProfile, print its top entries",
+    )
     args = parser.parse_args()
     resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
 
@@ -278,6 +299,9 @@ def main() -> None:
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())
+        if args.profile:
+            profile(args.profile, port, args.requests, args.concurrency)
+            return
         for _, runner, backend, options in CLIENTS:  # imports and first connections, unmeasured
             cpu_per_request(runner, backend, options, port, args.concurrency, args.concurrency)
         costs: dict[str, list[float]] = {}

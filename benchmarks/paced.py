@@ -260,6 +260,14 @@ async def _aura(port: int, wire: str, streams: int, job: Job) -> None:
         await job(each_at_once(wire, one))
 
 
+async def _aura_json(port: int, wire: str, streams: int, job: Job) -> None:
+    """aura_anyio reading each event's JSON with the standard library's json, not msgspec."""
+    from aura_anyio._wire import openai
+
+    openai.loads = json.loads
+    await _aura(port, wire, streams, job)
+
+
 async def _aura_fan_out(port: int, wire: str, streams: int, job: Job) -> None:
     """aura_anyio's fan_out(), for a batch that wants whole replies rather than each token."""
     from aura_anyio import ChatRequest
@@ -434,6 +442,13 @@ CLIENTS: dict[
     "aura-asyncio": ("aura_anyio stream() (asyncio)", _aura, "asyncio", {}, BOTH),
     "aura-uvloop": ("aura_anyio stream() (uvloop)", _aura, "asyncio", UVLOOP, BOTH),
     "aura-trio": ("aura_anyio stream() (trio)", _aura, "trio", {}, BOTH),
+    "aura-asyncio-json": (
+        "aura_anyio stream(), json (asyncio)",
+        _aura_json,
+        "asyncio",
+        {},
+        ("openai",),
+    ),
     "fanout-asyncio": ("aura_anyio fan_out() (asyncio)", _aura_fan_out, "asyncio", {}, BOTH),
     "fanout-uvloop": ("aura_anyio fan_out() (uvloop)", _aura_fan_out, "asyncio", UVLOOP, BOTH),
     "fanout-trio": ("aura_anyio fan_out() (trio)", _aura_fan_out, "trio", {}, BOTH),
