@@ -72,6 +72,22 @@ async def test_what_arrives_then_the_end() -> None:
             await stream.receive()
 
 
+async def test_a_closed_stream_reads_nothing_whether_or_not_it_was_drained() -> None:
+    async def handler(stream: SocketStream) -> None:
+        await stream.send(b"0123456789")
+        await quiet_peer(stream)
+
+    async with raw_peer(handler) as port:
+        for size in (3, 100):  # not drained (it reads at once), drained (it waits first)
+            stream = await connect(port)
+            received = b""
+            while len(received) < 3:
+                received += await stream.receive(size)
+            await stream.aclose()
+            with pytest.raises(anyio.ClosedResourceError):
+                await stream.receive()
+
+
 async def test_closing_while_a_read_waits_ends_it() -> None:
     async with raw_peer(quiet_peer) as port:
         for read_timeout in (None, 30.0):

@@ -93,6 +93,7 @@ class TrioStream(anyio.abc.ByteStream):
         self.deadline = math.inf  # of the read waiting, if it has a timeout
         self.expired = False  # the watch ended the wait: the deadline passed
         self._watch: _Watch | None = None
+        self._drained = False  # the last read emptied the socket
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         """What has arrived (at least a byte, at most ``max_bytes``), waiting for it."""
@@ -101,16 +102,21 @@ class TrioStream(anyio.abc.ByteStream):
     async def receive_within(self, read_timeout: float | None, max_bytes: int = 65536) -> bytes:
         """Like :meth:`receive`, but raise ``TimeoutError`` if nothing arrives in
         ``read_timeout`` seconds (``None``: wait as long as it takes)."""
-        # As Trio's own sockets: a cancellation is taken before the data, never after, and
-        # a read that finds data waiting still yields, so a fast stream starves no one.
-        await trio.lowlevel.checkpoint_if_cancelled()
-        data = self._recv(max_bytes)
-        if data is None:
-            while data is None:
-                await self._wait(read_timeout)  # a checkpoint of its own
-                data = self._recv(max_bytes)
-        else:
-            await trio.lowlevel.cancel_shielded_checkpoint()
+        data = None
+        # After a read that took less than it could, the socket had no more: a token's chunk
+        # is the next write's, so wait for it rather than try a read that fails (a system
+        # call and an exception per token).
+        if not self._drained:
+            # As Trio's own sockets: a cancellation is taken before the data, never after,
+            # and a read that finds data waiting still yields, so a fast stream starves no one.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            data = self._recv(max_bytes)
+            if data is not None:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+        while data is None:
+            await self._wait(read_timeout)  # a checkpoint of its own
+            data = self._recv(max_bytes)
+        self._drained = len(data) < max_bytes
         if not data:
             raise anyio.EndOfStream
         return data
@@ -128,6 +134,8 @@ class TrioStream(anyio.abc.ByteStream):
             raise anyio.BrokenResourceError from exc
 
     async def _wait(self, read_timeout: float | None) -> None:
+        if self.raw_socket.fileno() < 0:  # closed (Trio would fail on the descriptor -1)
+            raise anyio.ClosedResourceError
         try:
             if read_timeout is None:
                 await trio.lowlevel.wait_readable(self.raw_socket)
