@@ -81,6 +81,8 @@ async def fanned(base_url: str, cache_path: Path | None, count: int) -> None:
         client = await client_for(stack, base_url, cache_path)
         async with client.fan_out(prompts(count), max_concurrency=FAN_OUT_CONCURRENCY) as results:
             async for result in results:
+                if result.error is not None:  # a failed request is no measure
+                    raise AssertionError(f"request failed: {result.error!r}")
                 _check(result.text, result.request.messages[-1]["content"])
 
 

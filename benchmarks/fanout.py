@@ -54,6 +54,10 @@ def _reply_bodies() -> tuple[bytes, bytes]:
             "choices": [{"index": 0, "delta": {"content": delta}, "finish_reason": None}],
         }
         events.append(b"data: " + json.dumps(event, ensure_ascii=False).encode() + b"\n\n")
+    # A reply that ends without a finish_reason is a cut one (a [DONE] alone passes for
+    # whole only on servers that interrupt requests, such as llama.cpp's): say it ended.
+    last = {**event, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    events.append(b"data: " + json.dumps(last).encode() + b"\n\n")
     events.append(b"data: [DONE]\n\n")
     sse = b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events) + b"0\r\n\r\n"
     return plain, sse
@@ -107,6 +111,8 @@ async def aura(port: int, requests: int, concurrency: int, wire: str = "aura") -
         prompts = (PROMPT for _ in range(requests))
         async with client.fan_out(prompts, max_concurrency=concurrency) as results:
             async for result in results:
+                if result.error is not None:  # a retried or failed request is no measure
+                    raise AssertionError(f"request failed: {result.error!r}")
                 _check(result.text)
 
 

@@ -53,7 +53,7 @@ async def run_fan_out(base_url: str, requests: int, concurrency: int, expected: 
         prompts = itertools.repeat(MESSAGES, requests)
         async with client.fan_out(prompts, max_concurrency=concurrency) as results:
             async for result in results:
-                if result.text != expected:
+                if result.text != expected or result.error is not None:
                     raise AssertionError(f"wrong reply: {result.text!r} ({result.error})")
 
 
