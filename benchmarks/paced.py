@@ -262,9 +262,9 @@ async def _aura(port: int, wire: str, streams: int, job: Job) -> None:
 
 async def _aura_json(port: int, wire: str, streams: int, job: Job) -> None:
     """aura_anyio reading each event's JSON with the standard library's json, not msgspec."""
-    from aura_anyio._wire import openai
+    from aura_anyio._wire import fastjson
 
-    openai.loads = json.loads
+    fastjson._chosen = json.loads
     await _aura(port, wire, streams, job)
 
 

@@ -18,7 +18,8 @@ msgspec_loads = fastjson.choose_loads(fastjson.msgspec_decoder())
 def test_msgspec_is_used_when_installed() -> None:
     pytest.importorskip("msgspec")
     assert fastjson.msgspec_decoder() is not None
-    assert fastjson.loads is not json.loads
+    assert fastjson.reader() is not json.loads
+    assert fastjson.reader() is fastjson.reader()  # chosen once
 
 
 def test_without_msgspec_it_is_json_loads(monkeypatch: pytest.MonkeyPatch) -> None:

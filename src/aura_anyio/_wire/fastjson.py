@@ -18,7 +18,7 @@ import typing
 if typing.TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["choose_loads", "loads", "msgspec_decoder"]
+__all__ = ["choose_loads", "msgspec_decoder", "reader"]
 
 
 def msgspec_decoder() -> Callable[[str], object] | None:
@@ -44,5 +44,17 @@ def choose_loads(decode: Callable[[str], object] | None) -> Callable[[str], obje
     return loads
 
 
-loads: Callable[[str], object] = choose_loads(msgspec_decoder())
-"""Parse one JSON text; raises ``ValueError`` (or ``RecursionError``) as ``json.loads`` does."""
+_chosen: Callable[[str], object] | None = None
+
+
+def reader() -> Callable[[str], object]:
+    """The function that parses one JSON text, raising ``ValueError`` (or ``RecursionError``)
+    as ``json.loads`` does.
+
+    Chosen at the first call, not at import: msgspec takes 50-70 ms to import, which a
+    program that never reads the OpenAI wire should not pay.
+    """
+    global _chosen  # made once, then the same for every reply
+    if _chosen is None:
+        _chosen = choose_loads(msgspec_decoder())
+    return _chosen

@@ -20,7 +20,7 @@ from .._numbers import is_int
 from .._payload import check_max_tokens, check_temperature
 from .._retry import rate_limit_wait
 from .base import BrokenReply, ReplyError, ReportedError, dump_json
-from .fastjson import loads
+from .fastjson import reader as json_reader
 from .sse import Event, EventDecoder
 
 if typing.TYPE_CHECKING:
@@ -263,10 +263,11 @@ class OpenAIReply:
     are skipped rather than mixed into its text.
     """
 
-    __slots__ = ("_calls", "_done", "_events", "finish_reason", "usage")
+    __slots__ = ("_calls", "_done", "_events", "_loads", "finish_reason", "usage")
 
     def __init__(self) -> None:
         self._events = EventDecoder()
+        self._loads = json_reader()
         self._done = False
         self._calls: dict[int, _ToolCallParts] | None = None
         self.finish_reason: str | None = None
@@ -322,7 +323,7 @@ class OpenAIReply:
 
     def _chunk(self, data: str) -> str:
         try:
-            chunk = loads(data)
+            chunk = self._loads(data)
         except (ValueError, RecursionError):  # RecursionError: nested past the stack
             raise BrokenReply(f"an event's data is not JSON: {data[:_EXCERPT]!r}") from None
         if not isinstance(chunk, dict):

@@ -1,0 +1,115 @@
+"""Before and after: fan-out CPU per request of two source trees of aura_anyio, in one run.
+
+Runs after runs on this shared machine differ by more than most changes (aiohttp's own cost
+per request moved from 0.38 to 0.52 ms between two runs of ``fanout.py`` minutes apart), so a
+change is measured here against the code before it in the same run: ``fanout.py``'s server in
+its own process, and each measurement a fresh process that imports aura_anyio from one tree
+(``PYTHONPATH``), warms up, then fans out N prompts at concurrency C. The trees alternate
+measurement by measurement (A B A B ...), with aiohttp measured in the same rounds as the
+baseline; medians of the rounds.
+
+    git worktree add /tmp/before <commit>
+    python benchmarks/ab.py /tmp/before/src src --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import fanout
+
+HERE = Path(__file__).parent
+# (label, runner in fanout.py, backend, backend options)
+RUNS = [
+    ("asyncio", "aura", "asyncio", {}),
+    ("uvloop", "aura", "asyncio", {"use_uvloop": True}),
+    ("trio", "aura", "trio", {}),
+    ("OpenAI wire, asyncio", "aura_openai", "asyncio", {}),
+    ("OpenAI wire, trio", "aura_openai", "trio", {}),
+]
+CHILD = """
+import json, sys, time, anyio
+sys.path.insert(0, sys.argv[1])
+import fanout
+port, requests, concurrency = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+runner, backend, options = getattr(fanout, sys.argv[2]), sys.argv[6], json.loads(sys.argv[7])
+anyio.run(runner, port, concurrency, concurrency, backend=backend, backend_options=options)
+started = time.process_time()
+anyio.run(runner, port, requests, concurrency, backend=backend, backend_options=options)
+print((time.process_time() - started) / requests)
+"""
+
+
+def measure(
+    src: str | None,
+    runner: str,
+    backend: str,
+    options: dict[str, object],
+    port: int,
+    args: argparse.Namespace,
+) -> float:
+    """CPU seconds per request of one fan-out in a fresh process importing ``src``."""
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = os.path.abspath(src)
+    command = [sys.executable, "-c", CHILD, str(HERE), runner, str(port), str(args.requests)]
+    command += [str(args.concurrency), backend, json.dumps(options)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if done.returncode:
+        raise RuntimeError(f"{runner} on {backend} from {src} failed:\n{done.stderr}")
+    return float(done.stdout.split()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("before", help="the src directory of the code before (A)")
+    parser.add_argument("after", help="the src directory of the code after (B)")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    server = subprocess.Popen(
+        [sys.executable, "-c", fanout.SERVER, str(HERE)], stdout=subprocess.PIPE, text=True
+    )
+    costs: dict[tuple[str, str], list[float]] = {}
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        for _ in range(args.rounds):
+            costs.setdefault(("aiohttp", ""), []).append(
+                measure(None, "aiohttp_client", "asyncio", {}, port, args)
+            )
+            for label, runner, backend, options in RUNS:
+                for tree in ("before", "after"):
+                    cost = measure(getattr(args, tree), runner, backend, options, port, args)
+                    costs.setdefault((label, tree), []).append(cost)
+    finally:
+        server.terminate()
+        server.wait()
+    baseline = statistics.median(costs["aiohttp", ""])
+    print(
+        f"## Fan-out before and after (N={args.requests}, C={args.concurrency}, median of "
+        f"{args.rounds} interleaved rounds; aiohttp {baseline * 1000:.3f} ms per request)\n"
+    )
+    print(
+        "| aura_anyio | before (ms) | ratio to aiohttp | after (ms) | ratio to aiohttp "
+        "| after / before |"
+    )
+    print("|---|---|---|---|---|---|")
+    for label, *_ in RUNS:
+        before = statistics.median(costs[label, "before"])
+        after = statistics.median(costs[label, "after"])
+        print(
+            f"| {label} | {before * 1000:.3f} | {before / baseline:.2f} | {after * 1000:.3f} "
+            f"| {after / baseline:.2f} | {after / before:.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
