@@ -64,6 +64,7 @@ BENCHMARKS = {
     "events": "events.py",
     "paced": "paced.py",
     "cache": "cache.py",
+    "ab": "ab.py",  # two source trees to compare: run by name only
 }
 
 
@@ -76,8 +77,9 @@ def bench(session: nox.Session) -> None:
     and cost per chunk of a long stream), events (cost per server-sent event of a
     500-event reply on the OpenAI wire, against openai-python) or paced (500 streams at once,
     200 chunks each 20 ms apart, on both wires: CPU per chunk and peak memory, against aiohttp,
-    openai-python and a hand-written client) or cache (a response cache lookup against a
-    loopback round trip).
+    openai-python and a hand-written client), cache (a response cache lookup against a
+    loopback round trip) or ab (``-- ab BEFORE/src AFTER/src``: the fan-out's CPU per request
+    of two source trees, in one run).
     """
     session.install(".[trio,fast]")
     install_groups(session, "bench")
@@ -85,5 +87,6 @@ def bench(session: nox.Session) -> None:
         name, *args = session.posargs
         session.run("python", f"benchmarks/{BENCHMARKS[name]}", *args)
         return
-    for script in BENCHMARKS.values():
-        session.run("python", f"benchmarks/{script}", *session.posargs)
+    for name, script in BENCHMARKS.items():
+        if name != "ab":
+            session.run("python", f"benchmarks/{script}", *session.posargs)
