@@ -322,6 +322,15 @@ def test_chunking_does_not_matter(wire: Wire, data: st.DataObject) -> None:
             id="chunk-size-line-over-MAX_LINE_BYTES",
         ),
         pytest.param(chunked(b"1;" + b"a" * 100 + b"\r\nx\r\n0\r\n\r\n"), id="long-extension"),
+        # The size line after a chunk's data is read with that data's CRLF: the same limits.
+        pytest.param(
+            chunked(b"1\r\nx\r\n1;" + b"a" * (MAX_LINE_BYTES - 2) + b"\r\ny\r\n0\r\n\r\n"),
+            id="second-chunk-size-line-of-exactly-MAX_LINE_BYTES",
+        ),
+        pytest.param(
+            chunked(b"1\r\nx\r\n1;" + b"a" * (MAX_LINE_BYTES - 1) + b"\r\ny\r\n0\r\n\r\n"),
+            id="second-chunk-size-line-over-MAX_LINE_BYTES",
+        ),
     ],
 )
 def test_limits_do_not_depend_on_chunking(data: bytes) -> None:
@@ -385,6 +394,10 @@ def test_limits_do_not_depend_on_chunking(data: bytes) -> None:
         (chunked(b"1;" + b"a" * MAX_LINE_BYTES), False, "too long"),
         (chunked(b"0\r\nx: " + b"a" * MAX_LINE_BYTES), False, "too long"),
         (chunked(b"0\r\nx: " + b"a" * MAX_LINE_BYTES + b"\r\n\r\n"), False, "too long"),
+        # After a chunk's data, read with its CRLF: the same verdicts.
+        (chunked(b"1\r\nx\r\n1;" + b"a" * (MAX_LINE_BYTES - 1) + b"\r\ny\r\n"), False, "too long"),
+        (chunked(b"1\r\nx\r\n\r\n1\r\ny\r\n"), False, "chunk-size"),  # an empty size line
+        (chunked(b"1\r\nx\r\nzz\r\n"), False, "chunk-size"),
     ],
 )
 def test_protocol_errors(data: bytes, eof: bool, word: str) -> None:

@@ -32,9 +32,9 @@ MAX_LINE_BYTES = 4096
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
 # The same line and its CRLF, found in one call: the common case of a line that has arrived
 # whole and is valid. Any other line takes the careful way (find its end, check its length).
-# With the CRLF that ends the chunk before it in front: one call from one chunk's data to
-# the next one's.
-_CHUNK_SIZE_LINE = re.compile(rb"(?:\r\n)?([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r\n")
+_CHUNK_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r\n")
+# And with the CRLF that ends the chunk before it: one call from one chunk's data to the next.
+_NEXT_CHUNK_SIZE_LINE = re.compile(rb"\r\n([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r\n")
 _CUT = "peer closed connection without sending complete message body"
 
 # What a ChunkedReader waits for next.
@@ -170,12 +170,13 @@ class ChunkedReader:
                         break
                     state = _DATA_END
                 if state != _TRAILERS:  # after a chunk's data, or before a size line
-                    match = _CHUNK_SIZE_LINE.match(buffer, position)
-                    if (
-                        match is not None
-                        and (state == _DATA_END) == (match.start(1) != position)
-                        and match.end() - match.start(1) <= MAX_LINE_BYTES + 2
-                    ):
+                    if state == _DATA_END:
+                        match = _NEXT_CHUNK_SIZE_LINE.match(buffer, position)
+                        longest = MAX_LINE_BYTES + 4  # the line and two CRLFs
+                    else:
+                        match = _CHUNK_SIZE_LINE.match(buffer, position)
+                        longest = MAX_LINE_BYTES + 2
+                    if match is not None and match.end() - position <= longest:
                         remaining = int(match[1], 16)
                         position = match.end()
                         state = _DATA if remaining else _TRAILERS
