@@ -28,10 +28,10 @@ __all__ = [
 # A chunk-size line, extensions and all, and a trailer field: more is not a real server.
 MAX_LINE_BYTES = 4096
 
-# RFC 9112 section 7.1. No more than 16 hex digits (64 bits), so int() never sees a huge number.
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
-# The same line and its CRLF, found in one call: the common case of a line that has arrived
-# whole and is valid. Any other line takes the careful way (find its end, check its length).
+# RFC 9112 section 7.1, with the line's CRLF: one call finds a whole valid size line. No more
+# than 16 hex digits (64 bits), so int() never sees a huge number. A line that is not taken
+# (not whole yet, too long, or invalid) is looked at the careful way: find its end, check
+# its length, then refuse it.
 _CHUNK_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r\n")
 # And with the CRLF that ends the chunk before it: one call from one chunk's data to the next.
 _NEXT_CHUNK_SIZE_LINE = re.compile(rb"\r\n([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r\n")
@@ -196,12 +196,9 @@ class ChunkedReader:
                 if line_end < 0:
                     break
                 if state == _SIZE_LINE:
-                    match = _CHUNK_SIZE.fullmatch(buffer, position, line_end)
-                    if match is None:
-                        raise ProtocolError("invalid chunk-size line")
-                    remaining = int(match[1], 16)
-                    state = _DATA if remaining else _TRAILERS
-                elif line_end == position:  # the empty line that ends the trailer section
+                    # Whole and within the limit, yet not taken by the pattern above.
+                    raise ProtocolError("invalid chunk-size line")
+                if line_end == position:  # the empty line that ends the trailer section
                     position += 2
                     self.done = True
                     break
