@@ -32,9 +32,10 @@ MAX_LINE_BYTES = 4096
 # than 16 hex digits (64 bits), so int() never sees a huge number. A line that is not taken
 # (not whole yet, too long, or invalid) is looked at the careful way: find its end, check
 # its length, then refuse it.
-_CHUNK_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r\n")
+_SIZE_LINE_PATTERN = rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r\n"
+_CHUNK_SIZE_LINE = re.compile(_SIZE_LINE_PATTERN)
 # And with the CRLF that ends the chunk before it: one call from one chunk's data to the next.
-_NEXT_CHUNK_SIZE_LINE = re.compile(rb"\r\n([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r\n")
+_NEXT_CHUNK_SIZE_LINE = re.compile(rb"\r\n" + _SIZE_LINE_PATTERN)
 _CUT = "peer closed connection without sending complete message body"
 
 # What a ChunkedReader waits for next.
@@ -176,9 +177,9 @@ class ChunkedReader:
                     else:
                         match = _CHUNK_SIZE_LINE.match(buffer, position)
                         longest = MAX_LINE_BYTES + 2
-                    if match is not None and match.end() - position <= longest:
+                    if match is not None and (after := match.end()) - position <= longest:
                         remaining = int(match[1], 16)
-                        position = match.end()
+                        position = after
                         state = _DATA if remaining else _TRAILERS
                         continue
                 if state == _DATA_END:
