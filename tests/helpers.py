@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import socket
 from typing import TYPE_CHECKING, TypeVar, cast
 
 import anyio
@@ -174,5 +175,35 @@ async def raw_peer(
 async def quiet_peer(stream: SocketStream) -> None:
     """A peer that sends nothing and waits for the client to leave."""
     with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+        while True:
+            await stream.receive()
+
+
+def peer_sending(data: bytes) -> Callable[[SocketStream], Awaitable[None]]:
+    """A peer that sends ``data``, then waits for the client to leave."""
+
+    async def handler(stream: SocketStream) -> None:
+        await stream.send(data)
+        await quiet_peer(stream)
+
+    return handler
+
+
+def reset_on_close(stream: SocketStream) -> None:
+    """Make closing ``stream`` a reset (``SO_LINGER`` 0) instead of an orderly end."""
+    raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+
+
+async def resetting_peer(stream: SocketStream) -> None:
+    """A peer that reads what the client sends first, then resets the connection."""
+    reset_on_close(stream)
+    await stream.receive()
+    await stream.aclose()
+
+
+async def read_until_broken(stream: anyio.abc.ByteStream) -> None:
+    """Read ``stream`` until it fails (the failure propagates); a stall fails in 10 s."""
+    with anyio.fail_after(10):
         while True:
             await stream.receive()

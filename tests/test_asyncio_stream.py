@@ -11,14 +11,20 @@ import socket
 import typing
 
 import anyio
-import anyio.abc
 import anyio.lowlevel
 import pytest
 
 from aura_anyio._transports import _asyncio_stream
 from aura_anyio._transports._asyncio_stream import AsyncioStream, connect
 
-from .helpers import quiet_peer as quiet, raw_peer as peer, until
+from .helpers import (
+    quiet_peer as quiet,
+    raw_peer as peer,
+    read_until_broken,
+    reset_on_close,
+    resetting_peer,
+    until,
+)
 
 if typing.TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -80,17 +86,11 @@ async def test_an_aborted_stream_is_closed() -> None:
 
 
 async def test_a_reset_is_a_broken_stream() -> None:
-    async def handler(stream: SocketStream) -> None:
-        raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        await stream.receive()
-        await stream.aclose()  # with SO_LINGER 0: a reset
-
-    async with peer(handler) as port:
+    async with peer(resetting_peer) as port:
         stream = await connect("127.0.0.1", port)
         await stream.send(b"hello")
         with pytest.raises(anyio.BrokenResourceError):
-            await _read_all(stream)
+            await read_until_broken(stream)
         with pytest.raises(anyio.BrokenResourceError):
             await stream.send(b"more")
         await stream.aclose()
@@ -180,11 +180,6 @@ async def test_sending_waits_while_the_peer_does_not_read() -> None:
         await stream.aclose()
 
 
-async def _read_all(stream: AsyncioStream) -> None:
-    while True:
-        await stream.receive_within(5.0)
-
-
 async def _send_all(stream: AsyncioStream, block: bytes, count: int) -> None:
     for _ in range(count):
         await stream.send(block)
@@ -192,8 +187,7 @@ async def _send_all(stream: AsyncioStream, block: bytes, count: int) -> None:
 
 async def test_a_send_waiting_for_a_peer_that_breaks_fails() -> None:
     async def handler(stream: SocketStream) -> None:
-        raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        reset_on_close(stream)
         await anyio.sleep(0.3)
         await stream.aclose()  # a reset, with the client's data unread
 

@@ -7,16 +7,23 @@ no data, and the one task per run that ends the reads past their deadline.
 from __future__ import annotations
 
 import select
-import socket
 import typing
 
 import anyio
-import anyio.abc
 import pytest
 
-from .helpers import quiet_peer, raw_peer, until
+from .helpers import (
+    peer_sending,
+    quiet_peer,
+    raw_peer,
+    read_until_broken,
+    resetting_peer,
+    until,
+)
 
 if typing.TYPE_CHECKING:
+    import socket
+
     from anyio.abc import SocketStream
 
     from aura_anyio._transports._trio_stream import TrioStream
@@ -44,11 +51,6 @@ def waiting(stream: TrioStream) -> bool:
     return stream in watch.waiting
 
 
-async def read_all(stream: TrioStream) -> None:
-    while True:
-        await stream.receive()
-
-
 async def test_what_arrives_then_the_end() -> None:
     async def handler(stream: SocketStream) -> None:
         assert await stream.receive() == b"ping"
@@ -73,11 +75,7 @@ async def test_what_arrives_then_the_end() -> None:
 
 
 async def test_a_closed_stream_reads_nothing_whether_or_not_it_was_drained() -> None:
-    async def handler(stream: SocketStream) -> None:
-        await stream.send(b"0123456789")
-        await quiet_peer(stream)
-
-    async with raw_peer(handler) as port:
+    async with raw_peer(peer_sending(b"0123456789")) as port:
         for size in (3, 100):  # not drained (it reads at once), drained (it waits first)
             stream = await connect(port)
             received = b""
@@ -99,26 +97,16 @@ async def test_closing_while_a_read_waits_ends_it() -> None:
 
 
 async def test_a_reset_is_a_broken_stream() -> None:
-    async def handler(stream: SocketStream) -> None:
-        raw = stream.extra(anyio.abc.SocketAttribute.raw_socket)
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        await stream.receive()
-        await stream.aclose()  # with SO_LINGER 0: a reset
-
-    async with raw_peer(handler) as port:
+    async with raw_peer(resetting_peer) as port:
         stream = await connect(port)
         await stream.send(b"hello")
         with pytest.raises(anyio.BrokenResourceError):
-            await read_all(stream)
+            await read_until_broken(stream)
         await stream.aclose()
 
 
 async def test_a_cancelled_read_takes_no_data() -> None:
-    async def handler(stream: SocketStream) -> None:
-        await stream.send(b"kept")
-        await quiet_peer(stream)
-
-    async with raw_peer(handler) as port:
+    async with raw_peer(peer_sending(b"kept")) as port:
         stream = await connect(port)
         await until(lambda: bool(select.select([stream.raw_socket], [], [], 0)[0]))
         with anyio.CancelScope() as scope:
@@ -172,10 +160,6 @@ async def test_a_shorter_timeout_wakes_the_watch_sooner_and_ends_only_its_own_re
 
 
 async def test_a_wakeup_with_nothing_to_read_waits_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def handler(stream: SocketStream) -> None:
-        await stream.send(b"x")
-        await quiet_peer(stream)
-
     class Flaky:
         """A socket that says it has nothing twice: before the wait, and after it."""
 
@@ -191,7 +175,7 @@ async def test_a_wakeup_with_nothing_to_read_waits_again(monkeypatch: pytest.Mon
                 raise BlockingIOError
             return self.sock.recv(size)
 
-    async with raw_peer(handler) as port:
+    async with raw_peer(peer_sending(b"x")) as port:
         stream = await connect(port)
         flaky = Flaky(stream.raw_socket)
         monkeypatch.setattr(stream, "raw_socket", flaky)
