@@ -20,6 +20,7 @@ PURE = [
     "_options",
     "_payload",
     "_retry",
+    "_routing",
     "_stored",
     "_version",
     "_wire",
