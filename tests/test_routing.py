@@ -12,6 +12,15 @@ from hypothesis.stateful import (
     rule,
 )
 
+from aura_anyio import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    IncompleteStreamError,
+    RateLimitError,
+    ServerError,
+)
 from aura_anyio._routing import (
     FAILURES_TO_BENCH,
     FIRST_COOL_DOWN,
@@ -19,6 +28,7 @@ from aura_anyio._routing import (
     Endpoint,
     Router,
     Ticket,
+    counts_against,
 )
 
 URLS = ["http://a:1", "http://b:2", "http://c:3", "http://d:4"]
@@ -243,3 +253,30 @@ class RoutingMachine(RuleBasedStateMachine):
 
 TestRouting = RoutingMachine.TestCase
 TestRouting.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
+
+
+def cut_by(cause: BaseException | None) -> IncompleteStreamError:
+    error = IncompleteStreamError("the reply broke", partial_text="par")
+    error.__cause__ = cause
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "against"),
+    [
+        (APIConnectionError("refused"), True),
+        (APITimeoutError("read timeout"), True),
+        (APIConnectionError("bad certificate", retryable=False), True),
+        (ServerError("down", status_code=503), True),
+        (APIStatusError("not implemented", status_code=501), True),
+        (RateLimitError("slow down"), False),
+        (APIStatusError("no such model", status_code=404), False),
+        (APIStatusError("bad request", status_code=400), False),
+        (APIError("the server reported an error: overloaded model"), False),
+        (cut_by(APIConnectionError("reset")), True),
+        (cut_by(APIError("the server reported an error")), False),
+        (cut_by(None), False),
+    ],
+)
+def test_what_counts_against_an_endpoint(error: APIError, against: bool) -> None:
+    assert counts_against(error) is against

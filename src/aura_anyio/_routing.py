@@ -15,6 +15,8 @@ import dataclasses
 import math
 import typing
 
+from ._exceptions import APIConnectionError, APIError, APIStatusError, IncompleteStreamError
+
 if typing.TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -25,11 +27,25 @@ __all__ = [
     "Endpoint",
     "Router",
     "Ticket",
+    "counts_against",
 ]
 
 FAILURES_TO_BENCH = 3
 FIRST_COOL_DOWN = 1.0
 LONGEST_COOL_DOWN = 60.0
+
+
+def counts_against(error: APIError) -> bool:
+    """Whether ``error`` is the endpoint's failure, toward benching it: a connection error or
+    a timeout (a reply cut short among them), or a 5xx status. A 4xx is the request's own
+    fault, a 429 a pause, an error reported inside a reply the model's: none of them is.
+    """
+    if isinstance(error, IncompleteStreamError):  # what broke the reply decides
+        cause = error.__cause__
+        return isinstance(cause, APIError) and counts_against(cause)
+    if isinstance(error, APIStatusError):
+        return error.status_code >= 500
+    return isinstance(error, APIConnectionError)
 
 
 @typing.final
