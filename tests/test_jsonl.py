@@ -209,7 +209,9 @@ def test_a_result_row_round_trips_through_json(
     calls: list[ToolCall] | None,
 ) -> None:
     request = ChatRequest([{"role": "user", "content": "x"}], id=request_id)
-    result = ChatResult(0, request, text, None, attempts, elapsed, finish_reason, usage, calls)
+    result = ChatResult(
+        0, request, text, None, attempts, elapsed, finish_reason, usage, tool_calls=calls
+    )
     row = result_row(result, line=7)
     expected: dict[str, object] = {
         "id": request_id,

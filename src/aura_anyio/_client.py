@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import ssl
+import sys
 import typing
 from types import MappingProxyType
 from urllib.parse import urlsplit
@@ -13,6 +14,7 @@ import anyio
 
 from ._cache import ResponseCache
 from ._deadlines import close_shielded
+from ._endpoints import Endpoints
 from ._exceptions import InvalidRequestError, RequestInfo
 from ._exchange import Exchange
 from ._fanout import DEFAULT_MAX_CONCURRENCY, FanOut, Requests, check_fan_out
@@ -20,7 +22,7 @@ from ._models import DEFAULT_MODEL, ModelSpec, Timeouts
 from ._numbers import is_int
 from ._options import (
     build_headers,
-    check_base_url,
+    check_base_urls,
     check_proxy,
     environment_proxy,
     redact_url,
@@ -36,7 +38,7 @@ from ._version import __version__
 from ._wire import wire_named
 
 if typing.TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from types import TracebackType
 
     import httpx
@@ -44,6 +46,7 @@ if typing.TYPE_CHECKING:
     from ._messages import Messages
     from ._models import ChatRequest, ChatResult
     from ._ratelimit import Gate
+    from ._routing import Endpoint
     from ._transports.base import Transport
     from ._wire import WireName
 
@@ -76,7 +79,11 @@ class AuraClient:
 
     Args:
         base_url: The service's root URL (``/api/chat`` is appended, or on the OpenAI wire
-            ``/v1/chat/completions``, or ``/chat/completions`` if it ends in ``/v1``).
+            ``/v1/chat/completions``, or ``/chat/completions`` if it ends in ``/v1``); or a
+            sequence of them, several servers of one model: each attempt goes to the one with
+            the fewest in flight, a retry to another, and one that fails three attempts in a
+            row (a connection error, a timeout, a 5xx) rests for 1 s, then 2, 4... up to
+            60 s, until one probe succeeds there; a 429 pauses that server alone.
         key: An API key: in the body on ``/api/chat`` (an upstream key), as ``Authorization:
             Bearer`` on the OpenAI wire; a secret, never shown in ``repr`` or errors.
         proxy: A proxy URL (``http``, ``https`` or ``socks5``; SOCKS needs the ``socks``
@@ -89,8 +96,9 @@ class AuraClient:
         headers: Extra request headers.
         cookies: Cookies sent with every request (a secret, like the key).
         max_response_bytes: The largest reply body accepted.
-        max_connections: The most requests in flight at once; more wait for a free one, for
-            up to ``timeout.connect`` seconds. Applies to the client's own connection pool.
+        max_connections: The most requests in flight at once to each server; more wait for
+            a free one, for up to ``timeout.connect`` seconds. Applies to the client's own
+            connection pool.
         wire: ``"aura"`` for openchat-ui's ``/api/chat``, or ``"openai"`` for an
             OpenAI-compatible server (vLLM, llama.cpp, Ollama, LM Studio, OpenChat's own),
             streamed as server-sent events.
@@ -113,7 +121,7 @@ class AuraClient:
 
     def __init__(
         self,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | Sequence[str] = DEFAULT_BASE_URL,
         *,
         key: str = "",
         proxy: str | None = None,
@@ -130,7 +138,8 @@ class AuraClient:
         transport: Transport | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
-        self._base_url = check_base_url(base_url)
+        self._base_urls = check_base_urls(base_url)
+        self._base_url = self._base_urls[0]
         if not isinstance(key, str):
             raise InvalidRequestError(f"key must be a str, got {type(key).__name__}")
         if not isinstance(timeout, Timeouts):
@@ -179,6 +188,12 @@ class AuraClient:
             )
         self._cache = cache
         self._url = self._wire.path(self._base_url)
+        # A borrowed httpx client keeps its own pool limits.
+        self._endpoints = Endpoints(
+            self._base_urls,
+            max_connections if http_client is None else sys.maxsize,
+            self._wire.path,
+        )
         headers_ = build_headers(DEFAULT_HEADERS, headers, cookies)
         # The wire's own headers (the key, on the OpenAI wire) win over the caller's.
         headers_.update(self._wire.headers(key))
@@ -188,11 +203,8 @@ class AuraClient:
         self._transport: Transport = (
             transport if transport is not None else self._make_transport(http_client)
         )
-        # A borrowed httpx client keeps its own pool limits.
-        self._slots = (
-            anyio.Semaphore(max_connections, fast_acquire=True) if http_client is None else None
-        )
         self._info = RequestInfo("POST", self._url)
+        self._limited = http_client is None
         self._closed = False
 
     def _make_transport(self, http_client: httpx.AsyncClient | None) -> Transport:
@@ -202,15 +214,12 @@ class AuraClient:
             return HttpxTransport(http_client, owned=False)
         proxy = self._proxy
         if proxy is None:
-            proxy = check_proxy(
-                environment_proxy(self._url, os.environ),
-                field="the proxy from the environment (HTTPS_PROXY, HTTP_PROXY or ALL_PROXY)",
-            )
+            proxy = self._environment_proxy()
         if proxy is not None and urlsplit(proxy).scheme not in ("http", "https"):
             from ._transports.httpx import socks_transport
 
             try:
-                return socks_transport(proxy, verify=self._verify, max_idle=self._max_connections)
+                return socks_transport(proxy, verify=self._verify, max_idle=self._max_idle)
             except ImportError as exc:  # socksio
                 raise InvalidRequestError(
                     f"proxy {redact_url(proxy)!r} needs the socks extra: "
@@ -218,14 +227,43 @@ class AuraClient:
                 ) from None
         return AnyIOTransport(
             ssl_context=make_ssl_context(self._verify),
-            max_idle=self._max_connections,
+            max_idle=self._max_idle,
             proxy=proxy,
         )
 
     @property
+    def _max_idle(self) -> int:
+        return self._max_connections * len(self._base_urls)
+
+    def _environment_proxy(self) -> str | None:
+        """The proxy the environment names for the servers: one transport serves them all."""
+        proxies = {environment_proxy(self._wire.path(url), os.environ) for url in self._base_urls}
+        if len(proxies) > 1:
+            raise InvalidRequestError(
+                "base_url: the environment's proxy settings (HTTP_PROXY, HTTPS_PROXY, "
+                "ALL_PROXY, NO_PROXY) send some of its URLs through a proxy and not others; "
+                "one client uses one way for all: set the variables to agree, or pass proxy="
+            )
+        return check_proxy(
+            proxies.pop(),
+            field="the proxy from the environment (HTTPS_PROXY, HTTP_PROXY or ALL_PROXY)",
+        )
+
+    @property
     def base_url(self) -> str:
-        """The service's root URL."""
+        """The service's root URL (the first, when there are several)."""
         return self._base_url
+
+    @property
+    def base_urls(self) -> tuple[str, ...]:
+        """The root URLs of the servers, in the order given."""
+        return self._base_urls
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """Each server's figures (``url``, ``in_flight``, ``done``, ``failed``,
+        ``benched_until``), in the order the URLs were given; live, not a copy."""
+        return self._endpoints.endpoints
 
     @property
     def timeouts(self) -> Timeouts:
@@ -243,7 +281,8 @@ class AuraClient:
         return self._policy
 
     def __repr__(self) -> str:
-        parts = [f"base_url={self._base_url!r}"]
+        urls = self._base_urls
+        parts = [f"base_url={urls[0] if len(urls) == 1 else list(urls)!r}"]
         if self._key:
             parts.append("key=<hidden>")
         if self._proxy is not None:
@@ -315,7 +354,7 @@ class AuraClient:
             timeouts=timeouts,
             policy=self._policy,
             max_response_bytes=self._max_response_bytes,
-            slots=self._slots,
+            endpoints=self._endpoints,
             gate=gate,
             cache=cache,
             cache_key=b"" if cache is None else request_key(self._wire.name, body),
@@ -453,7 +492,7 @@ class AuraClient:
             requests: A sync or async iterable of :class:`ChatRequest`, message lists or
                 prompt strings.
             max_concurrency: The most requests in flight at once (at most the client's
-                ``max_connections``).
+                ``max_connections`` times its number of servers).
             requests_per_second: A limit on attempts per second, retries included, with a
                 burst of at most one second's worth; ``None`` for no limit.
             request_timeout: Seconds each request may take, retries included; one that takes
@@ -472,7 +511,7 @@ class AuraClient:
             max_concurrency=max_concurrency,
             requests_per_second=requests_per_second,
             request_timeout=request_timeout,
-            max_connections=None if self._slots is None else self._max_connections,
+            max_connections=self._max_idle if self._limited else None,
             tokens_per_minute=tokens_per_minute,
         )
         return FanOut(

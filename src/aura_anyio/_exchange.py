@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 import typing
 
-import anyio
-
-from ._deadlines import DeadlineExpired, close_shielded, deadline_after, run_until
+from ._deadlines import close_shielded
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -26,6 +25,7 @@ from ._exceptions import (
 )
 from ._options import redact_url
 from ._retry import parse_retry_after
+from ._routing import counts_against
 from ._transports.base import (
     CertificateError,
     ConnectError,
@@ -41,13 +41,15 @@ from ._transports.base import (
 from ._wire import BrokenReply, ReplyError
 
 if typing.TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Mapping
+    from collections.abc import AsyncIterator, Mapping
 
     from ._cache import ResponseCache
+    from ._endpoints import Endpoints
     from ._exceptions import RequestInfo
     from ._models import Timeouts
     from ._ratelimit import Gate
     from ._retry import RetryPolicy
+    from ._routing import Endpoint, Ticket
     from ._transports.base import Request, Response, Transport
     from ._wire import ReplyDecoder, ToolCall, Wire
 
@@ -150,9 +152,9 @@ class Exchange:
     timeouts: Timeouts
     policy: RetryPolicy
     max_response_bytes: int
-    # At most this many requests in flight; None for a borrowed httpx client, whose own
-    # pool limits apply.
-    slots: anyio.Semaphore | None = None
+    # The servers, each taking at most max_connections attempts at once (no limit for a
+    # borrowed httpx client, whose own pool limits apply).
+    endpoints: Endpoints
     # The fan-out's rate limit and shared pause, if the request is part of one.
     gate: Gate | None = None
     # What each attempt takes from the gate's token budget: the request's estimate.
@@ -161,64 +163,92 @@ class Exchange:
     cache: ResponseCache | None = None
     cache_key: bytes = b""
 
-    async def open(self) -> ReplyReader:
-        """Send the request once and return the reader of a successful response.
+    async def take(self, avoid: Endpoint | None) -> Ticket:
+        """Wait for an endpoint to send an attempt to (``avoid``: the last attempt's).
 
-        Waits for a free connection first (``max_connections``), for up to the connect
-        timeout. Cancelling it leaves no connection or slot behind.
+        A wait for a free connection (``max_connections`` at every endpoint) lasts at most
+        the connect timeout.
+
+        Raises:
+            APITimeoutError: Every endpoint stayed full for the connect timeout.
+        """
+        connect = self.timeouts.connect
+        ticket = await self.endpoints.take(avoid, math.inf if connect is None else connect)
+        if ticket is None:
+            exc = PoolTimeout(f"every connection stayed busy for {connect:g} s")
+            raise map_transport_error(exc, self.info) from exc
+        return ticket
+
+    async def open(self, ticket: Ticket) -> ReplyReader:
+        """Send the request once to the ticket's endpoint; return the reader of a successful
+        response, which then holds the ticket.
+
+        The ticket is given back (with its verdict) whatever happens: cancelling this leaves
+        no connection or attempt in flight behind.
 
         Raises:
             APIError: The request failed, or the response has an error status.
             RuntimeError: The transport is closed.
         """
-        slots = self.slots
+        endpoints = self.endpoints
+        request = self.request
+        info = self.info
+        if endpoints.several:
+            target = endpoints.target(ticket.endpoint)
+            request = dataclasses.replace(request, url=target.url)
+            info = target.info
         try:
-            if slots is not None:
-                await self._take_slot(slots)
-            try:
-                response = await self.transport.send(self.request)
-            except BaseException:
-                if slots is not None:
-                    slots.release()
-                raise
+            response = await self.transport.send(request)
         except TransportClosed as exc:
+            endpoints.ended(ticket)
             raise RuntimeError(str(exc)) from exc
         except TransportError as exc:
-            raise map_transport_error(exc, self.info) from exc
-        # From here the reader holds the slot, and gives it back when it is closed.
-        reader = ReplyReader(response, self, None if slots is None else slots.release)
-        if self.gate is not None:
-            # The server says its limit is spent: hold the fan-out's other requests off
-            # until it resets, rather than have them refused (at most as long as a
-            # Retry-After would be honoured).
-            wait = self.wire.admission_wait(response.headers)
-            if wait is not None:
-                self.gate.pause(min(wait, self.policy.max_retry_after))
+            error = map_transport_error(exc, info)
+            _give_back(endpoints, ticket, error)
+            raise error from exc
+        except BaseException:
+            endpoints.ended(ticket)
+            raise
+        # From here the reader holds the ticket, and gives it back when it is closed.
+        reader = ReplyReader(response, self, ticket, info)
+        wait = self.wire.admission_wait(response.headers)
+        if wait is not None:
+            # The server says its limit is spent: hold the other requests to it off until
+            # it resets, rather than have them refused (at most as long as a Retry-After
+            # would be honoured). One server of several: that one; else the fan-out.
+            wait = min(wait, self.policy.max_retry_after)
+            if endpoints.several:
+                endpoints.pause(ticket, wait)
+            elif self.gate is not None:
+                self.gate.pause(wait)
         try:
             if not 200 <= response.status_code < 300:
-                raise await read_error(response, self.info, self.wire)
+                raise reader.blame(await read_error(response, info, self.wire))
             encoding = response.headers.get("content-encoding", "").strip().lower()
             if encoding not in _IDENTITY:
                 raise APIError(
                     f"the server sent a reply with Content-Encoding {encoding!r}, although the "
                     "request asked for none (accept-encoding: identity); this client does not "
                     "decode compressed replies",
-                    request=self.info,
+                    request=info,
                 )
         except BaseException:
             await reader.aclose()
             raise
         return reader
 
-    async def _take_slot(self, slots: anyio.Semaphore) -> None:
-        try:  # the common case, without the cost of a deadline
-            slots.acquire_nowait()
-        except anyio.WouldBlock:
-            connect = self.timeouts.connect
-            try:
-                await run_until(deadline_after(connect), slots.acquire)
-            except DeadlineExpired:
-                raise PoolTimeout(f"every connection stayed busy for {connect:g} s") from None
+
+def _give_back(
+    endpoints: Endpoints, ticket: Ticket, error: APIError | None, *, whole: bool = False
+) -> None:
+    """End an attempt with its verdict: ``whole`` if the reply was, else ``error`` (what it
+    failed with) decides whether it counts against the endpoint."""
+    if whole:
+        endpoints.succeeded(ticket)
+    elif error is not None and counts_against(error):
+        endpoints.failed(ticket)
+    else:
+        endpoints.ended(ticket)
 
 
 @typing.final
@@ -234,24 +264,30 @@ class ReplyReader:
         "_bytes",
         "_chunks",
         "_decoder",
+        "_error",
         "_exchange",
         "_failure",
         "_finished",
         "_marked_end",
         "_parts",
-        "_release",
         "_response",
+        "_ticket",
         "complete",
         "done",
+        "endpoint",
+        "info",
         "status_code",
     )
 
     def __init__(
-        self, response: Response, exchange: Exchange, release: Callable[[], None] | None
+        self, response: Response, exchange: Exchange, ticket: Ticket, info: RequestInfo
     ) -> None:
         self._response = response
         self._exchange = exchange
-        self._release = release
+        self._ticket: Ticket | None = ticket  # given back, with a verdict, when closed
+        self.endpoint = ticket.endpoint
+        self.info = info
+        self._error: APIError | None = None  # what ended the reply, for the endpoint's verdict
         self._chunks: AsyncIterator[bytes] = response.__aiter__()
         self._decoder: ReplyDecoder = exchange.wire.decoder(response.headers.get("content-type"))
         self._parts: list[str] = []
@@ -285,6 +321,12 @@ class ReplyReader:
         """The tool calls the reply made so far, if any."""
         return self._decoder.tool_calls
 
+    def blame(self, error: APIError) -> APIError:
+        """Note that ``error`` ended the reply (the endpoint's verdict, on closing, follows
+        from it); return it."""
+        self._error = error
+        return error
+
     async def next_text(self) -> str:
         """Read one piece of the body; return the text it completed (``""`` if none).
 
@@ -306,15 +348,17 @@ class ReplyReader:
             return text
         except TransportError as exc:
             self.done = True
-            raise map_transport_error(exc, self._exchange.info) from exc
+            raise self.blame(map_transport_error(exc, self.info)) from exc
         self._bytes += len(chunk)
         limit = self._exchange.max_response_bytes
         if self._bytes > limit:
             self.done = True
-            raise ResponseTooLargeError(
-                f"the reply passed max_response_bytes={limit}; raise the limit to accept it",
-                limit=limit,
-                request=self._exchange.info,
+            raise self.blame(
+                ResponseTooLargeError(
+                    f"the reply passed max_response_bytes={limit}; raise the limit to accept it",
+                    limit=limit,
+                    request=self.info,
+                )
             )
         text = self._decode(chunk)
         # The wire's end marker ends the reply, even if the body goes on (or stalls).
@@ -326,8 +370,8 @@ class ReplyReader:
         try:
             text = self._decoder.close() if chunk is None else self._decoder.feed(chunk)
         except ReplyError as exc:
-            info = self._exchange.info
-            error = (
+            info = self.info
+            error = self.blame(
                 APIConnectionError(f"the reply broke: {exc}", request=info)
                 if isinstance(exc, BrokenReply)
                 else APIError(f"the server reported an error: {exc}", request=info)
@@ -348,9 +392,11 @@ class ReplyReader:
         """End the response at once (unless it was read to its end); idempotent.
 
         Shielded from cancellation, so that a cancelled request never keeps a connection.
+        The endpoint gets its attempt back, with the verdict: whole, failed the server's
+        way, or neither (cancelled, left early, the request's own fault).
         """
         self.done = True
-        release, self._release = self._release, None
+        ticket, self._ticket = self._ticket, None
         try:
             if not self._finished:
                 self._finished = True
@@ -359,9 +405,7 @@ class ReplyReader:
                         self._response.aclose, linger=LINGER if self._marked_end else 0.0
                     )
                 except Exception as exc:
-                    logger.warning(
-                        "error while closing a response to %s: %r", self._exchange.info, exc
-                    )
+                    logger.warning("error while closing a response to %s: %r", self.info, exc)
         finally:
-            if release is not None:
-                release()
+            if ticket is not None:
+                _give_back(self._exchange.endpoints, ticket, self._error, whole=self.complete)

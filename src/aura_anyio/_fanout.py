@@ -274,6 +274,7 @@ class FanOut(anyio.AsyncContextManagerMixin):
             anyio.current_time() - start,
             finish_reason=None if last is None else last.finish_reason,
             usage=usage,
+            endpoint=None if last is None else last.endpoint,
             tool_calls=None if last is None else last.tool_calls,
             cached=cached,
         )

@@ -175,6 +175,8 @@ class ChatResult:
         finish_reason: Why the reply ended (``"stop"``, ``"length"``...), when the wire says:
             the OpenAI wire does, ``/api/chat`` does not.
         usage: The token counts the server sent with the reply, if it sent any.
+        endpoint: The root URL of the server the last attempt went to; ``None`` if none
+            was sent (an invalid request, or a reply from the cache).
         tool_calls: The tool calls the reply made (OpenAI wire), or ``None`` if it made none.
         cached: Whether the reply came from the client's cache (``attempts`` is then 0).
     """
@@ -187,6 +189,7 @@ class ChatResult:
     elapsed: float
     finish_reason: str | None = None
     usage: Mapping[str, int] | None = None
+    endpoint: str | None = None
     tool_calls: list[ToolCall] | None = None
     cached: bool = False
 

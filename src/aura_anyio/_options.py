@@ -18,6 +18,7 @@ __all__ = [
     "PROXY_SCHEMES",
     "build_headers",
     "check_base_url",
+    "check_base_urls",
     "check_proxy",
     "environment_proxy",
     "redact_url",
@@ -73,30 +74,56 @@ def _split(field: str, url: str) -> SplitResult:
     return parts
 
 
-def check_base_url(base_url: object) -> str:
+def check_base_url(base_url: object, field: str = "base_url") -> str:
     """Return ``base_url`` without a trailing slash, or raise if it is not a usable URL."""
     if not isinstance(base_url, str):
-        raise InvalidRequestError(f"base_url must be a str, got {type(base_url).__name__}")
+        raise InvalidRequestError(f"{field} must be a str, got {type(base_url).__name__}")
     if any(char.isspace() or not char.isprintable() for char in base_url):
         raise InvalidRequestError(
-            f"base_url must not contain spaces or control characters, got {redact_url(base_url)!r}"
+            f"{field} must not contain spaces or control characters, got {redact_url(base_url)!r}"
         )
-    parts = _split("base_url", base_url)
+    parts = _split(field, base_url)
     if parts.port == 0:
-        raise InvalidRequestError("base_url's port must be from 1 to 65535, got 0")
+        raise InvalidRequestError(f"{field}'s port must be from 1 to 65535, got 0")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidRequestError(
-            f"base_url must be an http:// or https:// URL with a host, got {redact_url(base_url)!r}"
+            f"{field} must be an http:// or https:// URL with a host, got {redact_url(base_url)!r}"
         )
     if parts.username is not None or parts.password is not None:
         raise InvalidRequestError(
-            "base_url must not carry credentials; pass the key with key= instead"
+            f"{field} must not carry credentials; pass the key with key= instead"
         )
     if parts.query or parts.fragment:
         raise InvalidRequestError(
-            f"base_url must not have a query or fragment, got {redact_url(base_url)!r}"
+            f"{field} must not have a query or fragment, got {redact_url(base_url)!r}"
         )
     return base_url.rstrip("/")
+
+
+def check_base_urls(base_url: object) -> tuple[str, ...]:
+    """Return the servers' root URLs: ``base_url`` itself, or each of a sequence of them.
+
+    Each is checked as by :func:`check_base_url`; a sequence must hold at least one, and
+    none twice.
+    """
+    if isinstance(base_url, str):
+        return (check_base_url(base_url),)
+    if not isinstance(base_url, (list, tuple)):
+        raise InvalidRequestError(
+            f"base_url must be a str or a list of them, got {type(base_url).__name__}"
+        )
+    urls = tuple(check_base_url(url, f"base_url[{index}]") for index, url in enumerate(base_url))
+    if not urls:
+        raise InvalidRequestError("base_url is an empty list; give at least one URL")
+    seen: dict[str, int] = {}
+    for index, url in enumerate(urls):
+        if url in seen:
+            raise InvalidRequestError(
+                f"base_url[{index}] repeats base_url[{seen[url]}] ({redact_url(url)!r}); "
+                "give each server once"
+            )
+        seen[url] = index
+    return urls
 
 
 def check_proxy(proxy: object, *, field: str = "proxy") -> str | None:

@@ -114,11 +114,13 @@ class Router:
     Args:
         urls: The endpoints, at least one, no repeats.
         max_in_flight: The most attempts in flight at one endpoint (its ``max_connections``).
+        bench: Whether failures bench an endpoint; off, they are only counted (a client
+            with one endpoint has nowhere else to send, and behaves as it always did).
     """
 
-    __slots__ = ("_limit", "_next", "_routes", "endpoints")
+    __slots__ = ("_bench", "_limit", "_next", "_routes", "endpoints")
 
-    def __init__(self, urls: Sequence[str], max_in_flight: int) -> None:
+    def __init__(self, urls: Sequence[str], max_in_flight: int, *, bench: bool = True) -> None:
         if not urls:
             raise ValueError("base_url: give at least one URL")
         if len(set(urls)) != len(urls):
@@ -126,6 +128,7 @@ class Router:
         self._routes = tuple(_Route(url) for url in urls)
         self.endpoints: tuple[Endpoint, ...] = tuple(route.endpoint for route in self._routes)
         self._limit = max_in_flight
+        self._bench = bench
         self._next = 0  # where the search for the least busy starts: ties rotate
 
     def choose(self, now: float, avoid: Endpoint | None = None) -> Ticket | None:
@@ -192,7 +195,7 @@ class Router:
             if ticket.probe:  # not back: benched again, twice as long
                 route.cool_down = min(LONGEST_COOL_DOWN, route.cool_down * 2)
                 endpoint.benched_until = now + route.cool_down
-        elif route.streak >= FAILURES_TO_BENCH:
+        elif route.streak >= FAILURES_TO_BENCH and self._bench:
             route.cool_down = FIRST_COOL_DOWN
             endpoint.benched_until = now + FIRST_COOL_DOWN
 

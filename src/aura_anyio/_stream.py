@@ -23,6 +23,7 @@ from ._exceptions import (
     IncompleteStreamError,
     ResponseTooLargeError,
 )
+from ._exchange import ReplyReader
 from ._retry import pause_after, retry_delay
 from ._stored import StoredReply
 
@@ -30,7 +31,8 @@ if typing.TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from types import TracebackType
 
-    from ._exchange import Exchange, ReplyReader
+    from ._exchange import Exchange
+    from ._routing import Ticket
     from ._wire import ToolCall
 
 __all__ = ["Attempts", "ChatStream", "complete_reply", "plan_retry"]
@@ -44,6 +46,8 @@ class Attempts:
 
     started: float
     count: int = 0
+    # The last attempt's endpoint: the next leaves it to the others, and a 429 pauses it.
+    ticket: Ticket | None = None
 
     def deadline(self, seconds: float | None) -> float:
         """The deadline ``seconds`` after the first attempt started; ``math.inf`` for ``None``."""
@@ -53,7 +57,9 @@ class Attempts:
 def plan_retry(error: APIError, exchange: Exchange, attempts: Attempts) -> float | None:
     """Return how long to wait before retrying after ``error``, or ``None`` to give up.
 
-    A fan-out's other requests are paused too when the server asked the client to wait.
+    When the server asked the client to wait, the other requests are held off too: those to
+    that server, when the client has several (and the retry goes at once, elsewhere if it
+    can), else the fan-out's.
     """
     now = time.time()
     delay = retry_delay(
@@ -65,14 +71,22 @@ def plan_retry(error: APIError, exchange: Exchange, attempts: Attempts) -> float
         elapsed=anyio.current_time() - attempts.started,
         budget=exchange.timeouts.total,
     )
-    if exchange.gate is not None:
+    endpoints = exchange.endpoints
+    ticket = attempts.ticket
+    if endpoints.several and ticket is not None:
+        pause = pause_after(error, delay=delay, policy=exchange.policy, now=now)
+        if pause is not None:
+            endpoints.pause(ticket, pause)
+            if delay is not None:
+                delay = 0.0
+    elif exchange.gate is not None:
         pause = pause_after(error, delay=delay, policy=exchange.policy, now=now)
         if pause is not None:
             exchange.gate.pause(pause)
     if delay is not None:
         logger.info(
             "retrying POST %s in %.2f s (retry %d of %d) after: %s",
-            exchange.request.url,
+            (error.request or exchange.info).url,
             delay,
             attempts.count,
             exchange.policy.max_retries,
@@ -132,6 +146,13 @@ class ChatStream:
     def attempts(self) -> int:
         """How many times the request was sent (1 when it was not retried)."""
         return 0 if self._attempts is None else self._attempts.count
+
+    @property
+    def endpoint(self) -> str | None:
+        """The root URL of the server the last attempt went to; ``None`` before the first,
+        and for a reply from the cache."""
+        ticket = None if self._attempts is None or self.cached else self._attempts.ticket
+        return None if ticket is None else ticket.endpoint.url
 
     @property
     def finish_reason(self) -> str | None:
@@ -233,7 +254,7 @@ class ChatStream:
                 raise IncompleteStreamError(
                     f"the reply broke after {len(reader.text)} characters: {error}",
                     partial_text=reader.text,
-                    request=self._exchange.info,
+                    request=error.request,
                 ) from error
             if text:
                 return text
@@ -264,12 +285,15 @@ class ChatStream:
             deadline = total_deadline
             if timeouts.first_chunk is not None:
                 deadline = min(deadline, anyio.current_time() + timeouts.first_chunk)
-            logger.debug("POST %s (attempt %d)", exchange.request.url, attempts.count)
             try:
                 try:
                     self._pending = await run_until(deadline, self._first_text)
                 except DeadlineExpired:
-                    raise self._timeout_error(first=deadline < total_deadline) from None
+                    first = deadline < total_deadline
+                    error = self._timeout_error(first=first)
+                    if first and isinstance(self._reader, ReplyReader):
+                        self._reader.blame(error)  # the server was too slow to start
+                    raise error from None
                 return
             except APIError as error:
                 if isinstance(error, APIStatusError):
@@ -281,7 +305,14 @@ class ChatStream:
             await anyio.sleep(delay)
 
     async def _first_text(self) -> str | None:
-        reader = self._reader = await self._exchange.open()
+        exchange = self._exchange
+        attempts = self._attempts
+        assert attempts is not None  # set on entering
+        self._reader = None
+        last = attempts.ticket
+        ticket = attempts.ticket = await exchange.take(None if last is None else last.endpoint)
+        logger.debug("POST %s (attempt %d)", ticket.endpoint.url, attempts.count)
+        reader = self._reader = await exchange.open(ticket)
         self._status = reader.status_code
         while not reader.done:
             text = await reader.next_text()
@@ -291,14 +322,16 @@ class ChatStream:
 
     def _timeout_error(self, *, first: bool) -> APITimeoutError:
         timeouts = self._exchange.timeouts
+        reader = self._reader
+        info = reader.info if isinstance(reader, ReplyReader) else self._exchange.info
         if first:
             return APITimeoutError(
                 f"first-chunk timeout: no text within {timeouts.first_chunk:g} s",
-                request=self._exchange.info,
+                request=info,
             )
         return APITimeoutError(
             f"total timeout: the reply did not finish within {timeouts.total:g} s",
-            request=self._exchange.info,
+            request=info,
         )
 
     async def _close(self) -> None:

@@ -70,15 +70,16 @@ class Interrupted(Exception):
 class Connection:
     """The options every subcommand that talks to a server shares."""
 
-    base_url: str
+    base_url: tuple[str, ...]
     retries: int
     backend: str
     wire: WireName = "aura"
 
     def client(self, concurrency: int = 1, cache: ResponseCache | None = None) -> AuraClient:
         try:
+            urls = self.base_url
             return AuraClient(
-                self.base_url,
+                urls[0] if len(urls) == 1 else list(urls),
                 key=os.environ.get("AURA_KEY", ""),
                 max_retries=self.retries,
                 max_connections=max(100, concurrency),
@@ -103,15 +104,25 @@ class Connection:
         anyio.run(main, backend=self.backend)
 
 
+def _urls(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """Every URL of the repeated option, each value also split at commas (``AURA_BASE_URL``)."""
+    urls = tuple(url.strip() for value in values for url in value.split(","))
+    return tuple(url for url in urls if url) or (DEFAULT_BASE_URL,)
+
+
 def _connection_options(command: FC) -> FC:
     for option in reversed(
         [
             click.option(
                 "--base-url",
+                multiple=True,
+                callback=_urls,
                 envvar="AURA_BASE_URL",
-                default=DEFAULT_BASE_URL,
+                default=(DEFAULT_BASE_URL,),
                 show_default=True,
-                help="The service's root URL (or AURA_BASE_URL).",
+                help="The service's root URL (or AURA_BASE_URL). Give it more than once (or "
+                "AURA_BASE_URL comma-separated) for several servers of one model: requests "
+                "go to the least busy, and a failing one rests.",
             ),
             click.option(
                 "--retries",
@@ -198,7 +209,7 @@ def chat(
     temperature: float,
     max_tokens: int | None,
     extra_body: str | None,
-    base_url: str,
+    base_url: tuple[str, ...],
     retries: int,
     backend: str,
     wire: WireName,  # click.Choice(list(WIRES)) lets no other name through
@@ -300,7 +311,7 @@ def batch(
     cache_path: Path | None,
     summary_json: Path | None,
     extra_body: str | None,
-    base_url: str,
+    base_url: tuple[str, ...],
     retries: int,
     backend: str,
     wire: WireName,  # click.Choice(list(WIRES)) lets no other name through
@@ -412,7 +423,7 @@ def serve(host: str, port: int, delay_ms: float) -> None:
             await anyio.sleep_forever()
 
     try:
-        Connection("", 0, "asyncio").run(job)
+        Connection((), 0, "asyncio").run(job)
     except Interrupted:
         pass  # the way to stop a server: not a failure
     except OSError as exc:
@@ -424,7 +435,7 @@ def demo() -> None:
     """Start the reference server, stream one reply, then a batch of 1,000 prompts."""
     from .demo import run_demo
 
-    Connection("", 0, "asyncio").run(run_demo)
+    Connection((), 0, "asyncio").run(run_demo)
 
 
 def main(argv: list[str] | None = None) -> int:
