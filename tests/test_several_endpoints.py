@@ -1,0 +1,206 @@
+"""One client over several reference servers (DESIGN section 8), on every backend.
+
+Each server is a real loopback server: the spread, a server killed mid-fan-out, one that
+always answers 503, a slow one and one that answers 429 are each the behaviour a user of a
+few vLLM or OpenChat replicas would see.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import typing
+
+import anyio
+import anyio.abc
+import pytest
+
+from aura_anyio import AuraClient, InvalidRequestError, RetryPolicy, Timeouts, _routing
+from aura_anyio.testing import Fault, ReferenceServer
+
+if typing.TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+    from aura_anyio import ChatResult
+    from aura_anyio._wire import WireName
+
+FAST = RetryPolicy(max_retries=2, initial_delay=0.001, max_delay=0.01)
+
+
+def reply_to(prompt: str) -> str:
+    """What the reference server answers to a plain prompt."""
+    return f"Hello from the reference server ✓ — you said «{prompt}» (1 message kept) 👋"
+
+
+@contextlib.asynccontextmanager
+async def servers(*made: ReferenceServer) -> AsyncIterator[list[ReferenceServer]]:
+    async with contextlib.AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(server) for server in made]
+
+
+def client_for(
+    running: Sequence[ReferenceServer], wire: WireName = "aura", **kwargs: typing.Any
+) -> AuraClient:
+    return AuraClient(
+        [server.base_url for server in running], max_retries=FAST, wire=wire, **kwargs
+    )
+
+
+def assert_every_reply(results: Sequence[ChatResult], count: int) -> None:
+    """Every request ended once, well, with its own reply."""
+    assert sorted(result.index for result in results) == list(range(count))
+    failed = [result.error for result in results if not result.ok]
+    assert not failed
+    for result in results:
+        assert result.text == reply_to(f"prompt {result.index}")
+
+
+async def test_healthy_servers_share_the_requests_evenly(wire: WireName) -> None:
+    async with servers(*(ReferenceServer() for _ in range(3))) as running:
+        async with client_for(running, wire) as client:
+            results = await client.gather([f"prompt {n}" for n in range(600)], max_concurrency=12)
+            figures = client.endpoints
+    assert_every_reply(results, 600)
+    for server, endpoint in zip(running, figures, strict=True):
+        assert 0.25 <= len(server.requests) / 600 <= 0.42
+        assert endpoint.url == server.base_url
+        assert endpoint.done == len(server.requests)
+        assert endpoint.in_flight == endpoint.failed == 0
+        assert endpoint.benched_until is None
+    served = {server.base_url: len(server.requests) for server in running}
+    for server in running:
+        counted = sum(result.endpoint == server.base_url for result in results)
+        assert counted == served[server.base_url]
+
+
+async def test_a_server_killed_mid_fan_out_costs_no_request_and_is_probed_when_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_routing, "FIRST_COOL_DOWN", 0.2)
+    doomed = ReferenceServer(delay=0.001)
+    kill = anyio.Event()
+
+    async def host(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+        async with doomed:
+            task_status.started()
+            await kill.wait()
+
+    async with servers(ReferenceServer(), ReferenceServer()) as running:
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(host)
+            port = doomed.port
+            async with client_for([*running, doomed]) as client:
+                results: list[ChatResult] = []
+                async with client.fan_out(
+                    (f"prompt {n}" for n in range(1000)), max_concurrency=12
+                ) as finished:
+                    async for result in finished:
+                        results.append(result)
+                        if len(results) == 200:
+                            kill.set()  # mid-reply for some requests
+                assert_every_reply(results, 1000)
+                figures = client.endpoints[2]
+                assert figures.failed >= _routing.FAILURES_TO_BENCH
+                assert figures.benched_until is not None
+                served_before = figures.done
+                async with ReferenceServer(port=port) as revived:
+                    # The bench ends; a probe finds the server back, and it serves again.
+                    with anyio.fail_after(30):
+                        while figures.benched_until is not None or not revived.requests:
+                            await client.gather(["prompt 0"] * 6, max_concurrency=6)
+                            await anyio.sleep(0.05)
+                    assert figures.done > served_before
+                    assert all(result.ok for result in await client.gather(["x"] * 30))
+                    assert figures.benched_until is None
+
+
+async def test_a_server_that_always_answers_503_is_benched_and_no_request_fails() -> None:
+    broken = ReferenceServer(fault=Fault(status=503))
+    async with servers(ReferenceServer(), broken, ReferenceServer()) as running:
+        async with client_for(running) as client:
+            results = await client.gather([f"prompt {n}" for n in range(300)], max_concurrency=6)
+            figures = client.endpoints[1]
+    assert_every_reply(results, 300)
+    assert all(result.endpoint != broken.base_url for result in results)
+    assert figures.done == 0
+    assert figures.failed == len(broken.requests) >= _routing.FAILURES_TO_BENCH
+    assert figures.benched_until is not None
+    # Benched after three, it took only what was in flight then, and a probe or two.
+    assert len(broken.requests) < 30
+
+
+async def test_a_slow_server_ends_up_with_fewer_requests() -> None:
+    slow = ReferenceServer(delay=0.1)
+    async with servers(ReferenceServer(), slow, ReferenceServer()) as running:
+        async with client_for(running) as client:
+            results = await client.gather([f"prompt {n}" for n in range(150)], max_concurrency=6)
+    assert_every_reply(results, 150)
+    fast = [len(server.requests) for server in running if server is not slow]
+    assert len(slow.requests) * 2 < min(fast)
+
+
+async def test_a_429_pauses_that_server_alone_and_the_retry_goes_elsewhere_at_once() -> None:
+    limited = ReferenceServer(fault=Fault(status=429, retry_after="30"))
+    async with servers(ReferenceServer(), limited) as running:
+        async with client_for(running) as client:
+            started = anyio.current_time()
+            with anyio.fail_after(20):  # far less than the 30 s the server asked for
+                results = await client.gather(
+                    [f"prompt {n}" for n in range(100)], max_concurrency=4
+                )
+            elapsed = anyio.current_time() - started
+            figures = client.endpoints[1]
+            # The pause holds: a request now goes to the other server, not to this one.
+            async with client.stream([{"role": "user", "content": "prompt 0"}]) as reply:
+                assert reply.endpoint == running[0].base_url
+    assert_every_reply(results, 100)
+    assert elapsed < 20
+    # Only the requests in flight when the first 429 came went there.
+    assert 1 <= len(limited.requests) <= 4
+    assert figures.failed == 0  # a 429 is a pause, not a failure
+    assert figures.benched_until is None
+    retried = [result for result in results if result.attempts == 2]
+    assert len(retried) == len(limited.requests)
+    assert all(result.endpoint == running[0].base_url for result in results)
+
+
+async def test_stream_and_complete_name_the_server_and_a_retry_moves_on() -> None:
+    broken = ReferenceServer(fault=Fault(status=502, times=1))
+    async with servers(broken, ReferenceServer()) as running:
+        async with client_for(running) as client:
+            async with client.stream([{"role": "user", "content": "prompt 1"}]) as reply:
+                text = "".join([piece async for piece in reply])
+            assert reply.attempts == 2  # the first went to the broken one, the retry not
+            assert reply.endpoint == running[1].base_url
+            assert text == reply_to("prompt 1")
+            assert await client.complete([{"role": "user", "content": "prompt 2"}]) == reply_to(
+                "prompt 2"
+            )
+            assert [endpoint.done for endpoint in client.endpoints] == [1, 1]
+            assert [endpoint.failed for endpoint in client.endpoints] == [1, 0]
+
+
+async def test_one_dead_server_of_one_is_never_benched() -> None:
+    async with ReferenceServer() as server:
+        url = server.base_url
+    async with AuraClient(url, max_retries=FAST, timeout=Timeouts(connect=5)) as client:
+        for _ in range(2 * _routing.FAILURES_TO_BENCH):
+            with pytest.raises(Exception, match="could not connect"):
+                await client.complete([{"role": "user", "content": "hi"}])
+        (endpoint,) = client.endpoints
+    assert endpoint.failed == 2 * _routing.FAILURES_TO_BENCH * 3
+    assert endpoint.benched_until is None
+
+
+def test_urls_are_checked_before_anything_is_sent() -> None:
+    with pytest.raises(InvalidRequestError, match=r"base_url\[1\] repeats base_url\[0\]"):
+        AuraClient(["http://a:1", "http://a:1/"])
+    with pytest.raises(InvalidRequestError, match="empty list"):
+        AuraClient([])
+    with pytest.raises(InvalidRequestError, match=r"base_url\[1\] must be an http"):
+        AuraClient(["http://a:1", "ftp://b"])
+    with pytest.raises(InvalidRequestError, match="str or a list"):
+        AuraClient({"http://a:1"})  # type: ignore[arg-type]
+    client = AuraClient(("http://a:1", "http://b:2/"))
+    assert client.base_urls == ("http://a:1", "http://b:2")
+    assert client.base_url == "http://a:1"
+    assert "['http://a:1', 'http://b:2']" in repr(client)
