@@ -793,3 +793,33 @@ def test_a_batch_cut_everywhere_by_a_server_fault_fails_and_resumes_on_a_healthy
     assert capsys.readouterr().err.startswith("aura: 4 done, 0 failed, 0 retries, 4 tokens in")
     ok = collections.Counter(row["id"] for row in rows(output) if row["ok"])
     assert ok == collections.Counter(range(4))
+
+
+def test_a_batch_over_several_servers_names_the_server_of_each_row(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(f'{{"prompt": "p{n}"}}\n' for n in range(40)), encoding="utf-8")
+    with serving(ReferenceServer()) as first, serving(ReferenceServer()) as second:
+        urls = [first.base_url, second.base_url]
+        for n, (args, env) in enumerate(
+            [
+                (["--base-url", urls[0], "--base-url", urls[1]], None),
+                ([], {"AURA_BASE_URL": f"{urls[0]}, {urls[1]}"}),
+            ]
+        ):
+            output = tmp_path / f"out{n}.jsonl"
+            done = aura(
+                "batch", str(source), "-o", str(output), "--concurrency", "4", *args, env=env
+            )
+            assert done.returncode == 0, done.stderr
+            written = rows(output)
+            assert all(row["ok"] for row in written)
+            assert sorted(row["text"] for row in written) == sorted(
+                REPLY.format(f"p{n}") for n in range(40)
+            )
+            by_server = collections.Counter(row["endpoint"] for row in written)
+            assert set(by_server) == set(urls)
+            assert min(by_server.values()) >= 10  # both served a fair share
+        assert len(first.requests) + len(second.requests) == 80
+    chat = aura("chat", "--base-url", urls[0], "--base-url", urls[0], "hi")
+    assert chat.returncode == 2
+    assert "base_url[1] repeats base_url[0]" in chat.stderr

@@ -198,6 +198,7 @@ def test_a_bad_line_says_why(text: str, line_id: str | int, needle: str) -> None
     finish_reason=st.one_of(st.none(), st.sampled_from(["stop", "length", "tool_calls"]), texts),
     usage=st.one_of(st.none(), usages),
     calls=st.one_of(st.none(), tool_calls),
+    endpoint=st.one_of(st.none(), st.sampled_from(["http://gpu1:8000", "http://gpu2:8000"])),
 )
 def test_a_result_row_round_trips_through_json(
     text: str,
@@ -207,12 +208,14 @@ def test_a_result_row_round_trips_through_json(
     finish_reason: str | None,
     usage: dict[str, int] | None,
     calls: list[ToolCall] | None,
+    endpoint: str | None,
 ) -> None:
     request = ChatRequest([{"role": "user", "content": "x"}], id=request_id)
     result = ChatResult(
-        0, request, text, None, attempts, elapsed, finish_reason, usage, tool_calls=calls
+        0, request, text, None, attempts, elapsed, finish_reason, usage, endpoint, calls
     )
-    row = result_row(result, line=7)
+    row = result_row(result, line=7, name_server=endpoint is not None)
+    assert "endpoint" not in result_row(result, line=7).to_json()  # one server: not named
     expected: dict[str, object] = {
         "id": request_id,
         "line": 7,
@@ -226,6 +229,8 @@ def test_a_result_row_round_trips_through_json(
     }
     if calls is not None:  # only a reply that made tool calls has the field
         expected["tool_calls"] = calls
+    if endpoint is not None:  # only a batch over several servers names them
+        expected["endpoint"] = endpoint
     assert json.loads(row.to_json()) == expected
     assert "\n" not in row.to_json()  # one row, one line, whatever the text
 

@@ -61,6 +61,19 @@ async def test_streams_and_honours_the_model() -> None:
         assert server.requests[-1].model_id == "openchat_3.6"
 
 
+async def test_base_url_may_list_several_servers() -> None:
+    async with ReferenceServer() as down:
+        dead = down.base_url
+    async with ReferenceServer() as server:
+        for _ in range(2):  # whichever the first attempt goes to, the reply comes
+            generator = Aura.create_async_generator("", HELLO, base_url=[dead, server.base_url])
+            async with aclosing(generator) as pieces:
+                assert "".join([text async for text in pieces]) == default_reply(
+                    server.requests[-1]
+                )
+        assert len(server.requests) == 2
+
+
 async def test_aclosing_and_an_early_break_close_the_response() -> None:
     async with ReferenceServer(delay=0.05) as server:
         generator = Aura.create_async_generator(

@@ -103,7 +103,8 @@ class Aura:
                 ``None``). With a ``client`` on the OpenAI wire, a cap on the reply, sent only
                 if given.
             webdriver: A Selenium-like driver whose cookies and user agent are borrowed.
-            **kwargs: ``base_url``, ``key`` (or ``api_key``), ``timeout`` (seconds, or
+            **kwargs: ``base_url`` (a URL, or a list of several servers of one model),
+                ``key`` (or ``api_key``), ``timeout`` (seconds, or
                 :class:`Timeouts`), ``headers``, ``cookies``, or ``client`` (an
                 :class:`AuraClient` to reuse, which is not closed and brings its own
                 settings). gpt4free's ``stream``, ``web_search``, ``images``, ``image`` and
@@ -156,7 +157,7 @@ class Aura:
                 cookies = {**driver_cookies, **typing.cast("Mapping[str, str]", cookies or {})}
                 headers = {**driver_headers, **typing.cast("Mapping[str, str]", headers or {})}
             client = owned = AuraClient(
-                typing.cast("str", settings.get("base_url", cls.url)),
+                typing.cast("str | list[str]", settings.get("base_url", cls.url)),
                 key=typing.cast("str", settings.get("key", "")),
                 proxy=proxy,
                 timeout=_timeouts(settings.get("timeout")),

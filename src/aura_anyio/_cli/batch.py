@@ -164,6 +164,7 @@ async def run_batch(
     lines: dict[int, int] = {}  # fan-out index -> input line, while the request runs
     requests = _requests(source, finished, lines, stats, write, extra_body)
     with contextlib.closing(requests), out:
+        several = len(client.endpoints) > 1
         async with client.fan_out(
             requests,
             max_concurrency=concurrency,
@@ -179,7 +180,7 @@ async def run_batch(
                 progress = results.progress  # the fan-out totals the reported tokens
                 stats.prompt_tokens = progress.prompt_tokens
                 stats.completion_tokens = progress.completion_tokens
-                write(result_row(result, lines.pop(result.index)))
+                write(result_row(result, lines.pop(result.index), name_server=several))
     return stats
 
 

@@ -69,6 +69,7 @@ class Row:
     usage: Mapping[str, int] | None = None
     tool_calls: list[ToolCall] | None = None  # left out of the row when None
     cached: bool = False  # left out of the row when false
+    endpoint: str | None = None  # the server, when there are several; else left out
 
     def to_json(self) -> str:
         """The row as one line of JSON, without the newline."""
@@ -77,6 +78,8 @@ class Row:
             del fields["tool_calls"]
         if not self.cached:
             del fields["cached"]
+        if self.endpoint is None:
+            del fields["endpoint"]
         return json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -180,8 +183,9 @@ def _kind(value: object) -> str:
     return "null" if value is None else "a number"
 
 
-def result_row(result: ChatResult, line: int) -> Row:
-    """The row of a finished request of the input's line ``line``."""
+def result_row(result: ChatResult, line: int, *, name_server: bool = False) -> Row:
+    """The row of a finished request of the input's line ``line``; ``name_server`` adds the
+    server that answered (a batch over several)."""
     request_id = result.request.id
     assert request_id is not None  # parse_line() gives every request one
     error = result.error
@@ -203,6 +207,7 @@ def result_row(result: ChatResult, line: int) -> Row:
         usage=result.usage,
         tool_calls=result.tool_calls,
         cached=result.cached,
+        endpoint=result.endpoint if name_server else None,
     )
 
 
