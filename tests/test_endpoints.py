@@ -19,18 +19,18 @@ URLS = ["http://a:1", "http://b:2"]
 
 async def test_a_free_endpoint_is_taken_at_once() -> None:
     endpoints = Endpoints(URLS, 1)
-    first, second = await endpoints.take(), await endpoints.take()
+    first, second = await take(endpoints), await take(endpoints)
     assert {first.endpoint.url, second.endpoint.url} == set(URLS)
     assert [e.in_flight for e in endpoints.endpoints] == [1, 1]
 
 
 async def test_when_all_are_full_an_end_lets_the_next_attempt_go() -> None:
     endpoints = Endpoints(URLS, 1)
-    tickets = [await endpoints.take(), await endpoints.take()]
+    tickets = [await take(endpoints), await take(endpoints)]
     taken = []
 
     async def wait_for_one() -> None:
-        taken.append(await endpoints.take())
+        taken.append(await take(endpoints))
 
     with anyio.fail_after(10):
         async with anyio.create_task_group() as tasks:
@@ -87,12 +87,12 @@ async def test_one_endpoint_is_never_benched() -> None:
 
 async def test_a_paused_endpoint_is_waited_for() -> None:
     endpoints = Endpoints(URLS[:1], 10)
-    ticket = await endpoints.take()
+    ticket = await take(endpoints)
     endpoints.pause(ticket, 0.05)
     endpoints.ended(ticket)
     started = anyio.current_time()
     with anyio.fail_after(10):
-        await endpoints.take()
+        await take(endpoints)
     assert anyio.current_time() - started >= 0.04  # the clock may round a little
 
 
