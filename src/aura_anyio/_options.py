@@ -14,6 +14,9 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 from ._exceptions import InvalidRequestError
 from ._http11 import TOKEN
 
+if typing.TYPE_CHECKING:
+    from collections.abc import Sequence
+
 __all__ = [
     "PROXY_SCHEMES",
     "build_headers",
@@ -112,7 +115,8 @@ def check_base_urls(base_url: object) -> tuple[str, ...]:
         raise InvalidRequestError(
             f"base_url must be a str or a list of them, got {type(base_url).__name__}"
         )
-    urls = tuple(check_base_url(url, f"base_url[{index}]") for index, url in enumerate(base_url))
+    given = typing.cast("Sequence[object]", base_url)
+    urls = tuple(check_base_url(url, f"base_url[{index}]") for index, url in enumerate(given))
     if not urls:
         raise InvalidRequestError("base_url is an empty list; give at least one URL")
     seen: dict[str, int] = {}
