@@ -19,7 +19,7 @@ def install_groups(session: nox.Session, *groups: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the suite; every async test runs on asyncio, asyncio+uvloop and trio."""
-    session.install(".[trio,socks,cli]")
+    session.install(".[trio,socks,cli,ray]")
     install_groups(session, "test")
     session.run("coverage", "erase")
     session.run("coverage", "run", "-m", "pytest", *session.posargs)
@@ -50,7 +50,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """Type-check: mypy --strict on the package and tests, pyright strict, --verifytypes."""
-    session.install(".[trio,cli]")
+    session.install(".[trio,cli,ray]")
     install_groups(session, "typing")
     session.run("mypy", "--strict", "src", "tests")
     session.run("pyright")

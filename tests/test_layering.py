@@ -21,6 +21,8 @@ PURE = [
     "_payload",
     "_retry",
     "_routing",
+    "_rows",
+    "_reservations",
     "_stored",
     "_version",
     "_wire",

@@ -45,7 +45,7 @@ if typing.TYPE_CHECKING:
 
     from ._messages import Messages
     from ._models import ChatRequest, ChatResult
-    from ._ratelimit import Gate
+    from ._ratelimit import Admission
     from ._routing import Endpoint
     from ._transports.base import Transport
     from ._wire import WireName
@@ -55,6 +55,7 @@ __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_RESPONSE_BYTES",
     "AuraClient",
+    "fan_out_through",
 ]
 
 DEFAULT_BASE_URL = "https://openchat.team"
@@ -325,7 +326,7 @@ class AuraClient:
         temperature: float,
         max_tokens: int | None,
         extra_body: Mapping[str, object] | None,
-        gate: Gate | None = None,
+        gate: Admission | None = None,
     ) -> Exchange:
         body = self._wire.body(
             messages,
@@ -443,7 +444,7 @@ class AuraClient:
         )
         return await complete_reply(exchange, Attempts(started=anyio.current_time()))
 
-    def _fan_out_exchange(self, request: ChatRequest, gate: Gate) -> Exchange:
+    def _fan_out_exchange(self, request: ChatRequest, gate: Admission) -> Exchange:
         exchange = self._exchange(
             request.messages,
             model=request.model,
@@ -551,3 +552,37 @@ class AuraClient:
             results.extend([result async for result in finished])
         results.sort(key=lambda result: result.index)
         return results
+
+
+def fan_out_through(
+    client: AuraClient,
+    requests: Requests,
+    gate: Admission,
+    *,
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+    request_timeout: float | None = None,
+) -> FanOut:
+    """:meth:`AuraClient.fan_out`, with its attempts admitted by ``gate``: a limit shared
+    with other fan-outs, in other processes (``aura_anyio.ray``), instead of one of its own.
+
+    Raises:
+        InvalidRequestError: An argument is invalid.
+    """
+    # The client's own: this function is its fan_out() with another gate, kept off the
+    # public method so that the gate stays private.
+    limited = client._limited  # pyright: ignore[reportPrivateUsage]
+    check_fan_out(
+        requests,
+        max_concurrency=max_concurrency,
+        requests_per_second=None,
+        request_timeout=request_timeout,
+        max_connections=client._max_idle if limited else None,  # pyright: ignore[reportPrivateUsage]
+    )
+    return FanOut(
+        client._fan_out_exchange,  # pyright: ignore[reportPrivateUsage]
+        requests,
+        max_concurrency=max_concurrency,
+        requests_per_second=None,
+        request_timeout=request_timeout,
+        gate=gate,
+    )

@@ -21,7 +21,7 @@ from ._deadlines import DeadlineExpired, deadline_after, run_until
 from ._exceptions import APITimeoutError, AuraError, InvalidRequestError
 from ._models import ChatRequest, ChatResult, to_request
 from ._numbers import check_positive, is_int
-from ._ratelimit import Gate
+from ._ratelimit import Admission, Gate
 from ._stream import Attempts, ChatStream, complete_reply
 from ._task_groups import hosted_task_group
 from ._tokens import used_tokens
@@ -42,7 +42,7 @@ DEFAULT_MAX_CONCURRENCY = 16
 #: prompt strings, in any mix.
 Requests = Iterable[object] | AsyncIterable[object]
 #: Builds the exchange for one request; the client's, with the fan-out's gate.
-MakeExchange = typing.Callable[[ChatRequest, Gate], "Exchange"]
+MakeExchange = typing.Callable[[ChatRequest, Admission], "Exchange"]
 
 
 @typing.final
@@ -120,8 +120,11 @@ class FanOut(anyio.AsyncContextManagerMixin):
         requests_per_second: float | None,
         request_timeout: float | None,
         tokens_per_minute: float | None = None,
+        gate: Admission | None = None,
     ) -> None:
         self._make_exchange = make_exchange
+        # Shared with other fan-outs (in other processes, say), instead of one of its own.
+        self._gate = gate
         self._tokens_per_minute = tokens_per_minute
         self._requests = requests
         self._max_concurrency = max_concurrency
@@ -154,7 +157,7 @@ class FanOut(anyio.AsyncContextManagerMixin):
         if self._entered:
             raise RuntimeError("a fan-out can be entered only once; call fan_out() again")
         self._entered = True
-        gate = Gate(self._rate, self._tokens_per_minute)
+        gate = Gate(self._rate, self._tokens_per_minute) if self._gate is None else self._gate
         results_in, results_out = anyio.create_memory_object_stream[ChatResult](0)
         jobs_in, jobs_out = anyio.create_memory_object_stream[tuple[int, ChatRequest]](0)
         self._results = results_out
@@ -210,7 +213,7 @@ class FanOut(anyio.AsyncContextManagerMixin):
 
     async def _work(
         self,
-        gate: Gate,
+        gate: Admission,
         jobs: MemoryObjectReceiveStream[tuple[int, ChatRequest]],
         results: MemoryObjectSendStream[ChatResult],
     ) -> None:
@@ -223,7 +226,7 @@ class FanOut(anyio.AsyncContextManagerMixin):
                     return
                 await results.send(result)
 
-    async def _run(self, index: int, request: ChatRequest, gate: Gate) -> ChatResult:
+    async def _run(self, index: int, request: ChatRequest, gate: Admission) -> ChatResult:
         start = anyio.current_time()
         attempts = Attempts(started=start)
         streams: list[ChatStream] = []

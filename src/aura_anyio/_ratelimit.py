@@ -8,7 +8,7 @@ import typing
 import anyio
 import anyio.lowlevel
 
-__all__ = ["Gate"]
+__all__ = ["Admission", "Gate"]
 
 
 @typing.final
@@ -49,6 +49,25 @@ class _Bucket:
         """Put ``amount`` back (or, if negative, take it without waiting), up to the capacity."""
         self._refill()
         self._level = min(self._capacity, self._level + amount)
+
+
+class Admission(typing.Protocol):
+    """What a fan-out's attempts go through: :class:`Gate` in one process; a job-wide limit
+    shared by many (``aura_anyio.ray``) is another."""
+
+    tokens_per_minute: float | None
+
+    async def admit(self, tokens: int = 0) -> None:
+        """Wait until one more attempt, of about ``tokens`` tokens, may go."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """Hold every attempt not yet admitted for ``seconds``: the server asked to wait."""
+        ...
+
+    def correct(self, estimated: int, used: int) -> None:
+        """Settle an attempt that took ``estimated`` tokens and used ``used``."""
+        ...
 
 
 @typing.final

@@ -17,13 +17,12 @@ import typing
 
 from .._exceptions import APIStatusError, InvalidRequestError
 from .._messages import check_unicode
-from .._models import DEFAULT_MODEL, DEFAULT_TEMPERATURE, ChatRequest
+from .._rows import REQUEST_FIELDS, row_request
 
 if typing.TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from .._messages import Messages
-    from .._models import ChatResult
+    from .._models import ChatRequest, ChatResult
     from .._wire import ToolCall
 
 __all__ = [
@@ -37,8 +36,6 @@ __all__ = [
     "result_row",
 ]
 
-_OPTIONS = ("model", "temperature", "max_tokens", "extra_body")
-_KEYS = frozenset({"id", "messages", "prompt", "system", *_OPTIONS})
 
 Id = str | int
 
@@ -115,64 +112,19 @@ def parse_line(
             check_unicode("id", request_id)
         except InvalidRequestError as exc:
             return BadLine(line, line, f"line {line}: {exc}")
-    unknown = sorted(set(fields) - _KEYS)
+    unknown = sorted(set(fields) - REQUEST_FIELDS)
     if unknown:
         return BadLine(
             line, request_id, f"line {line}: unknown field {unknown[0]!r} (known: {_known()})"
         )
-    reason = _shape_error(fields)
-    if reason is not None:
-        return BadLine(line, request_id, f"line {line}: {reason}")
-    # The casts only say what the values should be: they are checked when the request is
-    # sent, as for any fan-out, and a bad one becomes that request's error row.
-    return ChatRequest(
-        _messages(fields),
-        model=typing.cast("str", fields.get("model", DEFAULT_MODEL)),
-        temperature=typing.cast("float", fields.get("temperature", DEFAULT_TEMPERATURE)),
-        max_tokens=typing.cast("int | None", fields.get("max_tokens")),
-        id=request_id,
-        extra_body=_extra_body(fields, extra_body),
-    )
-
-
-def _extra_body(
-    fields: dict[str, object], common: Mapping[str, object] | None
-) -> Mapping[str, object] | None:
-    own = fields.get("extra_body")
-    if own is None:
-        return common
-    if common is None or not isinstance(own, dict):
-        return typing.cast("Mapping[str, object]", own)  # checked when sent
-    return {**common, **typing.cast("dict[str, object]", own)}
-
-
-def _shape_error(fields: dict[str, object]) -> str | None:
-    if ("messages" in fields) == ("prompt" in fields):
-        return 'give exactly one of "messages" and "prompt"'
-    if "prompt" in fields and not isinstance(fields["prompt"], str):
-        return "prompt must be a string"
-    if "system" in fields:
-        if "messages" in fields:
-            return 'system goes with "prompt"; put a system message in "messages" instead'
-        if not isinstance(fields["system"], str):
-            return "system must be a string"
-    return None
-
-
-def _messages(fields: dict[str, object]) -> Messages:
-    if "messages" in fields:
-        return typing.cast("Messages", fields["messages"])
-    prompt = typing.cast("str", fields["prompt"])
-    if "system" in fields:
-        return [
-            {"role": "system", "content": typing.cast("str", fields["system"])},
-            {"role": "user", "content": prompt},
-        ]
-    return [{"role": "user", "content": prompt}]
+    request = row_request(fields, request_id, extra_body)
+    if isinstance(request, str):
+        return BadLine(line, request_id, f"line {line}: {request}")
+    return request
 
 
 def _known() -> str:
-    return ", ".join(sorted(_KEYS))
+    return ", ".join(sorted(REQUEST_FIELDS))
 
 
 def _kind(value: object) -> str:
