@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import subprocess
 import sys
 
-EXAMPLE = pathlib.Path(__file__).parent.parent / "examples" / "quickstart.py"
+import pytest
+
+EXAMPLES = pathlib.Path(__file__).parent.parent / "examples"
+EXAMPLE = EXAMPLES / "quickstart.py"
 
 
 def test_the_quickstart_example_runs_on_both_backends() -> None:
@@ -25,3 +29,35 @@ def test_the_quickstart_example_runs_on_both_backends() -> None:
     assert result.stdout.count("a 503, then the reply: attempts 2") == 2
     assert result.stdout.count("a reply that stalls: IncompleteStreamError, kept 'Hello") == 2
     assert result.stderr == ""
+
+
+@pytest.mark.timeout(300)  # a hang guard: the example starts a Ray cluster of its own
+def test_the_ray_example_writes_a_row_for_every_line(tmp_path: pathlib.Path) -> None:
+    pytest.importorskip("ray.data", reason="the Ray example needs the ray extra")
+    parquet = pytest.importorskip("pyarrow.parquet")
+
+    source, output = tmp_path / "prompts.jsonl", tmp_path / "replies"
+    lines = [json.dumps({"id": n, "prompt": f"p{n}"}) for n in range(30)]
+    lines.append(json.dumps({"id": 30, "prompt": "p30", "system": 3}))  # a bad row
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = subprocess.run(
+        [
+            *(sys.executable, str(EXAMPLES / "ray_batch.py"), str(source), str(output)),
+            *("--format", "parquet", "--actors", "2", "--batch-size", "8"),
+        ],
+        capture_output=True,
+        encoding="utf-8",
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        timeout=280,
+        check=True,
+    )
+    assert "wrote 31 rows to" in result.stdout
+    assert "1 of them failed" in result.stdout
+    rows = parquet.read_table(output).to_pylist()
+    assert sorted(row["id"] for row in rows) == list(range(31))
+    for row in rows:
+        if row["id"] == 30:
+            assert (row["ok"], row["error"]) == (False, "system must be a string")
+        else:
+            assert row["ok"]
+            assert f"you said «p{row['id']}»" in row["text"]

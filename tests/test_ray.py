@@ -88,6 +88,15 @@ def serving(**options: typing.Any) -> typing.ContextManager[Serving]:
     return run()
 
 
+class Table(typing.Protocol):
+    def to_pydict(self) -> dict[str, list[object]]: ...
+
+
+def table(batch: object) -> dict[str, list[object]]:
+    """A batch the stage returned (a pyarrow Table), as columns."""
+    return typing.cast("Table", batch).to_pydict()
+
+
 def prompts(count: int) -> list[dict[str, object]]:
     return [{"id": n, "prompt": f"p{n}"} for n in range(count)]
 
@@ -157,7 +166,7 @@ def test_an_actor_killed_mid_batch_still_gives_every_row_once(tmp_path: Path) ->
     class DyingChat(Chat):
         """The first actor to take a batch dies while its requests are in flight."""
 
-        def __call__(self, batch: object) -> dict[str, list[object]]:
+        def __call__(self, batch: object) -> object:
             try:
                 os.close(os.open(flag, os.O_CREAT | os.O_EXCL))
             except FileExistsError:
@@ -203,7 +212,7 @@ def test_a_batch_of_columns_gains_the_output_columns() -> None:
                 "temperature": np.array([0.1, np.nan, 0.3]),
                 "extra": np.array([1, 2, 3]),
             }
-            out = chat(batch)
+            out = table(chat(batch))
         finally:
             chat.close()
             chat.close()
@@ -234,7 +243,7 @@ def test_a_pandas_batch_on_trio_with_a_bad_id() -> None:
     with serving() as running:
         chat = Chat([running.server.base_url], backend="trio", limiter="in-process-trio")
         try:
-            out = chat(pd.DataFrame({"id": [1.5, 2.0], "prompt": ["x", "y"]}))
+            out = table(chat(pd.DataFrame({"id": [1.5, 2.0], "prompt": ["x", "y"]})))
         finally:
             chat.close()
     assert out["ok"] == [False, True]
@@ -258,10 +267,10 @@ def test_the_shared_limit_outlives_its_keeper_and_a_429_pauses_through_it() -> N
     with serving() as running:
         chat = Chat(running.server.base_url, requests_per_second=1000, limiter="mortal")
         try:
-            assert chat({"prompt": ["a"]})["ok"] == [True]
+            assert table(chat({"prompt": ["a"]}))["ok"] == [True]
             ray.kill(ray.get_actor("mortal"))
-            assert chat({"prompt": ["b"]})["ok"] == [True]  # a new keeper, made on demand
-            out = chat({"prompt": [f"c {marker}"]})
+            assert table(chat({"prompt": ["b"]}))["ok"] == [True]  # a new keeper, on demand
+            out = table(chat({"prompt": [f"c {marker}"]}))
             assert (out["ok"], out["attempts"]) == ([True], [2])
             assert typing.cast("float", out["elapsed"][0]) >= 0.25
             assert ray.get(ray.get_actor("mortal").paused_for.remote()) == 0.0  # over

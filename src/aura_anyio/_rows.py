@@ -20,7 +20,14 @@ if typing.TYPE_CHECKING:
     from ._messages import Messages
     from ._models import ChatResult
 
-__all__ = ["OUTPUT_FIELDS", "REQUEST_FIELDS", "dataset_request", "output_fields", "row_request"]
+__all__ = [
+    "OUTPUT_FIELDS",
+    "OUTPUT_TYPES",
+    "REQUEST_FIELDS",
+    "dataset_request",
+    "output_fields",
+    "row_request",
+]
 
 REQUEST_FIELDS = frozenset(
     {"id", "messages", "prompt", "system", "model", "temperature", "max_tokens", "extra_body"}
@@ -37,6 +44,19 @@ OUTPUT_FIELDS = (
     "prompt_tokens",
     "completion_tokens",
     "endpoint",
+)
+# Their Arrow types, by the name of pyarrow's function for each: the same in every batch.
+OUTPUT_TYPES = (
+    "string",
+    "bool_",
+    "string",
+    "string",
+    "int64",
+    "float64",
+    "string",
+    "int64",
+    "int64",
+    "string",
 )
 
 

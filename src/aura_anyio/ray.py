@@ -24,6 +24,7 @@ keeper, a named Ray actor, which is also where a 429 seen by one actor pauses th
 
 from __future__ import annotations
 
+import importlib
 import math
 import time
 import typing
@@ -46,7 +47,7 @@ from ._fanout import DEFAULT_MAX_CONCURRENCY, check_fan_out
 from ._models import Timeouts
 from ._reservations import Reservations
 from ._retry import DEFAULT_MAX_RETRIES, RetryPolicy
-from ._rows import OUTPUT_FIELDS, dataset_request, output_fields
+from ._rows import OUTPUT_FIELDS, OUTPUT_TYPES, dataset_request, output_fields
 
 if typing.TYPE_CHECKING:
     import contextlib
@@ -149,6 +150,14 @@ def _call(keeper: ActorHandle[_Keeper], method: str, args: tuple[object, ...]) -
     return float(typing.cast("float", answer))
 
 
+class _Arrow(typing.Protocol):
+    """The little of pyarrow (which comes with Ray Data, and has no types) used here."""
+
+    def array(self, values: list[object], type: object = None) -> object: ...
+
+    def table(self, columns: Mapping[str, object]) -> object: ...
+
+
 class _Method(typing.Protocol):
     """One of an actor's methods, as its handle gives it."""
 
@@ -246,25 +255,31 @@ class Chat:
         self._portal_context = anyio.from_thread.start_blocking_portal(backend)
         self._portal = self._portal_context.__enter__()
 
-    def __call__(self, batch: object) -> dict[str, list[object]]:
-        """Ask for the replies of one batch; return its columns with the output columns added.
+    def __call__(self, batch: object) -> object:
+        """Ask for the replies of one batch; return its columns with the output columns added,
+        as a ``pyarrow.Table``.
 
         ``batch`` is a dict of columns (NumPy arrays or lists, as Ray Data hands them) or a
-        pandas DataFrame.
+        pandas DataFrame. The output columns have the same types in every batch (a column
+        of errors is a column of strings even when no row failed), so that the files a
+        dataset is written to read back as one table.
         """
-        columns = _columns(batch)
+        columns = {
+            name: [_plain(value) for value in values] for name, values in _columns(batch).items()
+        }
         size = len(next(iter(columns.values()), ()))
-        rows = [{name: _plain(values[i]) for name, values in columns.items()} for i in range(size)]
-        outcomes = self._portal.call(
-            self._ask, [dataset_request(row, i) for i, row in enumerate(rows)]
-        )
-        out: dict[str, list[object]] = {name: list(values) for name, values in columns.items()}
-        for name in OUTPUT_FIELDS:
-            out[name] = []
-        for outcome in outcomes:
-            for name, value in zip(OUTPUT_FIELDS, output_fields(outcome), strict=True):
-                out[name].append(value)
-        return out
+        requests = [
+            dataset_request({name: values[i] for name, values in columns.items()}, i)
+            for i in range(size)
+        ]
+        outcomes = self._portal.call(self._ask, requests)
+        arrow = typing.cast("_Arrow", importlib.import_module("pyarrow"))
+        out = {name: arrow.array(values) for name, values in columns.items()}
+        fields = list(zip(*(output_fields(outcome) for outcome in outcomes), strict=True))
+        for index, (name, kind) in enumerate(zip(OUTPUT_FIELDS, OUTPUT_TYPES, strict=True)):
+            values = list(fields[index]) if fields else []
+            out[name] = arrow.array(values, type=getattr(arrow, kind)())
+        return arrow.table(out)
 
     async def _ask(self, requests: list[ChatRequest | str]) -> list[ChatResult | str]:
         outcomes = typing.cast("list[ChatResult | str]", list(requests))
