@@ -64,6 +64,8 @@ BENCHMARKS = {
     "events": "events.py",
     "paced": "paced.py",
     "cache": "cache.py",
+    "endpoints": "endpoints.py",
+    "ray": "ray_job.py",
     "ab": "ab.py",  # two source trees to compare: run by name only
 }
 
@@ -78,10 +80,11 @@ def bench(session: nox.Session) -> None:
     500-event reply on the OpenAI wire, against openai-python) or paced (500 streams at once,
     200 chunks each 20 ms apart, on both wires: CPU per chunk and peak memory, against aiohttp,
     openai-python and a hand-written client), cache (a response cache lookup against a
-    loopback round trip) or ab (``-- ab BEFORE/src AFTER/src``: the fan-out's CPU per request
-    of two source trees, in one run).
+    loopback round trip), endpoints (one client over 1, 2 and 4 paced servers), ray (a Ray
+    Data job against one ``aura batch`` of the same rows) or ab (``-- ab BEFORE/src
+    AFTER/src``: the fan-out's CPU per request of two source trees, in one run).
     """
-    session.install(".[trio,fast]")
+    session.install(".[trio,fast,cli,ray]")
     install_groups(session, "bench")
     if session.posargs and session.posargs[0] in BENCHMARKS:
         name, *args = session.posargs

@@ -176,3 +176,23 @@ async def take(endpoints: Endpoints, avoid: Endpoint | None = None) -> Ticket:
     ticket = await endpoints.take(avoid)
     assert ticket is not None
     return ticket
+
+
+async def test_a_waiter_beaten_to_its_slot_is_first_in_line_again() -> None:
+    endpoints = Endpoints(URLS[:1], 1)
+    held = await take(endpoints)
+    taken: list[Ticket] = []
+
+    async def wait() -> None:
+        taken.append(await take(endpoints))
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(wait)
+            await anyio.wait_all_tasks_blocked()
+            endpoints.succeeded(held)  # wakes the waiter...
+            thief = await take(endpoints)  # ...but this takes the slot before it runs
+            await anyio.wait_all_tasks_blocked()
+            assert not taken
+            endpoints.succeeded(thief)
+    assert len(taken) == 1

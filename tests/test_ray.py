@@ -21,7 +21,7 @@ ray = pytest.importorskip("ray", reason="the Ray stage needs the ray extra")
 pytest.importorskip("ray.data", reason="the Ray stage needs the ray extra")
 
 from aura_anyio import InvalidRequestError  # noqa: E402
-from aura_anyio.ray import Chat  # noqa: E402
+from aura_anyio.ray import Chat, _Keeper  # noqa: E402
 from aura_anyio.testing import Fault, ReceivedRequest, ReferenceServer, default_reply  # noqa: E402
 
 if typing.TYPE_CHECKING:
@@ -195,7 +195,9 @@ def test_a_batch_of_columns_gains_the_output_columns() -> None:
     import numpy as np
 
     with serving() as running:
-        chat = Chat(running.server.base_url, wire="openai", limiter="in-process")
+        chat = Chat(
+            running.server.base_url, wire="openai", tokens_per_minute=100_000, limiter="tokens"
+        )
         try:
             batch = {
                 "id": np.array(["a", "b", "c"], dtype=object),
@@ -276,3 +278,12 @@ def test_the_shared_limit_outlives_its_keeper_and_a_429_pauses_through_it() -> N
             assert ray.get(ray.get_actor("mortal").paused_for.remote()) == 0.0  # over
         finally:
             chat.close()
+
+
+def test_the_keeper_keeps_the_job_s_limits() -> None:
+    keeper = _Keeper(requests_per_second=1, tokens_per_minute=60)
+    assert keeper.reserve(0) == 0.0
+    assert keeper.reserve(0) > 0.5  # the second of the same second waits
+    keeper.pause(5)
+    assert 4 < keeper.paused_for() <= 5
+    keeper.correct(10, 1)

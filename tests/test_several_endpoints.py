@@ -14,13 +14,21 @@ import anyio
 import anyio.abc
 import pytest
 
-from aura_anyio import AuraClient, InvalidRequestError, RetryPolicy, Timeouts, _routing
-from aura_anyio.testing import Fault, ReferenceServer
+from aura_anyio import (
+    AuraClient,
+    InvalidRequestError,
+    RateLimitError,
+    RetryPolicy,
+    Timeouts,
+    _routing,
+)
+from aura_anyio.testing import Fault, MockResponse, MockTransport, ReferenceServer
 
 if typing.TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
     from aura_anyio import ChatResult
+    from aura_anyio._transports.base import Request
     from aura_anyio._wire import WireName
 
 FAST = RetryPolicy(max_retries=2, initial_delay=0.001, max_delay=0.01)
@@ -204,3 +212,60 @@ def test_urls_are_checked_before_anything_is_sent() -> None:
     assert client.base_urls == ("http://a:1", "http://b:2")
     assert client.base_url == "http://a:1"
     assert "['http://a:1', 'http://b:2']" in repr(client)
+
+
+# --- with a mock transport: what loopback servers cannot show on cue ------------------------
+
+_EVENTS = (
+    b'data: {"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":"stop"}]}\n\n'
+    b"data: [DONE]\n\n"
+)
+_URLS = ["https://a.test", "https://b.test"]
+
+
+async def test_spent_rate_limit_headers_pause_that_server_alone() -> None:
+    spent = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "30s"}
+    served: list[str] = []
+
+    def handler(request: Request) -> MockResponse:
+        served.append(request.url)
+        first = len(served) == 1
+        return MockResponse(200, chunks=[_EVENTS], headers=spent if first else None)
+
+    async with AuraClient(_URLS, transport=MockTransport(handler), wire="openai") as client:
+        with anyio.fail_after(20):  # far less than the 30 s the first server asked for
+            results = await client.gather(["x"] * 5, max_concurrency=1)
+    assert all(result.ok for result in results)
+    paused = served[0]
+    assert paused not in served[1:]  # held off until its reset, the other took the rest
+    assert len(served) == 5
+
+
+async def test_a_429_on_the_last_attempt_is_the_error_and_pauses_its_server() -> None:
+    served: list[str] = []
+
+    def handler(request: Request) -> MockResponse:
+        served.append(request.url)
+        return MockResponse(429, headers={"retry-after": "0.2"})
+
+    policy = RetryPolicy(max_retries=1, initial_delay=0.001, max_delay=0.01)
+    async with AuraClient(_URLS, transport=MockTransport(handler), max_retries=policy) as client:
+        with pytest.raises(RateLimitError):
+            await client.complete([{"role": "user", "content": "x"}])
+        assert sorted(served) == [f"{url}/api/chat" for url in _URLS]  # the retry: the other
+        started = anyio.current_time()
+        with pytest.raises(RateLimitError):  # both paused: it waits for the first to resume
+            await client.complete([{"role": "user", "content": "x"}])
+        assert anyio.current_time() - started >= 0.1
+    assert [endpoint.failed for endpoint in client.endpoints] == [0, 0]
+
+
+def test_the_environment_must_agree_on_a_proxy_for_every_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.test:3128")
+    monkeypatch.setenv("NO_PROXY", "a.test")
+    with pytest.raises(InvalidRequestError, match="some of its URLs through a proxy"):
+        AuraClient(_URLS)
+    monkeypatch.setenv("NO_PROXY", "a.test,b.test")
+    AuraClient(_URLS)  # neither through the proxy: one way for both
