@@ -206,6 +206,8 @@ def test_urls_are_checked_before_anything_is_sent() -> None:
         AuraClient([])
     with pytest.raises(InvalidRequestError, match=r"base_url\[1\] must be an http"):
         AuraClient(["http://a:1", "ftp://b"])
+    with pytest.raises(InvalidRequestError, match=r"base_url\[1\] must be a str, got int"):
+        AuraClient(["http://a:1", 3])  # type: ignore[list-item]
     with pytest.raises(InvalidRequestError, match="str or a list"):
         AuraClient({"http://a:1"})  # type: ignore[arg-type]
     client = AuraClient(("http://a:1", "http://b:2/"))
@@ -269,3 +271,32 @@ def test_the_environment_must_agree_on_a_proxy_for_every_server(
         AuraClient(_URLS)
     monkeypatch.setenv("NO_PROXY", "a.test,b.test")
     AuraClient(_URLS)  # neither through the proxy: one way for both
+
+
+async def test_a_5xx_without_retry_after_moves_on_without_pausing() -> None:
+    served: list[str] = []
+
+    def handler(request: Request) -> MockResponse:
+        served.append(request.url)
+        if len(served) == 1:
+            return MockResponse(500)
+        return MockResponse(200, chunks=[_EVENTS])
+
+    async with AuraClient(_URLS, transport=MockTransport(handler), wire="openai") as client:
+        assert await client.complete([{"role": "user", "content": "x"}]) == "ok"
+        assert served[0] != served[1]
+        first = client.endpoints[0 if served[0].startswith(_URLS[0]) else 1]
+        assert first.failed == 1
+
+
+async def test_spent_rate_limit_headers_with_one_server_outside_a_fan_out_change_nothing() -> None:
+    spent = {"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "30s"}
+
+    def handler(request: Request) -> MockResponse:
+        return MockResponse(200, chunks=[_EVENTS], headers=spent)
+
+    transport = MockTransport(handler)
+    async with AuraClient(_URLS[0], transport=transport, wire="openai") as client:
+        with anyio.fail_after(20):  # nothing to hold off: no fan-out, no other server
+            for _ in range(3):
+                assert await client.complete([{"role": "user", "content": "x"}]) == "ok"
