@@ -70,16 +70,20 @@ def main() -> None:
                 ray_out = Path(folder) / f"ray-{round_}"
                 figures["aura batch"].append(
                     timed(
-                        [sys.executable, "-m", "aura_anyio", "batch", str(source)]
-                        + ["-o", str(batch_out), "--base-url", url, "--no-progress"]
-                        + ["--concurrency", str(args.concurrency)]
+                        [
+                            *(sys.executable, "-m", "aura_anyio", "batch", str(source)),
+                            *("-o", str(batch_out), "--base-url", url, "--no-progress"),
+                            *("--concurrency", str(args.concurrency)),
+                        ]
                     )
                 )
                 figures["Ray"].append(
                     timed(
-                        [sys.executable, str(EXAMPLE), str(source), str(ray_out)]
-                        + ["--base-url", url, "--actors", str(args.actors)]
-                        + ["--concurrency", str(args.concurrency), "--batch-size", "1000"]
+                        [
+                            *(sys.executable, str(EXAMPLE), str(source), str(ray_out)),
+                            *("--base-url", url, "--actors", str(args.actors)),
+                            *("--concurrency", str(args.concurrency), "--batch-size", "1000"),
+                        ]
                     )
                 )
                 for label, paths in (
