@@ -60,7 +60,7 @@ class Endpoints:
     def __init__(
         self, urls: Sequence[str], max_in_flight: int, path: Callable[[str], str] = str
     ) -> None:
-        self.several = len(urls) > 1
+        self.several: bool = len(urls) > 1
         self._router = Router(urls, max_in_flight, bench=self.several)
         self._targets = {
             endpoint: Target(url := path(endpoint.url), RequestInfo("POST", url))

@@ -72,11 +72,11 @@ class _Route:
     __slots__ = ("cool_down", "endpoint", "paused_until", "probing", "streak")
 
     def __init__(self, url: str) -> None:
-        self.endpoint = Endpoint(url)
-        self.streak = 0  # failed attempts in a row
-        self.cool_down = 0.0  # the last bench's length
-        self.probing = False  # its probe is in flight
-        self.paused_until = 0.0  # a 429 or Retry-After holds it back until then
+        self.endpoint: Endpoint = Endpoint(url)
+        self.streak: int = 0  # failed attempts in a row
+        self.cool_down: float = 0.0  # the last bench's length
+        self.probing: bool = False  # its probe is in flight
+        self.paused_until: float = 0.0  # a 429 or Retry-After holds it back until then
 
     def free(self, now: float, limit: int) -> bool:
         """Whether it can take an attempt now."""
