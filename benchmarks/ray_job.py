@@ -21,15 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-SERVER = """
-import anyio
-from aura_anyio.testing import ReferenceServer
-async def main():
-    async with ReferenceServer() as server:
-        print(server.base_url, flush=True)
-        await anyio.sleep_forever()
-anyio.run(main)
-"""
+# The same reference server in a process of its own as the cache benchmark (a sibling script).
+from cache import SERVER
+
 EXAMPLE = Path(__file__).parent.parent / "examples" / "ray_batch.py"
 
 

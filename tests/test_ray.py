@@ -36,7 +36,8 @@ pytestmark = [
 ]
 
 REPLY = "Hello from the reference server ✓ — you said «{}» (1 message kept) 👋"
-OUTPUT = {
+# The columns every row gains, in this order (DESIGN section 8).
+OUTPUT = (
     "text",
     "ok",
     "error",
@@ -47,7 +48,7 @@ OUTPUT = {
     "prompt_tokens",
     "completion_tokens",
     "endpoint",
-}
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -138,7 +139,7 @@ def test_a_thousand_rows_over_two_actors_each_once_within_the_shared_limit() -> 
         assert row["text"] == REPLY.format(row["prompt"])
         assert row["endpoint"] == running.server.base_url
         assert row["attempts"] == 1
-    assert set(out[0]) >= OUTPUT | {"id", "prompt"}
+    assert set(out[0]) >= {*OUTPUT, "id", "prompt"}
     assert received == 999
     # 100 a second for the job, whatever the actors: a second's burst, then 899 more.
     assert elapsed >= 8.9
@@ -219,18 +220,7 @@ def test_a_batch_of_columns_gains_the_output_columns() -> None:
             chat.close()
             chat.close()
     assert list(out)[:6] == list(batch)
-    assert list(out)[6:] == [
-        "text",
-        "ok",
-        "error",
-        "error_type",
-        "attempts",
-        "elapsed",
-        "finish_reason",
-        "prompt_tokens",
-        "completion_tokens",
-        "endpoint",
-    ]
+    assert tuple(out)[6:] == OUTPUT
     assert out["text"] == [REPLY.format("one"), "Hello from the ", REPLY.format("three")]
     assert out["finish_reason"] == ["stop", "length", "stop"]
     assert out["ok"] == [True, True, True]
