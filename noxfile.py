@@ -16,17 +16,52 @@ def install_groups(session: nox.Session, *groups: str) -> None:
         session.install(*nox.project.dependency_groups(PYPROJECT, group))
 
 
+# Both cores; the Ray tests stay together on one worker, which starts with them (loadgroup).
+PARALLEL = ("-n", "2", "--dist", "loadgroup")
+# The suite starts Python often (xdist's workers, the aura command's tests, Ray's workers):
+# without bytecode each one would compile every module it imports anew.
+WRITE_BYTECODE = {"PYTHONDONTWRITEBYTECODE": None}
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the suite; every async test runs on asyncio, asyncio+uvloop and trio."""
+    """Run the suite on both cores, under coverage; each async test runs on the backends its
+    code differs on (tests/conftest.py)."""
     session.install(".[trio,socks,cli,ray]")
     install_groups(session, "test")
     session.run("coverage", "erase")
-    session.run("coverage", "run", "-m", "pytest", *session.posargs)
-    # The aura command's tests run it in subprocesses, each with a data file of its own.
+    session.run(
+        "coverage",
+        "run",
+        "-m",
+        "pytest",
+        *PARALLEL,
+        "--durations=25",
+        *session.posargs,
+        env=WRITE_BYTECODE,
+    )
+    # xdist's workers, and the aura command's subprocesses, each write a data file of their own.
     session.run("coverage", "combine", "--quiet")
     if not session.posargs:  # a partial run (-k ...) cannot reach full coverage
         session.run("coverage", "report")
+
+
+@nox.session
+def quick(session: nox.Session) -> None:
+    """The inner loop, in well under a minute: every test but Ray's and the aura command's
+    subprocesses, on asyncio alone, on both cores, no coverage; stops at the first failure."""
+    session.install(".[trio,socks,cli]")
+    install_groups(session, "test")
+    session.run(
+        "pytest",
+        *PARALLEL,
+        "-x",
+        "--backends=asyncio",
+        "-m",
+        "not ray and not slow",
+        *session.posargs,
+        env=WRITE_BYTECODE,
+    )
 
 
 @nox.session

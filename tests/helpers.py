@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 FAST_RETRIES = RetryPolicy(max_retries=2, initial_delay=0.001, max_delay=0.01)
+#: The reference server's reply (``testing.default_reply``) to one user message, ``{}``.
+REPLY = "Hello from the reference server ✓ — you said «{}» (1 message kept) 👋"
 BASE_URL = "https://chat.test"
 URL = f"{BASE_URL}/api/chat"
 
@@ -116,6 +118,11 @@ class Script:
         if isinstance(response, Exception):
             raise response
         return response
+
+
+def reply_to(prompt: str) -> str:
+    """The reference server's reply to a conversation of one user message, ``prompt``."""
+    return REPLY.format(prompt)
 
 
 def make_client(

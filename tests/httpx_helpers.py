@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import typing
 
-import anyio
 import httpx
 
-from .helpers import Pause
+from .helpers import Step, Steps
 
 if typing.TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Sequence
-
-Step = bytes | str | Exception | Pause
+    from collections.abc import AsyncIterator, Sequence
 
 
 class ScriptedStream(httpx.AsyncByteStream):
@@ -32,15 +29,17 @@ class ScriptedStream(httpx.AsyncByteStream):
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         self.closed = False  # a route may hand the same response to several requests
-        return _Steps(iter(self.steps), self)
+        return _Steps(self.steps, self)
 
     async def aclose(self) -> None:
         self.closed = True
 
 
 class _Steps:
-    def __init__(self, steps: Iterator[Step], stream: ScriptedStream) -> None:
-        self._steps = steps
+    """The steps of :class:`helpers.Steps`, as bytes, and nothing once the stream is closed."""
+
+    def __init__(self, steps: Sequence[Step], stream: ScriptedStream) -> None:
+        self._steps = Steps(steps).__aiter__()
         self._stream = stream
 
     def __aiter__(self) -> _Steps:
@@ -49,14 +48,8 @@ class _Steps:
     async def __anext__(self) -> bytes:
         if self._stream.closed:  # as a closed connection would, it gives nothing more
             raise httpx.ReadError("the connection is closed")
-        for step in self._steps:
-            if isinstance(step, Pause):
-                await anyio.sleep(step.seconds)
-            elif isinstance(step, Exception):
-                raise step
-            else:
-                return step.encode() if isinstance(step, str) else step
-        raise StopAsyncIteration
+        step = await self._steps.__anext__()
+        return step.encode() if isinstance(step, str) else step
 
 
 def httpx_reply(

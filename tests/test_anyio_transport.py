@@ -48,6 +48,8 @@ if typing.TYPE_CHECKING:
 
     from aura_anyio._transports.anyio import AnyIOResponse
 
+pytestmark = [pytest.mark.network, pytest.mark.debug]
+
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
 HELLO = [{"role": "user", "content": "hello"}]
 # Where a test waits for something that must happen: long enough for a loaded machine.

@@ -1,7 +1,8 @@
-"""The asyncio-native TCP stream under the default transport (asyncio and uvloop only).
+"""The asyncio-native TCP stream's own ways (asyncio and uvloop only; the contract it shares
+with the Trio stream is ``test_streams``).
 
-Against a raw peer on loopback written here: what arrives, the end and the breaks, the read
-timeout's one timer, flow control both ways, and happy eyeballs over several addresses.
+Against a raw peer on loopback: an abort, the read timeout's one timer, flow control both
+ways, and happy eyeballs over several addresses.
 """
 
 from __future__ import annotations
@@ -20,9 +21,7 @@ from aura_anyio._transports._asyncio_stream import AsyncioStream, connect
 from .helpers import (
     quiet_peer as quiet,
     raw_peer as peer,
-    read_until_broken,
     reset_on_close,
-    resetting_peer,
     until,
 )
 
@@ -32,42 +31,7 @@ if typing.TYPE_CHECKING:
     from anyio.abc import SocketStream
 
 
-@pytest.fixture(autouse=True)
-def asyncio_only(anyio_backend: tuple[str, dict[str, object]]) -> None:
-    if anyio_backend[0] != "asyncio":
-        pytest.skip("the stream is asyncio's; Trio has its own")
-
-
-async def test_what_arrives_then_the_end() -> None:
-    async def handler(stream: SocketStream) -> None:
-        await stream.send(b"0123456789")
-        await stream.aclose()
-
-    async with peer(handler) as port:
-        stream = await connect("127.0.0.1", port)
-        assert stream.raw_socket.fileno() > 0
-        assert await stream.receive(3) == b"012"  # at most max_bytes; the rest stays
-        await until(lambda: not stream.quiet)
-        assert await stream.receive() == b"3456789"
-        with pytest.raises(anyio.EndOfStream):
-            await stream.receive_within(1.0)
-        with pytest.raises(anyio.EndOfStream):  # and again, without waiting
-            await stream.receive_within(None)
-        await stream.aclose()
-        await stream.aclose()  # idempotent
-        with pytest.raises(anyio.ClosedResourceError):
-            await stream.receive()
-        with pytest.raises(anyio.ClosedResourceError):
-            await stream.send(b"x")
-
-
-async def test_closing_while_a_read_waits_ends_it() -> None:
-    async with peer(quiet) as port:
-        stream = await connect("127.0.0.1", port)
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(stream.aclose)
-            with pytest.raises(anyio.ClosedResourceError):
-                await stream.receive()
+pytestmark = [pytest.mark.network, pytest.mark.debug, pytest.mark.loops("asyncio")]
 
 
 async def test_an_aborted_stream_is_closed() -> None:
@@ -82,17 +46,6 @@ async def test_an_aborted_stream_is_closed() -> None:
         assert stream._timer is None
         with pytest.raises(anyio.ClosedResourceError):
             await stream.receive()
-        await stream.aclose()
-
-
-async def test_a_reset_is_a_broken_stream() -> None:
-    async with peer(resetting_peer) as port:
-        stream = await connect("127.0.0.1", port)
-        await stream.send(b"hello")
-        with pytest.raises(anyio.BrokenResourceError):
-            await read_until_broken(stream)
-        with pytest.raises(anyio.BrokenResourceError):
-            await stream.send(b"more")
         await stream.aclose()
 
 
@@ -170,13 +123,13 @@ async def test_sending_waits_while_the_peer_does_not_read() -> None:
     async with peer(handler) as port:
         stream = await connect("127.0.0.1", port)
         small_buffers(stream)
-        block = b"y" * (1 << 20)
+        block = b"y" * (1 << 18)  # four times the transport's high-water mark
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(_send_all, stream, block, 16)
+            tasks.start_soon(_send_all, stream, block, 4)
             await until(lambda: stream._protocol.drained is not None)
             reading.set()
         await stream.send_eof()
-        await until(lambda: got == 16 << 20)
+        await until(lambda: got == 4 << 18)
         await stream.aclose()
 
 
@@ -186,16 +139,19 @@ async def _send_all(stream: AsyncioStream, block: bytes, count: int) -> None:
 
 
 async def test_a_send_waiting_for_a_peer_that_breaks_fails() -> None:
+    client: list[AsyncioStream] = []
+
     async def handler(stream: SocketStream) -> None:
         reset_on_close(stream)
-        await anyio.sleep(0.3)
+        await until(lambda: bool(client) and client[0]._protocol.drained is not None)
         await stream.aclose()  # a reset, with the client's data unread
 
     async with peer(handler) as port:
         stream = await connect("127.0.0.1", port)
+        client.append(stream)
         small_buffers(stream)
         with pytest.raises(anyio.BrokenResourceError):
-            await _send_all(stream, b"z" * (1 << 20), 64)
+            await _send_all(stream, b"z" * (1 << 18), 64)
         await stream.aclose()
 
 

@@ -47,6 +47,7 @@ def prompt_of(request: ReceivedRequest) -> str:
     return request.kept_messages[-1]["content"]
 
 
+@pytest.mark.network
 async def test_resume_after_a_row_cut_by_a_kill(tmp_path: Path) -> None:
     source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     source.write_text("".join(json.dumps({"id": n, "prompt": f"p{n}"}) + "\n" for n in range(5)))
@@ -62,6 +63,7 @@ async def test_resume_after_a_row_cut_by_a_kill(tmp_path: Path) -> None:
     assert len(stats.latencies) == 4
 
 
+@pytest.mark.network
 async def test_the_counts_go_to_the_stats_given(tmp_path: Path) -> None:
     source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     source.write_text('{"prompt": "a"}\n{"prompt": "[[fault status=500]] b"}\n{"x": 1}\n')
@@ -82,6 +84,7 @@ async def test_the_counts_go_to_the_stats_given(tmp_path: Path) -> None:
     assert {row["line"] for row in rows(output)} == {1, 2, 3}
 
 
+@pytest.mark.network
 async def test_rows_cut_by_max_tokens_are_ok_and_counted(tmp_path: Path) -> None:
     source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     failing = Fault(status=500).marker()
@@ -126,6 +129,7 @@ async def test_rows_cut_by_max_tokens_are_ok_and_counted(tmp_path: Path) -> None
     assert sent["a"]["max_tokens"] == 2
 
 
+@pytest.mark.network
 async def test_a_batch_on_the_aura_wire_counts_no_truncation(tmp_path: Path) -> None:
     source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_lines(source, {"prompt": "a", "max_tokens": 800}, {"prompt": "b"})
@@ -136,6 +140,7 @@ async def test_a_batch_on_the_aura_wire_counts_no_truncation(tmp_path: Path) -> 
     assert sorted(request.token_limit or 0 for request in server.requests) == [800, 8192]
 
 
+@pytest.mark.network
 async def test_the_common_extra_body_reaches_every_request_and_a_lines_own_wins(
     tmp_path: Path,
 ) -> None:
@@ -183,6 +188,7 @@ def calls_tools(request: ReceivedRequest) -> str | ToolCalls:
     return default_reply(request)
 
 
+@pytest.mark.network
 async def test_a_row_carries_the_tool_calls_of_its_reply(tmp_path: Path) -> None:
     source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_lines(source, {"id": "t", "prompt": "weather?"}, {"id": "p", "prompt": "plain"})

@@ -82,6 +82,7 @@ async def test_a_request_through_a_borrowed_client_works(borrowed: Borrowed) -> 
     assert request.headers["content-length"] == str(len(request.content))
 
 
+@pytest.mark.network
 async def test_a_real_borrowed_client_reaches_the_server() -> None:
     async with (
         ReferenceServer() as server,
@@ -155,6 +156,7 @@ async def test_max_concurrency_is_not_checked_against_a_borrowed_pool(
     assert calls.call_count == 3
 
 
+@pytest.mark.network
 async def test_the_borrowed_pool_limits_apply() -> None:
     http = httpx.AsyncClient(limits=httpx.Limits(max_connections=1))
     async with (

@@ -31,6 +31,8 @@ if typing.TYPE_CHECKING:
 
     from aura_anyio._wire import WireName
 
+pytestmark = [pytest.mark.network, pytest.mark.debug]
+
 # Long timeouts: only cancellation may end these requests.
 PATIENT = Timeouts(connect=30.0, read=30.0)
 # Seconds for the server to see a cancelled request's connection close: far less than any

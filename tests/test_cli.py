@@ -30,12 +30,13 @@ pytest.importorskip("click", reason="the aura command needs the cli extra")
 from aura_anyio._cli import main
 from aura_anyio.testing import Fault, ReferenceServer
 
+from .helpers import REPLY
+
 if typing.TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
 HANG_GUARD = 120.0
-REPLY = "Hello from the reference server ✓ — you said «{}» (1 message kept) 👋"
 
 
 @pytest.fixture(scope="module")

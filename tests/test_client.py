@@ -154,6 +154,7 @@ async def test_a_declared_charset_is_honoured() -> None:
         assert await client.complete(HELLO) == "héllo"
 
 
+@pytest.mark.network
 async def test_headers_merge_case_insensitively() -> None:
     async with ReferenceServer() as server:
         client = AuraClient(
@@ -290,6 +291,7 @@ async def serve_one_response(response: bytes, *, task_status: TaskStatus[int]) -
             await stream.send(response)
 
 
+@pytest.mark.network
 async def test_a_latin1_reason_phrase_survives_a_real_socket() -> None:
     response = "HTTP/1.1 400 Limite de débit atteinte\r\ncontent-length: 5\r\n\r\nError"
     async with anyio.create_task_group() as task_group:
@@ -755,6 +757,7 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
+@pytest.mark.network
 async def test_an_environment_proxy_is_used(environment: pytest.MonkeyPatch) -> None:
     environment.setenv("HTTP_PROXY", f"http://127.0.0.1:{dead_port()}")
     async with ReferenceServer() as server:
@@ -767,6 +770,7 @@ async def test_an_environment_proxy_is_used(environment: pytest.MonkeyPatch) -> 
     assert "proxy" in str(caught.value)
 
 
+@pytest.mark.network
 async def test_no_proxy_bypasses_the_environment_proxy(environment: pytest.MonkeyPatch) -> None:
     environment.setenv("HTTP_PROXY", f"http://127.0.0.1:{dead_port()}")
     environment.setenv("NO_PROXY", "localhost,127.0.0.1")
@@ -778,6 +782,7 @@ async def test_no_proxy_bypasses_the_environment_proxy(environment: pytest.Monke
     assert server.accepted_connections == 1
 
 
+@pytest.mark.network
 async def test_an_environment_socks_proxy_is_used(environment: pytest.MonkeyPatch) -> None:
     environment.setenv("ALL_PROXY", f"socks5://127.0.0.1:{dead_port()}")
     async with ReferenceServer() as server:

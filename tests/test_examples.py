@@ -31,9 +31,11 @@ def test_the_quickstart_example_runs_on_both_backends() -> None:
     assert result.stderr == ""
 
 
-@pytest.mark.timeout(300)  # a hang guard: the example starts a Ray cluster of its own
-def test_the_ray_example_writes_a_row_for_every_line(tmp_path: pathlib.Path) -> None:
-    pytest.importorskip("ray.data", reason="the Ray example needs the ray extra")
+@pytest.mark.ray
+@pytest.mark.timeout(300)  # a hang guard, not a speed target
+def test_the_ray_example_writes_a_row_for_every_line(
+    tmp_path: pathlib.Path, ray_cluster: str
+) -> None:
     parquet = pytest.importorskip("pyarrow.parquet")
 
     source, output = tmp_path / "prompts.jsonl", tmp_path / "replies"
@@ -44,6 +46,7 @@ def test_the_ray_example_writes_a_row_for_every_line(tmp_path: pathlib.Path) -> 
         [
             *(sys.executable, str(EXAMPLES / "ray_batch.py"), str(source), str(output)),
             *("--format", "parquet", "--actors", "2", "--batch-size", "8"),
+            *("--address", ray_cluster),  # the suite's cluster, joined as a cluster's would be
         ],
         capture_output=True,
         encoding="utf-8",

@@ -435,6 +435,7 @@ async def test_run_until_a_deadline_that_does_not_pass_returns_the_result() -> N
     assert await run_until(deadline_after(30.0), answer) == "done"
 
 
+@pytest.mark.debug
 async def test_run_until_a_deadline_that_passes_cancels_the_call() -> None:
     cancelled = False
 
@@ -451,6 +452,7 @@ async def test_run_until_a_deadline_that_passes_cancels_the_call() -> None:
     assert cancelled
 
 
+@pytest.mark.debug
 async def test_run_until_lets_an_outer_cancellation_through() -> None:
     with anyio.CancelScope() as scope:
         scope.cancel()
@@ -458,6 +460,7 @@ async def test_run_until_lets_an_outer_cancellation_through() -> None:
     assert scope.cancelled_caught
 
 
+@pytest.mark.debug
 async def test_close_shielded_finishes_inside_a_cancelled_scope() -> None:
     closed = anyio.Event()
 
@@ -471,6 +474,7 @@ async def test_close_shielded_finishes_inside_a_cancelled_scope() -> None:
     assert closed.is_set()
 
 
+@pytest.mark.debug
 async def test_close_shielded_gives_up_after_the_close_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

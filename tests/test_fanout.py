@@ -24,7 +24,7 @@ from aura_anyio import (
 )
 from aura_anyio.testing import Fault, MockResponse, MockTransport, Outcome, ReferenceServer
 
-from .helpers import until
+from .helpers import FAST_RETRIES, reply_to, until
 
 if typing.TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -33,18 +33,12 @@ if typing.TYPE_CHECKING:
     from aura_anyio._wire import WireName
     from aura_anyio.testing import ReceivedRequest
 
-FAST = RetryPolicy(max_retries=2, initial_delay=0.001, max_delay=0.01)
-
-
-def reply_to(prompt: str) -> str:
-    """What the reference server answers to a plain prompt."""
-    return f"Hello from the reference server ✓ — you said «{prompt}» (1 message kept) 👋"
-
 
 def client_for(server: ReferenceServer, **kwargs: typing.Any) -> AuraClient:
-    return AuraClient(server.base_url, max_retries=FAST, **kwargs)
+    return AuraClient(server.base_url, max_retries=FAST_RETRIES, **kwargs)
 
 
+@pytest.mark.network
 async def test_gather_keeps_input_order_and_every_kind_of_input() -> None:
     requests: list[object] = [
         "plain prompt",
@@ -64,6 +58,7 @@ async def test_gather_keeps_input_order_and_every_kind_of_input() -> None:
     assert server.max_in_flight <= 5
 
 
+@pytest.mark.network
 async def test_the_concurrency_limit_holds_and_is_used() -> None:
     async with ReferenceServer(delay=0.01) as server, client_for(server) as client:
         results = await client.gather([f"p{n}" for n in range(40)], max_concurrency=7)
@@ -71,6 +66,7 @@ async def test_the_concurrency_limit_holds_and_is_used() -> None:
     assert server.max_in_flight == 7  # counted by the server: never more, and all used
 
 
+@pytest.mark.network
 async def test_one_failure_never_stops_the_others() -> None:
     bad = Fault(status=400, reason="Bad prompt")
     flaky = Fault(status=503, times=1)
@@ -96,6 +92,7 @@ async def test_one_failure_never_stops_the_others() -> None:
     assert (progress.failed, progress.retried, progress.in_flight) == (2, 1, 0)
 
 
+@pytest.mark.network
 async def test_the_input_is_pulled_lazily() -> None:
     pulled = 0
 
@@ -115,6 +112,8 @@ async def test_the_input_is_pulled_lazily() -> None:
     assert pulled < 200
 
 
+@pytest.mark.debug
+@pytest.mark.network
 async def test_an_async_input_is_closed_when_the_block_ends() -> None:
     closed = False
 
@@ -133,6 +132,8 @@ async def test_an_async_input_is_closed_when_the_block_ends() -> None:
     assert closed
 
 
+@pytest.mark.debug
+@pytest.mark.network
 async def test_leaving_early_cancels_the_rest_and_closes_their_connections() -> None:
     stalled = [f"p{n} {Fault(stall_after=5).marker()}" for n in range(8)]
     async with ReferenceServer() as server:
@@ -146,6 +147,8 @@ async def test_leaving_early_cancels_the_rest_and_closes_their_connections() -> 
             assert Outcome.PENDING not in server.outcomes
 
 
+@pytest.mark.debug
+@pytest.mark.network
 async def test_leaving_while_every_worker_waits_to_hand_over_a_result() -> None:
     async with ReferenceServer() as server, client_for(server) as client:
         async with client.fan_out([f"p{n}" for n in range(20)], max_concurrency=4) as results:
@@ -157,6 +160,7 @@ async def test_leaving_while_every_worker_waits_to_hand_over_a_result() -> None:
     assert first.ok
 
 
+@pytest.mark.network
 async def test_the_callers_exception_comes_out_as_itself() -> None:
     async def fail_while_reading(client: AuraClient) -> None:
         async with client.fan_out([f"p{n}" for n in range(50)]) as results:
@@ -169,6 +173,7 @@ async def test_the_callers_exception_comes_out_as_itself() -> None:
         await server.wait_until(lambda: Outcome.PENDING not in server.outcomes)
 
 
+@pytest.mark.network
 async def test_an_exception_from_the_input_comes_out_as_itself() -> None:
     def prompts() -> Iterator[str]:
         yield "one"
@@ -179,6 +184,7 @@ async def test_an_exception_from_the_input_comes_out_as_itself() -> None:
             await client.gather(prompts())
 
 
+@pytest.mark.network
 async def test_request_timeout_ends_one_request_and_keeps_its_text() -> None:
     slow = f"slow {Fault(stall_after=12).marker()}"
     async with ReferenceServer() as server, client_for(server, timeout=Timeouts(read=60)) as client:
@@ -195,6 +201,7 @@ async def test_request_timeout_ends_one_request_and_keeps_its_text() -> None:
     assert 1.5 <= timed_out.elapsed < 10
 
 
+@pytest.mark.network
 async def test_requests_per_second_is_a_token_bucket() -> None:
     arrivals: list[float] = []
 
@@ -215,6 +222,7 @@ async def test_requests_per_second_is_a_token_bucket() -> None:
         assert sum(first <= at < first + 1 for at in arrivals) <= 40
 
 
+@pytest.mark.network
 async def test_a_429_pauses_every_request(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="aura_anyio")
     arrivals: list[tuple[float, str]] = []
@@ -242,6 +250,7 @@ async def test_a_429_pauses_every_request(caplog: pytest.LogCaptureFixture) -> N
     assert min(later) >= rejected_at + 0.45  # none went out while the server asked to wait
 
 
+@pytest.mark.network
 async def test_openchat_uis_hidden_429_pauses_every_request(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -275,6 +284,7 @@ async def test_openchat_uis_hidden_429_pauses_every_request(
     assert min(later) >= rejected_at + 0.35  # none went out during the pause
 
 
+@pytest.mark.network
 async def test_a_429_that_asks_too_much_is_a_result() -> None:
     too_long = f"x {Fault(status=429, retry_after='3600').marker()}"
     async with ReferenceServer() as server, client_for(server) as client:
@@ -285,6 +295,7 @@ async def test_a_429_that_asks_too_much_is_a_result() -> None:
     assert results[1].ok
 
 
+@pytest.mark.network
 async def test_server_errors_are_retried_then_reported() -> None:
     failing = f"x {Fault(status=500).marker()}"
     async with ReferenceServer() as server, client_for(server) as client:
@@ -317,6 +328,7 @@ def test_the_input_must_be_an_iterable_of_requests(requests: object) -> None:
         AuraClient().fan_out(requests)  # type: ignore[arg-type]
 
 
+@pytest.mark.network
 async def test_a_fan_out_is_used_once_and_inside_its_block() -> None:
     async with ReferenceServer() as server, client_for(server) as client:
         fan_out = client.fan_out(["x"])
@@ -347,6 +359,7 @@ class BrokenMessages(Sequence[object]):
         raise RuntimeError("a broken message list")
 
 
+@pytest.mark.network
 async def test_a_bug_in_a_request_stops_the_fan_out_and_comes_out_as_itself() -> None:
     requests = [ChatRequest(BrokenMessages()), ChatRequest(BrokenMessages()), "fine"]  # type: ignore[arg-type]
     async with ReferenceServer() as server, client_for(server) as client:
@@ -370,6 +383,7 @@ class Countdown:
         return f"p{self.count}"
 
 
+@pytest.mark.network
 async def test_any_async_iterable_is_input() -> None:
     async with ReferenceServer() as server, client_for(server) as client:
         results = await client.gather(Countdown(5))
@@ -383,7 +397,7 @@ _EVENTS = (
 
 
 async def _arrivals_under(
-    headers: dict[str, str], *, wire: WireName, policy: RetryPolicy = FAST
+    headers: dict[str, str], *, wire: WireName, policy: RetryPolicy = FAST_RETRIES
 ) -> list[float]:
     """When each of three requests of a fan-out (one at a time) reached the server, if the
     first response carries ``headers``."""
@@ -428,6 +442,7 @@ async def test_the_aura_wire_reads_no_rate_limit_headers() -> None:
 # -- tokens_per_minute ---------------------------------------------------------------------------
 
 
+@pytest.mark.network
 async def test_a_token_budget_holds_after_its_minute_of_burst() -> None:
     # 6,000 tokens a minute: a bucket of 6,000 that refills 100 a second; each request is
     # 400 characters, 100 tokens. So 60 go at once, then one a second.
@@ -449,6 +464,7 @@ async def test_a_token_budget_holds_after_its_minute_of_burst() -> None:
         assert len(window) <= 60 + 1 + 1
 
 
+@pytest.mark.network
 async def test_the_usage_a_reply_reports_settles_its_estimate() -> None:
     # Each request is estimated at max_tokens=1000 and more; the reference server reports
     # about 20. Without the correction ten requests would need over two minutes of budget.
@@ -463,6 +479,7 @@ async def test_the_usage_a_reply_reports_settles_its_estimate() -> None:
     assert anyio.current_time() - start < 30
 
 
+@pytest.mark.network
 async def test_a_request_larger_than_the_budget_is_its_own_error() -> None:
     async with ReferenceServer() as server, client_for(server) as client:
         results = await client.gather(["x" * 4004, "small"], tokens_per_minute=1000)
@@ -481,6 +498,7 @@ async def test_tokens_per_minute_must_be_a_positive_number(budget: object) -> No
             client.fan_out(["hi"], tokens_per_minute=budget)  # type: ignore[arg-type]
 
 
+@pytest.mark.network
 async def test_progress_totals_the_tokens_replies_report() -> None:
     async with ReferenceServer() as server, client_for(server, wire="openai") as client:
         requests = [ChatRequest([{"role": "user", "content": f"hi {n}"}], model="m") for n in "abc"]

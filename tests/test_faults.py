@@ -17,6 +17,8 @@ from aura_anyio.testing._plan import Ending, ResponsePlan, apply_fault
 
 from .strategies import faults
 
+pytestmark = pytest.mark.network
+
 REPLY = ResponsePlan(200, b"OK", ((b"transfer-encoding", b"chunked"),), (b"ab", b"\xc3\xa9", b"cd"))
 
 

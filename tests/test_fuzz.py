@@ -12,15 +12,22 @@ import itertools
 import typing
 
 import anyio
+import anyio.from_thread
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from aura_anyio import AuraClient, AuraError, RetryPolicy, Timeouts
 from aura_anyio.testing import Fault, ReferenceServer
 
+from .helpers import until
 from .strategies import chunkings
 
 if typing.TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from aura_anyio._wire import WireName
+
+pytestmark = pytest.mark.network
 
 RETRIES = RetryPolicy(max_retries=1, initial_delay=0.001, max_delay=0.001, max_retry_after=0.01)
 # Only a read timeout ends a stall, so stalls get a short one; nothing else may wait that short.
@@ -31,7 +38,6 @@ STALL_TIMEOUTS = Timeouts(connect=5.0, read=0.1, total=60.0)
 # max_response_bytes, which an endless body passes quickly; the OpenAI wire frames each piece
 # of text in an event of some 190 bytes, so a whole reply there (at most 11 pieces) takes 3 kB.
 LIMITS = {"aura": 2000, "openai": 5000}
-HELLO = [{"role": "user", "content": "hi"}]
 
 
 @st.composite
@@ -79,6 +85,30 @@ def is_benign(fault: Fault) -> bool:
     return fault.status is None and fault.cut is None and not fault.endless
 
 
+class Replies:
+    """One reference server for every example: each example sets the chunks it replies with,
+    and asks for its fault by the marker in its prompt (a server started per example would
+    add nothing but its start)."""
+
+    def __init__(self, server: ReferenceServer) -> None:
+        self.server = server
+        self.chunks: list[bytes] = []
+
+
+@pytest.fixture
+def replies() -> Iterator[Replies]:
+    holder: list[Replies] = []
+    # On an event loop in a thread: Hypothesis runs each example on the test's loop anew.
+    with (
+        anyio.from_thread.start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(
+            ReferenceServer(reply=lambda _: holder[0].chunks)
+        ) as server,
+    ):
+        holder.append(Replies(server))
+        yield holder[0]
+
+
 @settings(
     max_examples=40,
     deadline=None,
@@ -92,7 +122,7 @@ def is_benign(fault: Fault) -> bool:
     wire=st.sampled_from(["aura", "openai"]),
 )
 async def test_the_client_returns_the_text_sent_or_an_aura_error(
-    data: st.DataObject, text: str, fault: Fault, streamed: bool, wire: WireName
+    replies: Replies, data: st.DataObject, text: str, fault: Fault, streamed: bool, wire: WireName
 ) -> None:
     reply = text.encode()
     if wire == "aura":
@@ -103,28 +133,30 @@ async def test_the_client_returns_the_text_sent_or_an_aura_error(
         chunks = [text[a:b].encode() for a, b in itertools.pairwise(bounds) if b > a]
     received = ""
     error: AuraError | None = None
-    async with ReferenceServer(reply=lambda _: chunks, fault=fault) as server:
-        client = AuraClient(
-            server.base_url,
-            timeout=STALL_TIMEOUTS if fault.stall_after is not None else TIMEOUTS,
-            max_retries=RETRIES,
-            max_response_bytes=LIMITS[wire],
-            wire=wire,
-        )
-        # Never hangs: every fault ends within the timeouts.
-        with anyio.fail_after(90):
-            async with client:
-                try:
-                    if streamed:
-                        async with client.stream(HELLO) as stream:
-                            async for piece in stream:
-                                received += piece
-                    else:
-                        received = await client.complete(HELLO)
-                except AuraError as exc:
-                    error = exc
-        # And leaves no connection open once the client is closed.
-        await server.wait_until(lambda: server.open_connections == 0)
+    replies.chunks = chunks
+    server = replies.server
+    asked = [{"role": "user", "content": f"hi {fault.marker()}"}]
+    client = AuraClient(
+        server.base_url,
+        timeout=STALL_TIMEOUTS if fault.stall_after is not None else TIMEOUTS,
+        max_retries=RETRIES,
+        max_response_bytes=LIMITS[wire],
+        wire=wire,
+    )
+    # Never hangs: every fault ends within the timeouts.
+    with anyio.fail_after(90):
+        async with client:
+            try:
+                if streamed:
+                    async with client.stream(asked) as stream:
+                        async for piece in stream:
+                            received += piece
+                else:
+                    received = await client.complete(asked)
+            except AuraError as exc:
+                error = exc
+    # And leaves no connection open once the client is closed.
+    await until(lambda: server.open_connections == 0)
     expected = sent_bytes(reply, chunks, fault, LIMITS[wire]).decode("utf-8", errors="replace")
     if error is None:
         assert received == expected

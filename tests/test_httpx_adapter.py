@@ -297,6 +297,7 @@ def test_a_local_protocol_error_never_shows_its_text(exc: Exception) -> None:
     assert str(mapped) == ("the request could not be sent as valid HTTP (LocalProtocolError)")
 
 
+@pytest.mark.network
 async def test_a_local_protocol_error_from_httpx_itself_shows_no_secret() -> None:
     """h11 refuses a header value with a newline, quoting it; nothing of it comes out."""
     async with ReferenceServer() as server, httpx.AsyncClient(trust_env=False) as http:
@@ -441,6 +442,7 @@ class CountingTransport(httpx.AsyncHTTPTransport):
         return await super().handle_async_request(request)
 
 
+@pytest.mark.network
 async def test_an_untrusted_certificate_through_a_lent_client_is_not_retried(
     server_tls: ssl.SSLContext,
 ) -> None:
@@ -462,6 +464,7 @@ async def test_an_untrusted_certificate_through_a_lent_client_is_not_retried(
     assert server.requests == []
 
 
+@pytest.mark.network
 async def test_a_trusted_certificate_through_a_lent_client(
     server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
 ) -> None:
@@ -632,6 +635,7 @@ async def test_a_retry_through_a_lent_client_sends_the_same_body(
     assert first.headers["content-length"] == second.headers["content-length"]
 
 
+@pytest.mark.network
 async def test_a_request_goes_through_a_real_lent_client() -> None:
     async with ReferenceServer() as server:
         async with httpx.AsyncClient(trust_env=False) as http:
@@ -668,6 +672,7 @@ async def test_closing_a_response_early_closes_its_body() -> None:
         await response.aclose()  # harmless
 
 
+@pytest.mark.network
 async def test_closing_a_response_early_closes_its_connection() -> None:
     async with ReferenceServer(fault=Fault(stall_after=3)) as server:
         async with httpx.AsyncClient(trust_env=False) as http:
@@ -705,6 +710,7 @@ async def test_draining_a_closed_response_is_bounded() -> None:
     await chunks.aclose()  # what the bound left suspended, closed here for Trio's sake
 
 
+@pytest.mark.network
 async def test_leaving_early_with_thousands_of_chunks_buffered_leaves_nothing_behind() -> None:
     """httpx's and httpcore's body generators all finish, however much is still buffered.
 
@@ -873,6 +879,7 @@ async def test_the_guarded_backend_wraps_httpcores_anyio_backend(
     ]
 
 
+@pytest.mark.network
 async def test_a_guarded_unix_socket_connection(tmp_path: pathlib.Path) -> None:
     path = str(tmp_path / "sock")
 
@@ -893,6 +900,7 @@ async def test_a_guarded_unix_socket_connection(tmp_path: pathlib.Path) -> None:
         tg.cancel_scope.cancel()
 
 
+@pytest.mark.network
 async def test_a_guarded_tls_connection(
     server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
 ) -> None:
@@ -1056,6 +1064,7 @@ async def socks_proxy(
             tasks.cancel_scope.cancel()
 
 
+@pytest.mark.network
 async def test_a_request_through_a_socks_proxy(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="httpcore")
     async with ReferenceServer() as server, socks_proxy((b"user", b"p-secret")) as proxy:
@@ -1076,6 +1085,7 @@ async def test_a_request_through_a_socks_proxy(caplog: pytest.LogCaptureFixture)
     )
 
 
+@pytest.mark.network
 async def test_a_socks_proxy_without_credentials() -> None:
     async with ReferenceServer() as server, socks_proxy() as proxy:
         async with AuraClient(server.base_url, proxy=proxy.url()) as client:
@@ -1083,6 +1093,7 @@ async def test_a_socks_proxy_without_credentials() -> None:
     assert proxy.accepted == 1
 
 
+@pytest.mark.network
 async def test_a_socks_proxy_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     async with ReferenceServer() as server, socks_proxy() as proxy:
         monkeypatch.setenv("ALL_PROXY", proxy.url())
@@ -1095,6 +1106,7 @@ async def test_a_socks_proxy_from_the_environment(monkeypatch: pytest.MonkeyPatc
     assert proxy.accepted == 1
 
 
+@pytest.mark.network
 async def test_the_socks_pool_has_no_connection_limit_of_its_own() -> None:
     """The client's own admission is the limit (httpcore#1093): httpcore's default of 10
     connections would make the 11th request wait."""
@@ -1115,6 +1127,7 @@ async def test_the_socks_pool_has_no_connection_limit_of_its_own() -> None:
         await until(lambda: proxy.open == 0)
 
 
+@pytest.mark.network
 async def test_closing_the_socks_transport_closes_its_idle_connections() -> None:
     async with ReferenceServer() as server, socks_proxy() as proxy:
         transport = socks_transport(proxy.url(), verify=True, max_idle=4)
@@ -1128,6 +1141,7 @@ async def test_closing_the_socks_transport_closes_its_idle_connections() -> None
         await server.wait_until(lambda: server.open_connections == 0)
 
 
+@pytest.mark.network
 async def test_a_proxy_refusing_the_credentials_is_not_retried_and_is_hung_up_on() -> None:
     async with ReferenceServer() as server, socks_proxy((b"user", b"right")) as proxy:
         leaked_sockets()  # what earlier tests left is theirs
@@ -1151,6 +1165,7 @@ async def test_a_proxy_refusing_the_credentials_is_not_retried_and_is_hung_up_on
     assert leaked_sockets() == []
 
 
+@pytest.mark.network
 async def test_a_proxy_hanging_up_during_the_handshake() -> None:
     async with socks_proxy(hang_up=True) as proxy:
         leaked_sockets()  # what earlier tests left is theirs
@@ -1169,6 +1184,7 @@ async def test_a_proxy_hanging_up_during_the_handshake() -> None:
     assert leaked_sockets() == []  # the client closed its socket too
 
 
+@pytest.mark.network
 async def test_a_cancelled_tls_handshake_through_a_socks_proxy_closes_the_socket() -> None:
     """httpcore closes a stream whose TLS upgrade fails on Exception only; the guarded
     backend closes it on cancellation too."""

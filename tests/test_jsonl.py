@@ -21,22 +21,13 @@ from aura_anyio._cli.jsonl import (
 )
 from aura_anyio._exceptions import RequestInfo
 
+from .strategies import json_values
+
 ids = st.one_of(st.integers(), st.text(max_size=20))
 # Rows a kill can leave, and rows that are not ok rows.
 texts = st.text(max_size=50)
 INFO = RequestInfo("POST", "http://x/api/chat")
-# Any value JSON can carry, and any JSON object: what a line's extra_body may hold.
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=10),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
+# Any JSON object: what a line's extra_body may hold.
 json_objects = st.dictionaries(st.text(max_size=8), json_values, max_size=5)
 # An extra_body that is there but is not an object: passed on, refused when sent.
 not_objects = json_values.filter(lambda value: value is not None and not isinstance(value, dict))

@@ -153,6 +153,7 @@ async def test_every_kind_of_chunks(
     assert transport.open_responses == 0
 
 
+@pytest.mark.debug
 async def test_an_async_generator_is_closed_when_the_reader_stops_early() -> None:
     finished = False
 
@@ -355,6 +356,7 @@ async def test_a_client_over_mock_transport_sends_the_request_as_the_wire_says()
     assert sent.connect_timeout == client.timeouts.connect
 
 
+@pytest.mark.debug
 async def test_a_client_leaves_no_response_open_when_it_stops_early() -> None:
     finished = anyio.Event()
 
@@ -481,6 +483,7 @@ async def client_over(
             yield Over(client, lambda: len(reference.requests), left_open_server)
 
 
+@pytest.mark.network
 async def test_retries_behave_alike(where: Where) -> None:
     script = Script(
         reply("Error", status=503), reply("Error", status=503), reply("hello ", "world")
@@ -499,6 +502,7 @@ async def test_retries_behave_alike(where: Where) -> None:
         assert await over.left_open() == 0
 
 
+@pytest.mark.network
 async def test_giving_up_after_the_retries_behaves_alike(where: Where) -> None:
     script = Script(*(reply("Error", status=503, reason="Busy") for _ in range(3)))
     async with client_over(
@@ -511,6 +515,7 @@ async def test_giving_up_after_the_retries_behaves_alike(where: Where) -> None:
         assert await over.left_open() == 0
 
 
+@pytest.mark.network
 async def test_a_failure_before_any_text_is_retried_alike(where: Where) -> None:
     # The server resets the first connection before any byte of the response.
     script = Script(ConnectionResetError("reset"), reply("hello ", "world"))
@@ -524,6 +529,7 @@ async def test_a_failure_before_any_text_is_retried_alike(where: Where) -> None:
         assert await over.left_open() == 0
 
 
+@pytest.mark.network
 async def test_a_first_chunk_timeout_behaves_alike(where: Where) -> None:
     # The head arrives, the body never does: only the first-chunk deadline can end the wait.
     async with client_over(
@@ -543,6 +549,7 @@ async def test_a_first_chunk_timeout_behaves_alike(where: Where) -> None:
         assert await over.left_open() == 0
 
 
+@pytest.mark.network
 async def test_a_multibyte_character_split_across_chunks_behaves_alike(where: Where) -> None:
     pieces = [b"caf\xc3", b"\xa9 \xf0\x9f", b"\x91", b"\x8b!"]
     async with client_over(
@@ -559,6 +566,7 @@ async def test_a_multibyte_character_split_across_chunks_behaves_alike(where: Wh
             assert received == ["caf", "é ", "👋!"]
 
 
+@pytest.mark.network
 async def test_a_body_that_breaks_after_text_behaves_alike(where: Where) -> None:
     async with client_over(
         where,
@@ -576,6 +584,7 @@ async def test_a_body_that_breaks_after_text_behaves_alike(where: Where) -> None
         assert await over.left_open() == 0
 
 
+@pytest.mark.network
 async def test_a_read_timeout_after_text_behaves_alike(where: Where) -> None:
     async with client_over(
         where,

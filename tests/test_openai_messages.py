@@ -20,7 +20,7 @@ from aura_anyio._messages import OPENAI_ROLES, check_openai_messages, content_te
 from aura_anyio._wire import OpenAIWire
 from aura_anyio._wire.openai import RESERVED_FIELDS, encode_body, openai_body
 
-from .strategies import json_junk
+from .strategies import json_junk, json_values
 
 if typing.TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -32,17 +32,6 @@ PARTS = [
     {"type": "text", "text": "what is this?"},
     {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
 ]
-
-#: Any value JSON carries as it is: no NaN or infinity, no tuple, no lone surrogate.
-json_values: st.SearchStrategy[object] = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(), children),
-    max_leaves=8,
-)
 
 
 def body(messages: object, **kwargs: object) -> dict[str, object]:

@@ -56,6 +56,7 @@ def sent(request: ReceivedRequest) -> dict[str, object]:
     return typing.cast("dict[str, object]", request.json)
 
 
+@pytest.mark.network
 async def test_the_request_is_what_an_openai_compatible_server_expects() -> None:
     async with ReferenceServer() as server:
         client = AuraClient(server.base_url, wire="openai", key="sk-secret")
@@ -90,6 +91,7 @@ async def test_the_request_is_what_an_openai_compatible_server_expects() -> None
         assert "wire='openai'" in repr(client)
 
 
+@pytest.mark.network
 async def test_finish_reason_and_usage_on_the_stream() -> None:
     async with ReferenceServer() as server, AuraClient(server.base_url, wire="openai") as client:
         async with client.stream(HELLO, max_tokens=4) as capped:
@@ -103,6 +105,7 @@ async def test_finish_reason_and_usage_on_the_stream() -> None:
         assert whole.finish_reason == "stop"
 
 
+@pytest.mark.network
 async def test_a_base_url_ending_in_v1_is_not_doubled() -> None:
     async with ReferenceServer() as server:
         async with AuraClient(server.base_url + "/v1/", wire="openai") as client:
@@ -110,6 +113,7 @@ async def test_a_base_url_ending_in_v1_is_not_doubled() -> None:
     assert server.requests[0].path == "/v1/chat/completions"
 
 
+@pytest.mark.network
 async def test_fan_out_results_carry_finish_reason_and_usage() -> None:
     requests = [
         ChatRequest(HELLO, model=ModelSpec("served-model", "Served", 8192, 8192), id="a"),
@@ -128,6 +132,7 @@ async def test_fan_out_results_carry_finish_reason_and_usage() -> None:
     assert {sent(r)["model"] for r in server.requests} == {"served-model", "openchat_3.6"}
 
 
+@pytest.mark.network
 async def test_the_concurrency_limit_holds_on_this_wire_too() -> None:
     async with ReferenceServer(delay=0.005) as server:
         async with AuraClient(server.base_url, wire="openai") as client:
@@ -136,6 +141,7 @@ async def test_the_concurrency_limit_holds_on_this_wire_too() -> None:
     assert server.max_in_flight <= 5
 
 
+@pytest.mark.network
 async def test_cancelling_mid_reply_closes_the_connection_and_keeps_the_text() -> None:
     async with ReferenceServer(delay=0.1) as server:
         async with AuraClient(server.base_url, wire="openai") as client:
@@ -176,6 +182,7 @@ def test_the_wire_is_checked() -> None:
         AuraClient(wire="openai", key="sk-é")
 
 
+@pytest.mark.network
 async def test_the_server_refuses_a_bad_body_with_a_json_error() -> None:
     async with ReferenceServer() as server, httpx.AsyncClient(base_url=server.base_url) as raw:
         bad = await raw.post("/v1/chat/completions", json={"model": "m", "messages": HELLO})
@@ -297,6 +304,7 @@ async def test_done_ends_the_reply_even_if_the_body_stalls() -> None:
     assert transport.open_responses == 0  # the stalled bodies were closed, not left open
 
 
+@pytest.mark.network
 async def test_connections_are_reused_after_done() -> None:
     async with ReferenceServer() as server, AuraClient(server.base_url, wire="openai") as client:
         for _ in range(3):
@@ -354,6 +362,7 @@ TOOL_CONVERSATION: list[dict[str, object]] = [
 ]
 
 
+@pytest.mark.network
 async def test_a_tool_calling_conversation_reaches_the_server_exactly() -> None:
     original = json.loads(json.dumps(TOOL_CONVERSATION))
     async with ReferenceServer() as server, AuraClient(server.base_url, wire="openai") as client:
@@ -375,6 +384,7 @@ async def test_a_tool_calling_conversation_reaches_the_server_exactly() -> None:
     assert text == chunks.text == default_reply(server.requests[0])
 
 
+@pytest.mark.network
 async def test_list_content_and_tuples_travel_as_json_arrays() -> None:
     messages = (
         {"role": "user", "content": ({"type": "text", "text": "a tuple of parts"},)},
@@ -415,6 +425,7 @@ MALFORMED: list[tuple[object, str]] = [
 ]
 
 
+@pytest.mark.network
 @pytest.mark.parametrize(("messages", "needle"), MALFORMED)
 async def test_a_malformed_conversation_is_refused_before_sending(
     messages: object, needle: str
@@ -537,6 +548,7 @@ EXTRA = {
 }
 
 
+@pytest.mark.network
 async def test_extra_body_reaches_the_server_from_every_entry_point() -> None:
     async with ReferenceServer() as server, AuraClient(server.base_url, wire="openai") as client:
         async with client.stream(HELLO, extra_body=EXTRA) as chunks:
@@ -559,6 +571,7 @@ async def test_extra_body_reaches_the_server_from_every_entry_point() -> None:
     assert sent(server.requests[0])["stop"] == ["\n\n"]
 
 
+@pytest.mark.network
 async def test_extra_body_may_replace_stream_options() -> None:
     async with ReferenceServer() as server, AuraClient(server.base_url, wire="openai") as client:
         options = {"stream_options": {"include_usage": False}}
@@ -571,6 +584,7 @@ async def test_extra_body_may_replace_stream_options() -> None:
     assert chunks.finish_reason == "stop"
 
 
+@pytest.mark.network
 @pytest.mark.parametrize("name", RESERVED_FIELDS)
 async def test_extra_body_may_not_set_the_clients_own_fields(name: str) -> None:
     hint = "as an argument" if name in ("temperature", "max_tokens") else "sets it itself"
@@ -622,6 +636,7 @@ async def test_a_circular_value_is_refused_before_sending() -> None:
     assert not script.called
 
 
+@pytest.mark.network
 async def test_extra_body_is_refused_on_the_aura_wire() -> None:
     needle = "extra_body is for the OpenAI wire.*wire='aura'"
     async with ReferenceServer() as server, AuraClient(server.base_url) as client:
@@ -640,6 +655,7 @@ async def test_extra_body_is_refused_on_the_aura_wire() -> None:
 # Usage on request.
 
 
+@pytest.mark.network
 async def test_usage_is_asked_for_and_reported_by_default() -> None:
     async with ReferenceServer() as server, AuraClient(server.base_url, wire="openai") as client:
         async with client.stream(HELLO) as chunks:
@@ -654,6 +670,7 @@ async def test_usage_is_asked_for_and_reported_by_default() -> None:
         assert request.include_usage
 
 
+@pytest.mark.network
 async def test_include_usage_false_sends_no_stream_options() -> None:
     async with ReferenceServer() as server:
         client = AuraClient(server.base_url, wire="openai", include_usage=False)
@@ -678,6 +695,7 @@ def test_include_usage_must_be_a_bool(value: object) -> None:
 # No max_tokens unless asked.
 
 
+@pytest.mark.network
 async def test_max_tokens_is_sent_only_when_given() -> None:
     async with ReferenceServer() as server, AuraClient(server.base_url, wire="openai") as client:
         async with client.stream(HELLO) as chunks:
@@ -713,6 +731,7 @@ EXPECTED_CALLS = [
 ]
 
 
+@pytest.mark.network
 async def test_tool_calls_are_assembled_and_the_iterator_yields_only_text() -> None:
     tools = ReferenceServer(reply=lambda _: ToolCalls(CALLS, text="Let me check that."))
     async with tools as server, AuraClient(server.base_url, wire="openai") as client:
@@ -746,6 +765,7 @@ def calls(request: ReceivedRequest) -> ToolCalls:
     return ToolCalls([("echo", json.dumps({"said": said}))] * (1 + len(said) % 3))
 
 
+@pytest.mark.network
 async def test_tool_calls_alone_and_in_a_fan_out() -> None:
     async with ReferenceServer(reply=calls) as server:
         async with AuraClient(server.base_url, wire="openai") as client:
@@ -765,6 +785,7 @@ async def test_tool_calls_alone_and_in_a_fan_out() -> None:
     assert len(alone.tool_calls) == 3
 
 
+@pytest.mark.network
 async def test_a_reply_without_tool_calls_has_none() -> None:
     async with ReferenceServer() as server, AuraClient(server.base_url, wire="openai") as client:
         async with client.stream(HELLO) as chunks:
@@ -774,6 +795,7 @@ async def test_a_reply_without_tool_calls_has_none() -> None:
     assert (chunks.tool_calls, result.tool_calls) == (None, None)
 
 
+@pytest.mark.network
 async def test_max_tokens_cuts_the_text_before_the_tool_calls() -> None:
     tools = ReferenceServer(reply=lambda _: ToolCalls(CALLS, text="Let me check that."))
     async with tools as server, AuraClient(server.base_url, wire="openai") as client:
@@ -782,6 +804,7 @@ async def test_max_tokens_cuts_the_text_before_the_tool_calls() -> None:
     assert (chunks.text, chunks.finish_reason, chunks.tool_calls) == ("Let me ", "length", None)
 
 
+@pytest.mark.network
 async def test_tool_calls_on_the_aura_wire_are_only_their_text() -> None:
     tools = ReferenceServer(reply=lambda _: ToolCalls(CALLS, text="Let me check that."))
     async with tools as server, AuraClient(server.base_url) as client:
@@ -860,6 +883,7 @@ async def stream_into(client: AuraClient, pieces: list[str]) -> None:
             pieces.append(piece)
 
 
+@pytest.mark.network
 async def test_an_interrupt_before_any_text_is_retried_by_stream() -> None:
     async with ReferenceServer(fault=Fault(interrupt_after=0, times=1)) as server:
         async with openai_client(server) as client, client.stream(HELLO) as chunks:
@@ -869,6 +893,7 @@ async def test_an_interrupt_before_any_text_is_retried_by_stream() -> None:
     assert chunks.attempts == len(server.requests) == 2
 
 
+@pytest.mark.network
 async def test_an_interrupt_before_any_text_that_persists_is_a_connection_error() -> None:
     async with ReferenceServer(fault=Fault(interrupt_after=0)) as server:
         async with openai_client(server) as client:
@@ -882,6 +907,7 @@ async def test_an_interrupt_before_any_text_that_persists_is_a_connection_error(
     assert len(server.requests) == 2 * (1 + RETRIES.max_retries)
 
 
+@pytest.mark.network
 @pytest.mark.parametrize("words", [1, 3, 7])
 async def test_an_interrupt_after_text_is_an_incomplete_stream(words: int) -> None:
     received: list[str] = []
@@ -896,6 +922,7 @@ async def test_an_interrupt_after_text_is_an_incomplete_stream(words: int) -> No
     assert len(server.requests) == 1  # text reached the caller: no retry
 
 
+@pytest.mark.network
 async def test_complete_retries_an_interrupted_reply() -> None:
     async with ReferenceServer(fault=Fault(interrupt_after=3, times=1)) as server:
         async with openai_client(server) as client:
@@ -904,6 +931,7 @@ async def test_complete_retries_an_interrupted_reply() -> None:
     assert len(server.requests) == 2
 
 
+@pytest.mark.network
 async def test_complete_raises_once_retries_are_spent_on_interrupts() -> None:
     async with ReferenceServer(fault=Fault(interrupt_after=3)) as server:
         async with openai_client(server) as client:
@@ -913,6 +941,7 @@ async def test_complete_raises_once_retries_are_spent_on_interrupts() -> None:
     assert len(server.requests) == 1 + RETRIES.max_retries
 
 
+@pytest.mark.network
 async def test_interrupted_replies_are_errors_in_a_fan_out() -> None:
     never = Fault(interrupt_after=0).marker()
     early = Fault(interrupt_after=2).marker()

@@ -45,6 +45,7 @@ def test_provider_attributes() -> None:
     assert "openchat_3.6" in Aura.models
 
 
+@pytest.mark.network
 async def test_streams_and_honours_the_model() -> None:
     async with ReferenceServer() as server:
         pieces = [
@@ -61,6 +62,7 @@ async def test_streams_and_honours_the_model() -> None:
         assert server.requests[-1].model_id == "openchat_3.6"
 
 
+@pytest.mark.network
 async def test_base_url_may_list_several_servers() -> None:
     async with ReferenceServer() as down:
         dead = down.base_url
@@ -74,6 +76,8 @@ async def test_base_url_may_list_several_servers() -> None:
         assert len(server.requests) == 2
 
 
+@pytest.mark.debug
+@pytest.mark.network
 async def test_aclosing_and_an_early_break_close_the_response() -> None:
     async with ReferenceServer(delay=0.05) as server:
         generator = Aura.create_async_generator(
@@ -86,6 +90,7 @@ async def test_aclosing_and_an_early_break_close_the_response() -> None:
         await server.wait_until(lambda: server.open_connections == 0)
 
 
+@pytest.mark.network
 async def test_api_key_is_an_alias_of_key() -> None:
     async with ReferenceServer() as server:
         generator = Aura.create_async_generator(
@@ -96,6 +101,7 @@ async def test_api_key_is_an_alias_of_key() -> None:
     assert server.requests[-1].json["key"] == "k-secret"  # type: ignore[index]
 
 
+@pytest.mark.network
 async def test_a_reused_client_is_not_closed() -> None:
     async with ReferenceServer() as server, AuraClient(server.base_url) as client:
         async with aclosing(Aura.create_async_generator("", HELLO, client=client)) as pieces:
@@ -103,6 +109,7 @@ async def test_a_reused_client_is_not_closed() -> None:
         assert await client.complete(HELLO)
 
 
+@pytest.mark.network
 async def test_webdriver_cookies_and_user_agent_are_sent() -> None:
     async with ReferenceServer() as server:
         generator = Aura.create_async_generator(
@@ -115,6 +122,7 @@ async def test_webdriver_cookies_and_user_agent_are_sent() -> None:
     assert headers["user-agent"] == "FakeBrowser/1.0"
 
 
+@pytest.mark.network
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [
@@ -140,6 +148,7 @@ async def test_invalid_input_raises_before_any_request(
     assert server.requests == []
 
 
+@pytest.mark.network
 async def test_a_webdriver_user_agent_that_cannot_be_sent_is_rejected() -> None:
     class OddDriver(FakeDriver):
         def execute_script(self, script: str, /) -> object:
@@ -161,6 +170,8 @@ async def test_client_and_client_settings_conflict() -> None:
             await generator.__anext__()
 
 
+@pytest.mark.debug
+@pytest.mark.network
 async def test_no_cancel_scope_is_held_across_a_yield() -> None:
     # Resuming the generator from another task would corrupt (and on Trio, fail) a cancel
     # scope left open across a yield; with every deadline enabled it must just work.
@@ -181,6 +192,7 @@ async def test_no_cancel_scope_is_held_across_a_yield() -> None:
         assert first + "".join(rest) == default_reply(server.requests[-1])
 
 
+@pytest.mark.network
 async def test_max_tokens_defaults_to_the_servers_token_limit() -> None:
     assert inspect.signature(Aura.create_async_generator).parameters["max_tokens"].default is None
     async with ReferenceServer() as server:
@@ -209,6 +221,7 @@ TOOL_CONVERSATION: list[dict[str, object]] = [
 ]
 
 
+@pytest.mark.network
 async def test_an_openai_wire_client_passes_a_tool_conversation_through() -> None:
     original = json.loads(json.dumps(TOOL_CONVERSATION))
     tools = ReferenceServer(reply=lambda _: ToolCalls([("w", "{}")], text="It is sunny."))
@@ -227,6 +240,7 @@ async def test_an_openai_wire_client_passes_a_tool_conversation_through() -> Non
     assert capped.token_limit == 2
 
 
+@pytest.mark.network
 @pytest.mark.parametrize(
     ("messages", "needle"),
     [
@@ -245,6 +259,7 @@ async def test_an_openai_wire_client_refuses_a_bad_conversation_before_any_reque
     assert server.requests == []
 
 
+@pytest.mark.network
 async def test_without_a_client_the_aura_wire_rules_apply() -> None:
     async with ReferenceServer() as server:
         generator = Aura.create_async_generator("", TOOL_CONVERSATION, base_url=server.base_url)

@@ -1,9 +1,10 @@
 """The Ray Data stage (``aura_anyio.ray``) on a local Ray cluster, against reference servers.
 
-One cluster for the module (``ray.init(num_cpus=2)``, no dashboard): starting one takes
-seconds. The servers run in this process, on an event loop in a thread (an AnyIO blocking
-portal), and the Ray actors, in processes of their own, reach them over loopback. The
-stage's own code is also run here, in this process, so that coverage sees it.
+One cluster for the run (conftest's ``ray_cluster``: ``ray.init(num_cpus=2)``, no dashboard),
+shared with the Ray example's test: starting one takes seconds. The servers run in this
+process, on an event loop in a thread (an AnyIO blocking portal), and the Ray actors, in
+processes of their own, reach them over loopback. The stage's own code is also run here, in
+this process, so that coverage sees it.
 """
 
 from __future__ import annotations
@@ -24,18 +25,21 @@ from aura_anyio import InvalidRequestError  # noqa: E402
 from aura_anyio.ray import Chat, _Keeper  # noqa: E402
 from aura_anyio.testing import Fault, ReceivedRequest, ReferenceServer, default_reply  # noqa: E402
 
+from .helpers import REPLY  # noqa: E402
+
 if typing.TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
 # Ray's own deprecations, warned inside Ray: not ours to fix.
 pytestmark = [
+    pytest.mark.ray,
+    pytest.mark.usefixtures("ray_cluster"),
     pytest.mark.filterwarnings("ignore::DeprecationWarning:ray[.].*"),
     # A generous guard against a hang, not a speed target: a job starts actors first.
     pytest.mark.timeout(300),
 ]
 
-REPLY = "Hello from the reference server ✓ — you said «{}» (1 message kept) 👋"
 # The columns every row gains, in this order (DESIGN section 8).
 OUTPUT = (
     "text",
@@ -49,15 +53,6 @@ OUTPUT = (
     "completion_tokens",
     "endpoint",
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cluster() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 class Serving:

@@ -19,6 +19,8 @@ from aura_anyio.testing import ReceivedRequest, ReferenceServer, ToolCalls, defa
 if typing.TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+pytestmark = pytest.mark.network
+
 ROOT = pathlib.Path(__file__).parent.parent
 
 

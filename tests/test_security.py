@@ -29,6 +29,8 @@ if typing.TYPE_CHECKING:
     import ssl
     from collections.abc import Iterator
 
+pytestmark = pytest.mark.network
+
 HELLO = [{"role": "user", "content": "hello"}]
 KEY = "sk-very-secret-key"
 COOKIE = "cookie-secret-value"

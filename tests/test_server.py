@@ -76,6 +76,7 @@ async def post_chat(
     return response, chunks
 
 
+@pytest.mark.network
 async def test_default_reply_streams_in_chunks_without_content_type() -> None:
     server, response, chunks = await chat_once(body())
     assert response.status_code == 200
@@ -90,6 +91,7 @@ async def test_default_reply_streams_in_chunks_without_content_type() -> None:
     assert server.outcomes == [Outcome.COMPLETED]
 
 
+@pytest.mark.network
 async def test_received_request_is_recorded() -> None:
     server, response, _ = await chat_once(body(prompt="Be brief."))
     assert response.status_code == 200
@@ -108,6 +110,7 @@ async def test_received_request_is_recorded() -> None:
     assert (request.messages, dict(request.extra_body), request.include_usage) == ((), {}, False)
 
 
+@pytest.mark.network
 async def test_unknown_model_is_500_with_reason() -> None:
     payload = body()
     payload["model"] = {"id": "gpt-9", "name": "x", "maxLength": 1, "tokenLimit": 8192}
@@ -120,6 +123,7 @@ async def test_unknown_model_is_500_with_reason() -> None:
     assert server.requests[-1].system_prompt is None
 
 
+@pytest.mark.network
 async def test_configured_models() -> None:
     async with (
         ReferenceServer(models={"tiny"}) as server,
@@ -134,6 +138,7 @@ async def test_configured_models() -> None:
     assert accepted.status_code == 200
 
 
+@pytest.mark.network
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
@@ -206,6 +211,7 @@ async def test_bad_bodies_are_500_with_reason(
     assert server.outcomes == [Outcome.COMPLETED]
 
 
+@pytest.mark.network
 async def test_reason_phrase_is_sanitized() -> None:
     payload = body()
     payload["model"] = {"id": "bad\r\nmodel é✓" + "x" * 2000, "tokenLimit": 8192}
@@ -217,6 +223,7 @@ async def test_reason_phrase_is_sanitized() -> None:
     assert len(reason) == 1000
 
 
+@pytest.mark.network
 async def test_optional_fields_fall_back_like_chat_ts() -> None:
     payload = body(model={"id": "openchat_3.6", "tokenLimit": 8192.0})
     for field in ("key", "prompt", "temperature"):
@@ -227,6 +234,7 @@ async def test_optional_fields_fall_back_like_chat_ts() -> None:
     assert server.requests[-1].token_limit == 8192.0
 
 
+@pytest.mark.network
 async def test_not_found_and_method_not_allowed() -> None:
     async with (
         ReferenceServer() as server,
@@ -251,6 +259,7 @@ def long_history(count: int) -> list[dict[str, str]]:
     ]
 
 
+@pytest.mark.network
 async def test_history_is_trimmed_like_openchat_ui() -> None:
     history = long_history(20)
     prompt = "Be brief."  # 3 tokens: "Be", "brief", "."
@@ -285,12 +294,14 @@ def test_approx_tokens() -> None:
     assert approx_tokens("naïve café ✓") == 3
 
 
+@pytest.mark.network
 async def test_default_system_prompt_when_prompt_empty() -> None:
     server, response, _ = await chat_once(body(prompt=""))
     assert response.status_code == 200
     assert server.requests[-1].system_prompt == DEFAULT_SYSTEM_PROMPT
 
 
+@pytest.mark.network
 async def test_default_system_prompt_counts_against_token_limit() -> None:
     limit = 768 + approx_tokens(DEFAULT_SYSTEM_PROMPT) + 1
     payload = body(prompt="")
@@ -303,6 +314,7 @@ async def test_default_system_prompt_counts_against_token_limit() -> None:
     assert server.requests[-1].kept_messages == ({"role": "user", "content": "hi"},)
 
 
+@pytest.mark.network
 async def test_custom_reply_chunks_arrive_exactly() -> None:
     check = "✓".encode()
     pieces: Sequence[str | bytes] = ["Hé", check[:1], check[1:], "", " end"]
@@ -320,6 +332,7 @@ async def test_custom_reply_chunks_arrive_exactly() -> None:
     assert seen == server.requests
 
 
+@pytest.mark.network
 async def test_custom_reply_str_is_split_into_words() -> None:
     _server, _, chunks = await chat_once(
         body(), ReferenceServer(reply=lambda _: "  one two  three ")
@@ -327,6 +340,7 @@ async def test_custom_reply_str_is_split_into_words() -> None:
     assert chunks == [b"  ", b"one ", b"two  ", b"three "]
 
 
+@pytest.mark.network
 async def test_reply_that_raises_is_500_with_its_message() -> None:
     def reply(request: ReceivedRequest) -> str:
         raise RuntimeError("Rate limit reached for requests")
@@ -339,6 +353,7 @@ async def test_reply_that_raises_is_500_with_its_message() -> None:
     assert b"".join(chunks) == b"Error"
 
 
+@pytest.mark.network
 async def test_reply_with_bad_chunk_type_is_500() -> None:
     async with (
         ReferenceServer(reply=lambda _: [b"ok", 3]) as server,  # type: ignore[list-item]
@@ -349,6 +364,7 @@ async def test_reply_with_bad_chunk_type_is_500() -> None:
     assert response.reason_phrase == "a reply chunk must be str or bytes, got int"
 
 
+@pytest.mark.network
 async def test_keep_alive_reuses_one_connection() -> None:
     async with (
         ReferenceServer() as server,
@@ -363,6 +379,7 @@ async def test_keep_alive_reuses_one_connection() -> None:
     await server.wait_until(lambda: server.open_connections == 0)
 
 
+@pytest.mark.network
 async def test_client_disconnect_mid_reply_is_observed() -> None:
     # A raw socket, closed at once: an httpx response closed half-way would leave httpx's
     # body generators unfinished, which Trio reports (encode/httpx#3686).
@@ -382,6 +399,7 @@ async def test_client_disconnect_mid_reply_is_observed() -> None:
     assert server.completed == 0
 
 
+@pytest.mark.network
 async def test_connection_closed_between_requests_is_quiet() -> None:
     async with ReferenceServer() as server:
         async with await anyio.connect_tcp("127.0.0.1", server.port):
@@ -391,6 +409,7 @@ async def test_connection_closed_between_requests_is_quiet() -> None:
     assert server.requests == []
 
 
+@pytest.mark.network
 async def test_connection_reset_between_requests_is_quiet() -> None:
     async with ReferenceServer() as server:
         stream = await anyio.connect_tcp("127.0.0.1", server.port)
@@ -404,6 +423,7 @@ async def test_connection_reset_between_requests_is_quiet() -> None:
     assert server.accepted_connections == 1
 
 
+@pytest.mark.network
 async def test_malformed_request_gets_400() -> None:
     async with (
         ReferenceServer() as server,
@@ -415,6 +435,7 @@ async def test_malformed_request_gets_400() -> None:
     assert server.requests == []
 
 
+@pytest.mark.network
 async def test_disconnect_mid_request_is_quiet() -> None:
     async with ReferenceServer() as server:
         async with await anyio.connect_tcp("127.0.0.1", server.port) as stream:
@@ -424,6 +445,7 @@ async def test_disconnect_mid_request_is_quiet() -> None:
     assert server.requests == []
 
 
+@pytest.mark.network
 async def test_expect_100_continue() -> None:
     raw = json.dumps(body()).encode()
     head = (
@@ -443,6 +465,7 @@ async def test_expect_100_continue() -> None:
     assert server.completed == 1
 
 
+@pytest.mark.network
 async def test_serve_forever_until_cancelled() -> None:
     server = ReferenceServer()
     async with anyio.create_task_group() as task_group:
@@ -454,12 +477,14 @@ async def test_serve_forever_until_cancelled() -> None:
         task_group.cancel_scope.cancel()
 
 
+@pytest.mark.network
 async def test_callers_exception_comes_out_unwrapped() -> None:
     with pytest.raises(KeyError):
         async with ReferenceServer():
             raise KeyError("mine")
 
 
+@pytest.mark.network
 async def test_port_in_use_raises_oserror() -> None:
     async with ReferenceServer() as server:
         with pytest.raises(OSError, match="in use"):
@@ -467,6 +492,7 @@ async def test_port_in_use_raises_oserror() -> None:
                 pass
 
 
+@pytest.mark.network
 async def test_outer_cancellation_stops_the_server() -> None:
     with anyio.CancelScope() as scope:
         async with (
@@ -483,12 +509,14 @@ async def test_outer_cancellation_stops_the_server() -> None:
     assert server.open_connections == 0
 
 
+@pytest.mark.network
 async def test_wait_until_times_out() -> None:
     async with ReferenceServer() as server:
         with pytest.raises(TimeoutError):
             await server.wait_until(lambda: server.aborted > 0, timeout=0.05)
 
 
+@pytest.mark.network
 async def test_lifecycle_errors() -> None:
     server = ReferenceServer()
     assert "not started" in repr(server)
@@ -557,6 +585,7 @@ async def test_a_closed_stream_response_gives_nothing_more() -> None:
         await chunks.__anext__()  # as a closed connection would: the generators all end
 
 
+@pytest.mark.network
 async def test_a_bytes_reply_is_one_chunk() -> None:
     _server, _, chunks = await chat_once(
         body(), ReferenceServer(reply=lambda _: b"one \xe2\x9c\x93 chunk")

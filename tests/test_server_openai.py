@@ -42,6 +42,8 @@ if typing.TYPE_CHECKING:
 
     from aura_anyio.testing._plan import Reply
 
+pytestmark = pytest.mark.network
+
 HELLO: list[dict[str, object]] = [{"role": "user", "content": "hi"}]
 WEATHER = '{"city": "Paris", "unit": "celsius"}'
 CALL = {

@@ -24,19 +24,14 @@ from aura_anyio import (
 )
 from aura_anyio.testing import Fault, MockResponse, MockTransport, ReferenceServer
 
+from .helpers import FAST_RETRIES, reply_to
+
 if typing.TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
     from aura_anyio import ChatResult
     from aura_anyio._transports.base import Request
     from aura_anyio._wire import WireName
-
-FAST = RetryPolicy(max_retries=2, initial_delay=0.001, max_delay=0.01)
-
-
-def reply_to(prompt: str) -> str:
-    """What the reference server answers to a plain prompt."""
-    return f"Hello from the reference server ✓ — you said «{prompt}» (1 message kept) 👋"
 
 
 @contextlib.asynccontextmanager
@@ -49,7 +44,7 @@ def client_for(
     running: Sequence[ReferenceServer], wire: WireName = "aura", **kwargs: typing.Any
 ) -> AuraClient:
     return AuraClient(
-        [server.base_url for server in running], max_retries=FAST, wire=wire, **kwargs
+        [server.base_url for server in running], max_retries=FAST_RETRIES, wire=wire, **kwargs
     )
 
 
@@ -62,14 +57,15 @@ def assert_every_reply(results: Sequence[ChatResult], count: int) -> None:
         assert result.text == reply_to(f"prompt {result.index}")
 
 
+@pytest.mark.network
 async def test_healthy_servers_share_the_requests_evenly(wire: WireName) -> None:
     async with servers(*(ReferenceServer() for _ in range(3))) as running:
         async with client_for(running, wire) as client:
-            results = await client.gather([f"prompt {n}" for n in range(600)], max_concurrency=12)
+            results = await client.gather([f"prompt {n}" for n in range(300)], max_concurrency=12)
             figures = client.endpoints
-    assert_every_reply(results, 600)
+    assert_every_reply(results, 300)
     for server, endpoint in zip(running, figures, strict=True):
-        assert 0.25 <= len(server.requests) / 600 <= 0.42
+        assert 0.25 <= len(server.requests) / 300 <= 0.42
         assert endpoint.url == server.base_url
         assert endpoint.done == len(server.requests)
         assert endpoint.in_flight == endpoint.failed == 0
@@ -80,6 +76,7 @@ async def test_healthy_servers_share_the_requests_evenly(wire: WireName) -> None
         assert counted == served[server.base_url]
 
 
+@pytest.mark.network
 async def test_a_server_killed_mid_fan_out_costs_no_request_and_is_probed_when_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -99,13 +96,13 @@ async def test_a_server_killed_mid_fan_out_costs_no_request_and_is_probed_when_b
             async with client_for([*running, doomed]) as client:
                 results: list[ChatResult] = []
                 async with client.fan_out(
-                    (f"prompt {n}" for n in range(1000)), max_concurrency=12
+                    (f"prompt {n}" for n in range(400)), max_concurrency=12
                 ) as finished:
                     async for result in finished:
                         results.append(result)
-                        if len(results) == 200:
+                        if len(results) == 100:
                             kill.set()  # mid-reply for some requests
-                assert_every_reply(results, 1000)
+                assert_every_reply(results, 400)
                 figures = client.endpoints[2]
                 assert figures.failed >= _routing.FAILURES_TO_BENCH
                 assert figures.benched_until is not None
@@ -121,6 +118,7 @@ async def test_a_server_killed_mid_fan_out_costs_no_request_and_is_probed_when_b
                     assert figures.benched_until is None
 
 
+@pytest.mark.network
 async def test_a_server_that_always_answers_503_is_benched_and_no_request_fails() -> None:
     broken = ReferenceServer(fault=Fault(status=503))
     async with servers(ReferenceServer(), broken, ReferenceServer()) as running:
@@ -136,6 +134,7 @@ async def test_a_server_that_always_answers_503_is_benched_and_no_request_fails(
     assert len(broken.requests) < 30
 
 
+@pytest.mark.network
 async def test_a_slow_server_ends_up_with_fewer_requests() -> None:
     slow = ReferenceServer(delay=0.1)
     async with servers(ReferenceServer(), slow, ReferenceServer()) as running:
@@ -146,6 +145,7 @@ async def test_a_slow_server_ends_up_with_fewer_requests() -> None:
     assert len(slow.requests) * 2 < min(fast)
 
 
+@pytest.mark.network
 async def test_a_429_pauses_that_server_alone_and_the_retry_goes_elsewhere_at_once() -> None:
     limited = ReferenceServer(fault=Fault(status=429, retry_after="30"))
     async with servers(ReferenceServer(), limited) as running:
@@ -171,6 +171,7 @@ async def test_a_429_pauses_that_server_alone_and_the_retry_goes_elsewhere_at_on
     assert all(result.endpoint == running[0].base_url for result in results)
 
 
+@pytest.mark.network
 async def test_stream_and_complete_name_the_server_and_a_retry_moves_on() -> None:
     broken = ReferenceServer(fault=Fault(status=502, times=1))
     async with servers(broken, ReferenceServer()) as running:
@@ -187,10 +188,11 @@ async def test_stream_and_complete_name_the_server_and_a_retry_moves_on() -> Non
             assert [endpoint.failed for endpoint in client.endpoints] == [1, 0]
 
 
+@pytest.mark.network
 async def test_one_dead_server_of_one_is_never_benched() -> None:
     async with ReferenceServer() as server:
         url = server.base_url
-    async with AuraClient(url, max_retries=FAST, timeout=Timeouts(connect=5)) as client:
+    async with AuraClient(url, max_retries=FAST_RETRIES, timeout=Timeouts(connect=5)) as client:
         for _ in range(2 * _routing.FAILURES_TO_BENCH):
             with pytest.raises(Exception, match="could not connect"):
                 await client.complete([{"role": "user", "content": "hi"}])

@@ -20,6 +20,8 @@ from aura_anyio.testing import DEFAULT_SYSTEM_PROMPT, ReferenceServer, default_r
 
 from .helpers import FAST_RETRIES, drain
 
+pytestmark = [pytest.mark.network, pytest.mark.debug]
+
 HELLO = [{"role": "user", "content": "hello there"}]
 
 
