@@ -16,8 +16,9 @@ def install_groups(session: nox.Session, *groups: str) -> None:
         session.install(*nox.project.dependency_groups(PYPROJECT, group))
 
 
-# Both cores; the Ray tests stay together on one worker, which starts with them (loadgroup).
-PARALLEL = ("-n", "2", "--dist", "loadgroup")
+# Three workers on the two cores: many tests wait on timers and peers. The Ray tests stay
+# together on one worker, which starts with them (loadgroup).
+PARALLEL = ("-n", "3", "--dist", "loadgroup")
 # The suite starts Python often (xdist's workers, the aura command's tests, Ray's workers):
 # without bytecode each one would compile every module it imports anew.
 WRITE_BYTECODE = {"PYTHONDONTWRITEBYTECODE": None}
@@ -48,8 +49,9 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def quick(session: nox.Session) -> None:
-    """The inner loop, in well under a minute: every test but Ray's and the aura command's
-    subprocesses, on asyncio alone, on both cores, no coverage; stops at the first failure."""
+    """The inner loop, in about half a minute: the pure tests and those over MockTransport or
+    memory streams, on asyncio alone, on both cores, without coverage; stops at the first
+    failure. Loopback sockets, subprocesses and Ray are for ``nox -s tests``."""
     session.install(".[trio,socks,cli]")
     install_groups(session, "test")
     session.run(
@@ -58,7 +60,7 @@ def quick(session: nox.Session) -> None:
         "-x",
         "--backends=asyncio",
         "-m",
-        "not ray and not slow",
+        "not network and not subprocess and not ray",
         *session.posargs,
         env=WRITE_BYTECODE,
     )

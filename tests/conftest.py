@@ -13,7 +13,9 @@ An async test runs where its code differs, and only there:
   that loop's backends alone.
 
 Sync tests run once. ``--backends=asyncio,trio`` narrows any of these to the backends named
-(``nox -s quick``). A socket opened by an async test that is not marked ``network`` fails the
+(``nox -s quick``). ``subprocess`` and ``ray`` mark the tests that start processes or the Ray
+local cluster: the Ray tests run first, together on one xdist worker (loadgroup), with one
+cluster. A socket opened by an async test that is not marked ``network`` fails the
 test, so that the marker cannot fall out of step with the code (see ``_SocketWatch``).
 """
 
@@ -64,6 +66,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "asyncio in debug mode too",
         "loops(*names): the code under test is one event loop's own: only those loops' backends",
         "ray: the test starts or uses the Ray local cluster (one worker runs them all, first)",
+        "subprocess: the test runs the aura command or an example in a process of its own",
     ):
         config.addinivalue_line("markers", line)
     chosen = {name.strip() for name in config.getoption("--backends").split(",") if name.strip()}

@@ -268,6 +268,25 @@ def test_the_shared_limit_outlives_its_keeper_and_a_429_pauses_through_it() -> N
             chat.close()
 
 
+def test_without_a_limit_a_429_pauses_the_actor_and_others_only_poll() -> None:
+    # No limit: the keeper is asked about a pause at most every PAUSE_POLL; a 429 pauses this
+    # actor at once, and the rows still to go wait the pause out.
+    marker = Fault(status=429, retry_after="1", times=1).marker()
+    with serving(delay=0.005) as running:
+        chat = Chat(running.server.base_url, max_concurrency=2, limiter="unlimited")
+        try:
+            out = table(chat({"prompt": [f"a {marker}", *"bcdefghijkl"]}))
+        finally:
+            chat.close()
+        arrivals = sorted(running.arrivals)
+    assert out["ok"] == [True] * 12
+    assert out["attempts"] == [2] + [1] * 11
+    # Replies take some 0.1 s each: a gap of 0.8 s is the pause, which held the other rows too.
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    assert max(gaps) >= 0.8
+    assert arrivals[-1] - arrivals[0] >= 1.0
+
+
 def test_the_keeper_keeps_the_job_s_limits() -> None:
     keeper = _Keeper(requests_per_second=1, tokens_per_minute=60)
     assert keeper.reserve(0) == 0.0

@@ -61,11 +61,11 @@ def assert_every_reply(results: Sequence[ChatResult], count: int) -> None:
 async def test_healthy_servers_share_the_requests_evenly(wire: WireName) -> None:
     async with servers(*(ReferenceServer() for _ in range(3))) as running:
         async with client_for(running, wire) as client:
-            results = await client.gather([f"prompt {n}" for n in range(300)], max_concurrency=12)
+            results = await client.gather([f"prompt {n}" for n in range(150)], max_concurrency=12)
             figures = client.endpoints
-    assert_every_reply(results, 300)
+    assert_every_reply(results, 150)
     for server, endpoint in zip(running, figures, strict=True):
-        assert 0.25 <= len(server.requests) / 300 <= 0.42
+        assert 0.25 <= len(server.requests) / 150 <= 0.42
         assert endpoint.url == server.base_url
         assert endpoint.done == len(server.requests)
         assert endpoint.in_flight == endpoint.failed == 0
@@ -96,13 +96,13 @@ async def test_a_server_killed_mid_fan_out_costs_no_request_and_is_probed_when_b
             async with client_for([*running, doomed]) as client:
                 results: list[ChatResult] = []
                 async with client.fan_out(
-                    (f"prompt {n}" for n in range(400)), max_concurrency=12
+                    (f"prompt {n}" for n in range(300)), max_concurrency=12
                 ) as finished:
                     async for result in finished:
                         results.append(result)
                         if len(results) == 100:
                             kill.set()  # mid-reply for some requests
-                assert_every_reply(results, 400)
+                assert_every_reply(results, 300)
                 figures = client.endpoints[2]
                 assert figures.failed >= _routing.FAILURES_TO_BENCH
                 assert figures.benched_until is not None
