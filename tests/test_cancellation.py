@@ -236,8 +236,9 @@ async def test_hundreds_of_cancelled_requests_leave_the_pool_healthy(wire: WireN
             text = await client.complete(ask("still healthy?"))
         assert text == default_reply(server.requests[-1])
         await server.wait_until(lambda: server.open_connections <= 100)
-    assert stages["before the first text"] > 100, stages
-    assert stages["mid-body"] >= 100, stages
+    # Every tenth cancels itself mid-body; the random deadlines cut most of the rest early.
+    assert stages["before the first text"] > 50, stages
+    assert stages["mid-body"] >= 50, stages
 
 
 async def poison_the_pool(server: ReferenceServer, pool: httpcore.AsyncConnectionPool) -> None:
