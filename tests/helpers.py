@@ -202,6 +202,24 @@ def reset_on_close(stream: SocketStream) -> None:
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
 
 
+def peer_dripping(
+    count: int, *, then: anyio.Event | None = None
+) -> Callable[[SocketStream], Awaitable[None]]:
+    """A peer that sends a byte ``count`` times, 0.1 s apart (each read well within 0.3 s),
+    then, once ``then`` is set, ``b"later"``; then waits for the client to leave."""
+
+    async def handler(stream: SocketStream) -> None:
+        for _ in range(count):
+            await anyio.sleep(0.1)
+            await stream.send(b".")
+        if then is not None:
+            await then.wait()
+            await stream.send(b"later")
+        await quiet_peer(stream)
+
+    return handler
+
+
 async def resetting_peer(stream: SocketStream) -> None:
     """A peer that reads what the client sends first, then resets the connection."""
     reset_on_close(stream)

@@ -19,6 +19,7 @@ from aura_anyio._transports import _asyncio_stream
 from aura_anyio._transports._asyncio_stream import AsyncioStream, connect
 
 from .helpers import (
+    peer_dripping,
     quiet_peer as quiet,
     raw_peer as peer,
     reset_on_close,
@@ -50,16 +51,7 @@ async def test_an_aborted_stream_is_closed() -> None:
 
 
 async def test_the_read_timeout_is_one_timer_moved_along() -> None:
-    sent = anyio.Event()
-
-    async def handler(stream: SocketStream) -> None:
-        for _ in range(8):  # 0.8 s of data, 0.1 s apart: each read well within 0.3 s
-            await anyio.sleep(0.1)
-            await stream.send(b".")
-        sent.set()
-        await quiet(stream)
-
-    async with peer(handler) as port:
+    async with peer(peer_dripping(8)) as port:
         stream = await connect("127.0.0.1", port)
         received = b""
         while len(received) < 8:

@@ -18,6 +18,7 @@ import pytest
 from aura_anyio._transports import _asyncio_stream
 
 from .helpers import (
+    peer_dripping,
     peer_sending,
     quiet_peer,
     raw_peer,
@@ -132,16 +133,7 @@ async def test_a_cancelled_read_loses_no_data() -> None:
 
 async def test_a_read_timeout_moves_along_with_the_reads_then_ends_one_read() -> None:
     go_on = anyio.Event()
-
-    async def handler(stream: SocketStream) -> None:
-        for _ in range(5):  # 0.5 s of data, 0.1 s apart: each read well within 0.3 s
-            await anyio.sleep(0.1)
-            await stream.send(b".")
-        await go_on.wait()
-        await stream.send(b"later")
-        await quiet_peer(stream)
-
-    async with raw_peer(handler) as port:
+    async with raw_peer(peer_dripping(5, then=go_on)) as port:
         stream = await connect(port)
         received = b""
         while len(received) < 5:
