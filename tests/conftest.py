@@ -107,7 +107,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             marks.append(pytest.mark.skip(reason=f"{name} is not installed"))
         params.append(pytest.param(BACKENDS[name], id=name, marks=marks))
     if not params:
-        params.append(pytest.param(None, marks=pytest.mark.skip(reason="--backends left none")))
+        skip = pytest.mark.skip(reason="--backends left none")
+        params.append(pytest.param(None, id="no-backend", marks=skip))
     metafunc.parametrize("anyio_backend", params)
 
 
