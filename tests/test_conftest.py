@@ -12,6 +12,10 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
+# The rules name every backend: run them where all are installed (not in tests_asyncio_only).
+pytest.importorskip("trio")
+pytest.importorskip("uvloop")
+
 CONFTEST = pathlib.Path(__file__).with_name("conftest.py")
 SUITE = """
 import socket
