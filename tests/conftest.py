@@ -15,8 +15,8 @@ An async test runs where its code differs, and only there:
 Sync tests run once. ``--backends=asyncio,trio`` narrows any of these to the backends named
 (``nox -s quick``). ``subprocess`` and ``ray`` mark the tests that start processes or the Ray
 local cluster: the Ray tests run first, together on one xdist worker (loadgroup), with one
-cluster. A socket opened by an async test that is not marked ``network`` fails the
-test, so that the marker cannot fall out of step with the code (see ``_SocketWatch``).
+cluster. A socket opened by an async test that is not marked ``network`` fails the test, so
+that the marker cannot fall out of step with the code (see ``_SocketWatch``).
 """
 
 from __future__ import annotations
@@ -49,6 +49,9 @@ _INSTALLED = {
     "trio": importlib.util.find_spec("trio") is not None,
 }
 
+_CHOSEN = pytest.StashKey[set[str]]()
+_WATCH = pytest.StashKey["_SocketWatch"]()
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
@@ -75,10 +78,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_CHOSEN] = chosen
     config.stash[_WATCH] = watch = _SocketWatch()
     sys.addaudithook(watch.audit)
-
-
-_CHOSEN = pytest.StashKey[set[str]]()
-_WATCH = pytest.StashKey["_SocketWatch"]()
 
 
 def backends_for(metafunc: pytest.Metafunc) -> list[str]:
@@ -115,7 +114,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # The Ray tests go first, and to one worker (xdist's loadgroup): the local cluster then
-    # starts once, while the other worker runs the rest.
+    # starts once, while the other workers run the rest.
     for item in items:
         if item.get_closest_marker("ray") is not None:
             item.add_marker(pytest.mark.xdist_group("ray"))
