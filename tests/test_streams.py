@@ -2,7 +2,7 @@
 
 On asyncio (plain, debug, uvloop) the stream is ``_asyncio_stream``'s; on Trio, ``_trio_stream``'s.
 Both read a raw peer on loopback and must behave alike: what arrives and the end, a read ended
-by a close, a reset, a cancelled read that takes no data, and a read timeout that moves along
+by a close, a reset, a cancelled read that loses no data, and a read timeout that moves along
 with the reads and then fires. What is one stream's own (timers, flow control, happy eyeballs;
 the Trio watch) is tested beside it, in ``test_asyncio_stream`` and ``test_trio_stream``.
 """
