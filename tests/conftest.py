@@ -108,7 +108,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if not params:
         skip = pytest.mark.skip(reason="--backends left none")
         params.append(pytest.param(None, id="no-backend", marks=skip))
-    metafunc.parametrize("anyio_backend", params)
+    metafunc.parametrize("anyio_backend", params, indirect=True)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, TypeVar, cast
 
 import anyio
 import anyio.abc
+import anyio.from_thread
 import pytest
 
 from aura_anyio import AuraClient, ChatStream, RetryPolicy, Timeouts
-from aura_anyio.testing import MockResponse, MockTransport
+from aura_anyio.testing import MockResponse, MockTransport, ReferenceServer
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -146,6 +147,17 @@ async def drain(chunks: ChatStream) -> None:
     """Read a reply to its end."""
     async for _ in chunks:
         pass
+
+
+@contextlib.contextmanager
+def served_in_thread(server: ReferenceServer) -> Iterator[ReferenceServer]:
+    """Run ``server`` on an event loop in a thread of its own, for code that runs its own loop
+    (a subprocess's client, Ray's actors, Hypothesis's examples) or none."""
+    with (
+        anyio.from_thread.start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(server) as running,
+    ):
+        yield running
 
 
 def fault_row(name: str) -> Callable[[T], T]:

@@ -8,7 +8,6 @@ guard against hangs, not a speed target.
 from __future__ import annotations
 
 import collections
-import contextlib
 import importlib.util
 import io
 import json
@@ -22,7 +21,6 @@ import threading
 import time
 import typing
 
-import anyio.from_thread
 import pytest
 
 pytest.importorskip("click", reason="the aura command needs the cli extra")
@@ -30,7 +28,7 @@ pytest.importorskip("click", reason="the aura command needs the cli extra")
 from aura_anyio._cli import main
 from aura_anyio.testing import Fault, ReferenceServer
 
-from .helpers import REPLY
+from .helpers import REPLY, served_in_thread
 
 pytestmark = pytest.mark.subprocess
 
@@ -43,31 +41,19 @@ HANG_GUARD = 120.0
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ReferenceServer]:
-    with (
-        anyio.from_thread.start_blocking_portal() as portal,
-        portal.wrap_async_context_manager(ReferenceServer()) as reference,
-    ):
+    with served_in_thread(ReferenceServer()) as reference:
         yield reference
 
 
 @pytest.fixture(scope="module")
 def slow_server() -> Iterator[ReferenceServer]:
     """Replies take a while, so a batch is still running when it is interrupted."""
-    with (
-        anyio.from_thread.start_blocking_portal() as portal,
-        portal.wrap_async_context_manager(ReferenceServer(delay=0.01)) as reference,
-    ):
+    with served_in_thread(ReferenceServer(delay=0.01)) as reference:
         yield reference
 
 
-@contextlib.contextmanager
-def serving(reference: ReferenceServer) -> Iterator[ReferenceServer]:
-    """A server of a test's own, so that no other test's requests count towards its faults."""
-    with (
-        anyio.from_thread.start_blocking_portal() as portal,
-        portal.wrap_async_context_manager(reference) as running,
-    ):
-        yield running
+# A server of a test's own, so that no other test's requests count towards its faults.
+serving = served_in_thread
 
 
 def aura(

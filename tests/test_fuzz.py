@@ -12,20 +12,20 @@ import itertools
 import typing
 
 import anyio
-import anyio.from_thread
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from aura_anyio import AuraClient, AuraError, RetryPolicy, Timeouts
 from aura_anyio.testing import Fault, ReferenceServer
 
-from .helpers import until
+from .helpers import served_in_thread, until
 from .strategies import chunkings
 
 if typing.TYPE_CHECKING:
     from collections.abc import Iterator
 
     from aura_anyio._wire import WireName
+    from aura_anyio.testing import ReceivedRequest
 
 pytestmark = pytest.mark.network
 
@@ -90,23 +90,21 @@ class Replies:
     and asks for its fault by the marker in its prompt (a server started per example would
     add nothing but its start)."""
 
-    def __init__(self, server: ReferenceServer) -> None:
-        self.server = server
+    server: ReferenceServer
+
+    def __init__(self) -> None:
         self.chunks: list[bytes] = []
+
+    def reply(self, request: ReceivedRequest) -> list[bytes]:
+        return self.chunks
 
 
 @pytest.fixture
 def replies() -> Iterator[Replies]:
-    holder: list[Replies] = []
+    made = Replies()
     # On an event loop in a thread: Hypothesis runs each example on the test's loop anew.
-    with (
-        anyio.from_thread.start_blocking_portal() as portal,
-        portal.wrap_async_context_manager(
-            ReferenceServer(reply=lambda _: holder[0].chunks)
-        ) as server,
-    ):
-        holder.append(Replies(server))
-        yield holder[0]
+    with served_in_thread(ReferenceServer(reply=made.reply)) as made.server:
+        yield made
 
 
 @settings(

@@ -9,13 +9,13 @@ this process, so that coverage sees it.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
 import time
 import typing
 
-import anyio.from_thread
 import pytest
 
 ray = pytest.importorskip("ray", reason="the Ray stage needs the ray extra")
@@ -25,7 +25,7 @@ from aura_anyio import InvalidRequestError  # noqa: E402
 from aura_anyio.ray import Chat, _Keeper  # noqa: E402
 from aura_anyio.testing import Fault, ReceivedRequest, ReferenceServer, default_reply  # noqa: E402
 
-from .helpers import REPLY  # noqa: E402
+from .helpers import REPLY, served_in_thread  # noqa: E402
 
 if typing.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -69,19 +69,11 @@ class Serving:
         return default_reply(request)
 
 
-def serving(**options: typing.Any) -> typing.ContextManager[Serving]:
-    import contextlib
-
-    @contextlib.contextmanager
-    def run() -> Iterator[Serving]:
-        made = Serving(**options)
-        with (
-            anyio.from_thread.start_blocking_portal() as portal,
-            portal.wrap_async_context_manager(made.server),
-        ):
-            yield made
-
-    return run()
+@contextlib.contextmanager
+def serving(**options: typing.Any) -> Iterator[Serving]:
+    made = Serving(**options)
+    with served_in_thread(made.server):
+        yield made
 
 
 class Table(typing.Protocol):

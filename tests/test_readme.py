@@ -11,10 +11,11 @@ import pathlib
 import re
 import typing
 
-import anyio.from_thread
 import pytest
 
 from aura_anyio.testing import ReceivedRequest, ReferenceServer, ToolCalls, default_reply
+
+from .helpers import served_in_thread
 
 if typing.TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -106,10 +107,7 @@ def test_readme_programs_run_as_written(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # where a program's files go (the cache's, say)
     # A program starts its own event loop, so the server runs in a thread of its own.
-    with (
-        anyio.from_thread.start_blocking_portal() as portal,
-        portal.wrap_async_context_manager(ReferenceServer(reply=readme_reply)) as server,
-    ):
+    with served_in_thread(ReferenceServer(reply=readme_reply)) as server:
         code = block
         for url in README_URLS:
             code = code.replace(url, server.base_url)
