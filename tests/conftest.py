@@ -16,7 +16,8 @@ Sync tests run once. ``--backends=asyncio,trio`` narrows any of these to the bac
 (``nox -s quick``). ``subprocess`` and ``ray`` mark the tests that start processes or the Ray
 local cluster: the Ray tests run first, together on one xdist worker (loadgroup), with one
 cluster. A socket opened by an async test that is not marked ``network`` fails the test, so
-that the marker cannot fall out of step with the code (see ``_SocketWatch``).
+that the marker cannot fall out of step with the code (see ``_SocketWatch``). No test looks up
+a name beyond loopback (``tests/offline.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ import typing
 
 import pytest
 import trustme
+
+from . import offline
 
 if typing.TYPE_CHECKING:
     from collections.abc import Iterator
@@ -78,6 +81,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_CHOSEN] = chosen
     config.stash[_WATCH] = watch = _SocketWatch()
     sys.addaudithook(watch.audit)
+    if not offline.GUARD.installed:  # pytester's inner runs configure again
+        offline.GUARD.installed = True
+        sys.addaudithook(offline.GUARD.audit)
 
 
 def backends_for(metafunc: pytest.Metafunc) -> list[str]:
