@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from typing import AnyStr
 
 from hypothesis import strategies as st
 
@@ -47,11 +48,11 @@ json_junk: st.SearchStrategy[object] = st.recursive(
 
 
 @st.composite
-def chunkings(draw: st.DrawFn, data: bytes) -> list[bytes]:
-    """``data`` cut at drawn split points, down to single bytes."""
+def chunkings(draw: st.DrawFn, data: AnyStr) -> list[AnyStr]:
+    """``data`` cut at drawn split points, down to single bytes (or characters)."""
     if len(data) < 2:
         return [data] if data or draw(st.booleans()) else []
-    cuts = sorted(draw(st.sets(st.integers(1, len(data) - 1), max_size=len(data))))
+    cuts: list[int] = sorted(draw(st.sets(st.integers(1, len(data) - 1), max_size=len(data))))
     bounds = [0, *cuts, len(data)]
     return [data[a:b] for a, b in itertools.pairwise(bounds)]
 

@@ -23,6 +23,7 @@ PURE = [
     "_routing",
     "_rows",
     "_reservations",
+    "_stops",
     "_stored",
     "_version",
     "_wire",
