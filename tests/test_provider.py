@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import inspect
 import json
+import signal
+import time
 import typing
 from contextlib import aclosing
 
 import anyio
+import anyio.to_thread
 import pytest
 
 from aura_anyio import Aura, AuraClient, InvalidRequestError, Timeouts
 from aura_anyio.testing import ReferenceServer, ToolCalls, default_reply
 
+from .helpers import reply_to, served_in_thread
+
 if typing.TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     from aura_anyio.testing import ReceivedRequest
 
 HELLO = [{"role": "user", "content": "hi provider"}]
@@ -266,3 +273,200 @@ async def test_without_a_client_the_aura_wire_rules_apply() -> None:
         with pytest.raises(InvalidRequestError, match=r"messages\[0\]"):
             await generator.__anext__()
     assert server.requests == []
+
+
+# gpt4free's provider contract beyond create_async_generator: create_completion, create_async,
+# stream, stop, get_dict and params.
+
+
+@pytest.fixture
+def server_in_thread() -> Iterator[ReferenceServer]:
+    """A reference server on a loop of its own, for create_completion's loop of its own."""
+    with served_in_thread(ReferenceServer()) as running:
+        yield running
+
+
+@pytest.fixture
+def paced_server() -> Iterator[ReferenceServer]:
+    """A reference server on a thread's loop whose chunks come 20 ms apart, not coalesced."""
+    with served_in_thread(ReferenceServer(delay=0.02)) as running:
+        yield running
+
+
+@pytest.fixture
+def slow_server() -> Iterator[ReferenceServer]:
+    """A reference server on a thread's loop that sends a chunk every 0.3 s."""
+    with served_in_thread(ReferenceServer(delay=0.3)) as running:
+        yield running
+
+
+def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for state that another thread changes (a server's records)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_create_completion_is_a_sync_generator(
+    paced_server: ReferenceServer, *, stream: bool
+) -> None:
+    pieces = Aura.create_completion("", HELLO, stream, base_url=paced_server.base_url)
+    is_a_generator = inspect.isgenerator(pieces)  # (asserted apart: no narrowing to Any)
+    assert is_a_generator
+    assert paced_server.requests == []  # nothing happens until the first next()
+    texts = list(pieces)
+    assert "".join(texts) == reply_to("hi provider")
+    assert (len(texts) > 1) is stream
+    assert paced_server.requests[-1].model_id == Aura.default_model
+
+
+def test_create_completion_defaults_to_the_whole_reply(server_in_thread: ReferenceServer) -> None:
+    assert list(Aura.create_completion("", HELLO, base_url=server_in_thread.base_url)) == [
+        reply_to("hi provider")
+    ]
+
+
+@pytest.mark.network
+async def test_create_completion_from_a_thread_while_a_loop_runs() -> None:
+    async with ReferenceServer() as server:  # served by the test's own loop meanwhile
+
+        def read() -> str:
+            pieces = Aura.create_completion("", HELLO, stream=True, base_url=server.base_url)
+            return "".join(pieces)
+
+        assert await anyio.to_thread.run_sync(read) == reply_to("hi provider")
+
+
+@pytest.mark.network
+async def test_create_completion_in_a_running_loops_own_thread(
+    server_in_thread: ReferenceServer,
+) -> None:
+    # As gpt4free's AsyncClient (0.3.3.3) calls it: blocking, but on a loop of its own, so it works.
+    text = "".join(Aura.create_completion("", HELLO, True, base_url=server_in_thread.base_url))
+    assert text == reply_to("hi provider")
+
+
+@pytest.mark.parametrize("how", ["close", "drop"])
+def test_create_completion_abandoned_half_way_closes_the_response(
+    slow_server: ReferenceServer, how: str
+) -> None:
+    pieces = Aura.create_completion("", HELLO, stream=True, base_url=slow_server.base_url)
+    assert next(pieces)
+    if how == "close":
+        pieces.close()
+    else:
+        del pieces  # the generator is closed when the last reference goes
+    eventually(lambda: slow_server.aborted == 1 and slow_server.open_connections == 0)
+
+
+class Interrupted(Exception):
+    """What a signal handler raises, as Ctrl-C raises KeyboardInterrupt."""
+
+
+def test_create_completion_interrupted_while_waiting_closes_the_response(
+    slow_server: ReferenceServer,
+) -> None:
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted
+
+    pieces = Aura.create_completion("", HELLO, stream=True, base_url=slow_server.base_url)
+    assert next(pieces)
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)  # while waiting for the next chunk (0.3 s)
+        with pytest.raises(Interrupted):
+            next(pieces)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    eventually(lambda: slow_server.aborted == 1 and slow_server.open_connections == 0)
+    assert list(pieces) == []  # a generator that raised is finished
+
+
+def test_create_completion_raises_bad_input_at_the_first_next(
+    server_in_thread: ReferenceServer,
+) -> None:
+    pieces = Aura.create_completion("", HELLO, base_url=server_in_thread.base_url, temperature=9)
+    with pytest.raises(InvalidRequestError, match="temperature"):
+        next(pieces)
+    assert server_in_thread.requests == []
+
+
+async def test_create_completion_refuses_a_client_of_another_loop() -> None:
+    async with AuraClient() as client:
+        with pytest.raises(InvalidRequestError, match="an AuraClient serves the loop it runs on"):
+            Aura.create_completion("", HELLO, client=client)
+
+
+@pytest.mark.network
+async def test_create_async_returns_the_whole_reply() -> None:
+    async with ReferenceServer() as server:
+        text = await Aura.create_async("", HELLO, base_url=server.base_url, stream=True)
+        assert text == reply_to("hi provider")
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+async def test_stop_cuts_the_reply_where_it_first_appears(*, stream: bool) -> None:
+    whole = reply_to("hi provider")
+    cases = [
+        (["server", "nothing"], "Hello from the reference "),
+        ("Hello", ""),
+        ("absent", whole),
+        ("👋 and more", whole),  # its beginning ends the reply: held back, then passed on
+    ]
+    async with ReferenceServer() as server:
+        for stop, expected in cases:
+            generator = Aura.create_async_generator(
+                "", HELLO, base_url=server.base_url, stream=stream, stop=stop
+            )
+            async with aclosing(generator) as pieces:
+                texts = [text async for text in pieces]
+            assert "".join(texts) == expected
+            assert "" not in texts
+
+
+@pytest.mark.debug
+@pytest.mark.network
+async def test_a_stop_closes_the_response_at_once() -> None:
+    async with ReferenceServer(delay=0.05) as server:
+        generator = Aura.create_async_generator(
+            "", HELLO, base_url=server.base_url, stop="from", timeout=Timeouts(read=5)
+        )
+        async with aclosing(generator) as pieces:
+            assert [text async for text in pieces] == ["Hello "]
+        await server.wait_until(lambda: server.aborted == 1 and server.open_connections == 0)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "needle"),
+    [
+        ({"stream": "yes"}, "stream must be True or False, got 'yes'"),
+        ({"stop": 5}, "stop must be a string or a list of strings, got int"),
+        ({"stop": ["ok", ""]}, r"stop\[1\] must be a non-empty string"),
+    ],
+)
+async def test_bad_stream_or_stop_is_refused_before_any_request(
+    arguments: dict[str, object], needle: str
+) -> None:
+    generator = Aura.create_async_generator("", HELLO, **arguments)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequestError, match=needle):
+        await generator.__anext__()
+
+
+def test_get_dict_and_params_describe_the_provider() -> None:
+    assert Aura.get_dict() == {"name": "Aura", "url": "https://openchat.team"}
+    assert not Aura.needs_auth
+    assert Aura.params.startswith("g4f.Provider.Aura supports: (\n    model: str,\n")
+    assert "    stream: bool = True,\n" in Aura.params
+    assert "    stop: str | Sequence[str] | None = None,\n" in Aura.params
+    assert "kwargs" not in Aura.params
+    assert Aura.params.endswith("\n)")
+
+
+async def test_gpt4free_keywords_are_accepted_and_unknown_ones_refused() -> None:
+    generator = Aura.create_async_generator("", HELLO, colour="blue", provider=Aura)
+    with pytest.raises(InvalidRequestError, match=r"unexpected keyword arguments: colour$"):
+        await generator.__anext__()
