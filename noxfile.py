@@ -1,4 +1,5 @@
-"""Developer tasks: ``nox -s tests lint typecheck`` is what CI runs; ``nox -s bench`` measures."""
+"""Developer tasks: ``nox -s tests g4f_newest lint typecheck`` is what CI runs; ``nox -s bench``
+measures."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import nox
 
 nox.needs_version = ">=2025.2.9"  # dependency_groups() and session(default=False)
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "g4f_newest", "lint", "typecheck"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 
@@ -28,7 +29,7 @@ WRITE_BYTECODE = {"PYTHONDONTWRITEBYTECODE": None}
 def tests(session: nox.Session) -> None:
     """Run the suite on both cores, under coverage; each async test runs on the backends its
     code differs on (tests/conftest.py)."""
-    session.install(".[trio,socks,cli,ray]")
+    session.install(".[trio,socks,cli,ray,g4f]")
     install_groups(session, "test")
     session.run("coverage", "erase")
     session.run(
@@ -45,6 +46,21 @@ def tests(session: nox.Session) -> None:
     session.run("coverage", "combine", "--quiet")
     if not session.posargs:  # a partial run (-k ...) cannot reach full coverage
         session.run("coverage", "report")
+
+
+#: The newest gpt4free tried; the test group pins 0.3.3.3, the last release that shipped Aura.
+G4F_NEWEST = "8.8.6"
+
+
+@nox.session
+def g4f_newest(session: nox.Session) -> None:
+    """gpt4free's own entry points driving the provider, on the newest gpt4free tried (``nox -s
+    tests`` runs the same tests on 0.3.3.3): the provider's tests, on one core."""
+    session.install(".[trio]", f"g4f=={G4F_NEWEST}")
+    session.install(
+        *[req for req in nox.project.dependency_groups(PYPROJECT, "test") if "g4f" not in req]
+    )
+    session.run("pytest", "tests/test_g4f.py", "tests/test_provider.py", *session.posargs)
 
 
 @nox.session

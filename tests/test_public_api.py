@@ -9,9 +9,10 @@ import typing
 import pytest
 
 import aura_anyio
+import aura_anyio.g4f
 import aura_anyio.testing
 
-PUBLIC_MODULES = [aura_anyio, aura_anyio.testing]
+PUBLIC_MODULES = [aura_anyio, aura_anyio.testing, aura_anyio.g4f]
 # Constants and type aliases carry no docstring or module of their own.
 CONSTANTS = {"MODELS", "Messages", "Requests", "__version__"}  # values and type aliases
 

@@ -95,10 +95,10 @@ def test_every_readme_program_runs_itself() -> None:
     assert len(programs) >= 5
     for block in programs:
         last = block.strip().splitlines()[-1]
-        assert re.match(r"(print\()?(asyncio|trio|anyio)\.run\(", last), last
+        assert re.match(r"(print\()?(asyncio|trio|anyio)\.run\(|print\(g4f\.", last), last
 
 
-@pytest.mark.parametrize("block", readme_programs(), ids=lambda b: b.split("def ", 1)[1][:30])
+@pytest.mark.parametrize("block", readme_programs(), ids=lambda b: b.split("def ", 1)[-1][:30])
 def test_readme_programs_run_as_written(
     block: str,
     capsys: pytest.CaptureFixture[str],
