@@ -32,8 +32,8 @@ from ._retry import DEFAULT_MAX_RETRIES, RetryPolicy
 from ._stored import request_key
 from ._stream import Attempts, ChatStream, complete_reply
 from ._tokens import estimate_tokens
-from ._transports.anyio import AnyIOTransport, make_ssl_context
 from ._transports.base import Request
+from ._transports.default import AnyIOTransport, make_ssl_context
 from ._version import __version__
 from ._wire import wire_named
 

@@ -13,19 +13,17 @@ An ``http://`` connection without a proxy is an ``_asyncio_stream`` on asyncio (
 and a ``_trio_stream`` on Trio, instead of AnyIO's socket stream alone: the same bytes for a
 fraction of the cost per chunk read, and a read timeout that enters no cancel scope.
 
-Through an ``http://`` or ``https://`` proxy, each connection is a tunnel opened with
-``CONNECT`` (RFC 9110 section 9.3.6), for ``http://`` origins too; TLS to the origin runs
-inside it. Errors are the neutral ones of ``base``, mapped here once (:func:`_neutral`).
+Through an ``http://`` or ``https://`` proxy, each connection is a tunnel (``_proxy``). Errors
+are the neutral ones of ``base``, mapped here once (:func:`_neutral`).
 """
 
 from __future__ import annotations
 
-import base64
 import select
 import ssl
 import typing
 from collections import defaultdict
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, urlsplit
 
 import anyio
 import anyio.abc
@@ -36,17 +34,16 @@ from .._http11 import (
     ProtocolError as HTTPProtocolError,
     ResponseParser,
     encode_request,
-    parse_head,
     request_prefix,
 )
 from ._asyncio_stream import AsyncioStream, connect as asyncio_connect, on_asyncio
+from ._proxy import HTTPProxy, ascii_host
 from .base import (
     CertificateError,
     ConnectError,
     ConnectTimeout,
     NetworkError,
     ProtocolError,
-    ProxyError,
     ReadTimeout,
     TransportClosed,
     TransportError,
@@ -70,7 +67,6 @@ READ_SIZE = 65536
 # same moment the server closes it, a request would fail.
 KEEPALIVE_EXPIRY = 4.0
 # A proxy's answer to CONNECT is a head only; more than this is not a proxy.
-MAX_PROXY_HEAD = 16384
 
 Origin = tuple[str, str, int]
 # What a request target may carry unescaped (RFC 3986 pchar and "/"); "%" keeps what the URL
@@ -111,14 +107,6 @@ def make_ssl_context(verify: bool | ssl.SSLContext) -> ssl.SSLContext:
     return context
 
 
-def _ascii_host(host: str) -> str:
-    if host.isascii():
-        return host
-    import idna  # httpx's IDNA 2008 library, needed only for a host that is not ASCII
-
-    return str(idna.encode(host, uts46=True).decode("ascii"))
-
-
 @typing.final
 class Route:
     """Where requests to one URL go: the origin, the request target and the Host header.
@@ -132,7 +120,7 @@ class Route:
     def __init__(self, url: str) -> None:
         parts = urlsplit(url)
         scheme = parts.scheme
-        host = _ascii_host(parts.hostname or "")
+        host = ascii_host(parts.hostname or "")
         default_port = 443 if scheme == "https" else 80
         port = parts.port or default_port
         self.origin: Origin = (scheme, host, port)
@@ -269,7 +257,7 @@ class AnyIOTransport:
     ) -> None:
         self._ssl_context: ssl.SSLContext = ssl_context
         self._max_idle: int = max_idle
-        self._proxy: _Proxy | None = None if proxy is None else _Proxy(proxy)
+        self._proxy: HTTPProxy | None = None if proxy is None else HTTPProxy(proxy)
         self._idle: defaultdict[Origin, list[_Connection]] = defaultdict(list)
         self._idle_count: int = 0
         self._active: set[_Connection] = set()
@@ -404,82 +392,6 @@ class AnyIOTransport:
         self._active.clear()
         for connection in connections:
             await connection.aclose()
-
-
-@typing.final
-class _Proxy:
-    """An HTTP proxy that opens tunnels with ``CONNECT``."""
-
-    __slots__ = ("_authorization", "_host", "_port", "_shown", "_tls")
-
-    def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        self._tls = parts.scheme == "https"
-        self._host = _ascii_host(parts.hostname or "")
-        self._port = parts.port or (443 if self._tls else 80)
-        shown = f"[{self._host}]" if ":" in self._host else self._host
-        self._shown = f"{parts.scheme}://{shown}:{self._port}"  # never the credentials
-        self._authorization = b""
-        if parts.username is not None or parts.password is not None:
-            credentials = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
-            token = base64.b64encode(credentials.encode()).decode("ascii")
-            # Spelled as RFC 9110 does: some proxies (pproxy) match the name case-sensitively.
-            self._authorization = f"Proxy-Authorization: Basic {token}\r\n".encode()
-
-    async def tunnel(self, host: str, port: int, ssl_context: ssl.SSLContext) -> ByteStream:
-        """A stream to ``host:port`` through the proxy.
-
-        Raises:
-            ProxyError: The proxy answered ``CONNECT`` with anything but 2xx.
-        """
-        try:
-            if self._tls:
-                stream: ByteStream = await anyio.connect_tcp(
-                    self._host,
-                    self._port,
-                    ssl_context=ssl_context,
-                    tls_hostname=self._host,
-                    tls_standard_compatible=False,
-                )
-            else:
-                stream = await anyio.connect_tcp(self._host, self._port)
-        except OSError as exc:
-            if isinstance(exc, ssl.SSLError):  # the proxy's certificate: said as such
-                raise
-            # The proxy may come from the environment: say it was the proxy that failed.
-            raise ProxyError(f"could not connect to the proxy {self._shown}: {exc}") from exc
-        try:
-            authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-            await stream.send(
-                b"CONNECT %s HTTP/1.1\r\nhost: %s\r\n%s\r\n"
-                % (authority.encode(), authority.encode(), self._authorization)
-            )
-            head, extra = await self._read_head(stream)
-            if not 200 <= head.status_code < 300:
-                # A refusal may come with a body (an error page): the status says it all.
-                raise ProxyError(
-                    f"the proxy answered CONNECT with {head.status_code} {head.reason}".rstrip(),
-                    refused=head.status_code == 407,
-                )
-            if extra:  # the origin speaks only after the client has
-                raise HTTPProtocolError("the proxy sent bytes after its answer to CONNECT")
-        except BaseException:
-            await anyio.aclose_forcefully(stream)
-            raise
-        return stream
-
-    @staticmethod
-    async def _read_head(stream: ByteStream) -> tuple[Head, bytes]:
-        """The proxy's answer to CONNECT, and any bytes that came after it."""
-        buffer = b""
-        while (end := buffer.find(b"\r\n\r\n")) < 0:
-            if len(buffer) > MAX_PROXY_HEAD:
-                raise HTTPProtocolError("the proxy's answer to CONNECT is too long")
-            try:
-                buffer += await stream.receive(READ_SIZE)
-            except anyio.EndOfStream:
-                raise ProxyError("the proxy closed the connection during CONNECT") from None
-        return parse_head(buffer[:end]), buffer[end + 4 :]
 
 
 def _poller(stream: ByteStream) -> select.poll | None:

@@ -23,7 +23,6 @@ import pytest
 from anyio.streams.tls import TLSListener
 
 from aura_anyio import APIConnectionError, AuraClient
-from aura_anyio._transports.anyio import AnyIOTransport, Route, make_ssl_context
 from aura_anyio._transports.base import (
     CertificateError,
     ConnectError,
@@ -37,6 +36,7 @@ from aura_anyio._transports.base import (
     TransportError,
     WriteTimeout,
 )
+from aura_anyio._transports.default import AnyIOTransport, Route, make_ssl_context
 from aura_anyio.testing import ReferenceServer, default_reply
 
 from .helpers import FAST_RETRIES, until
@@ -46,7 +46,7 @@ if typing.TYPE_CHECKING:
 
     from anyio.abc import ByteStream
 
-    from aura_anyio._transports.anyio import AnyIOResponse
+    from aura_anyio._transports.default import AnyIOResponse
 
 pytestmark = [pytest.mark.network, pytest.mark.debug]
 
@@ -348,7 +348,7 @@ async def test_idle_connections_are_bounded_and_expire(monkeypatch: pytest.Monke
         await until(lambda: server.open == 1)  # three came back; two were closed
         assert await get(client, url) == b"ok"  # on the one kept
         assert server.connections == 3
-        monkeypatch.setattr("aura_anyio._transports.anyio.KEEPALIVE_EXPIRY", 0.0)
+        monkeypatch.setattr("aura_anyio._transports.default.KEEPALIVE_EXPIRY", 0.0)
         assert await get(client, url) == b"ok"  # the idle one had expired: a new connection
         assert server.connections == 4
         await until(lambda: server.open == 1)  # and the expired one is closed
