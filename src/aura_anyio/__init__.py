@@ -21,8 +21,10 @@ from ._exceptions import (
 )
 from ._fanout import FanOut as FanOut, FanOutProgress as FanOutProgress, Requests as Requests
 from ._messages import (
+    FunctionCall as FunctionCall,
     Message as Message,
     Messages as Messages,
+    ToolCall as ToolCall,
     split_messages as split_messages,
 )
 from ._models import (
@@ -38,7 +40,6 @@ from ._retry import RetryPolicy as RetryPolicy
 from ._stored import StoredReply as StoredReply
 from ._stream import ChatStream as ChatStream
 from ._version import __version__ as __version__
-from ._wire import FunctionCall as FunctionCall, ToolCall as ToolCall
 
 __all__ = (
     "MODELS",

@@ -46,12 +46,13 @@ if typing.TYPE_CHECKING:
     from ._cache import ResponseCache
     from ._endpoints import Endpoints
     from ._exceptions import RequestInfo
+    from ._messages import ToolCall
     from ._models import Timeouts
     from ._ratelimit import Admission
     from ._retry import RetryPolicy
     from ._routing import Endpoint, Ticket
     from ._transports.base import Request, Response, Transport
-    from ._wire import ReplyDecoder, ToolCall, Wire
+    from ._wire import ReplyDecoder, Wire
 
 __all__ = ["ERROR_BODY_LIMIT", "Exchange", "ReplyReader", "map_transport_error", "read_error"]
 

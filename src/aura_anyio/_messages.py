@@ -11,14 +11,32 @@ from ._exceptions import InvalidRequestError
 __all__ = [
     "OPENAI_ROLES",
     "ROLES",
+    "FunctionCall",
     "Message",
     "Messages",
+    "ToolCall",
     "check_openai_messages",
     "check_unicode",
     "content_text",
     "split_messages",
     "validate_messages",
 ]
+
+
+class FunctionCall(TypedDict):
+    """The function a tool call calls: its name, and its arguments as a JSON text."""
+
+    name: str
+    arguments: str
+
+
+class ToolCall(TypedDict):
+    """One tool call of a reply, assembled from its streamed pieces (OpenAI wire)."""
+
+    id: str
+    type: str
+    function: FunctionCall
+
 
 Role = Literal["system", "user", "assistant"]
 ROLES: tuple[Role, ...] = ("system", "user", "assistant")

@@ -14,8 +14,7 @@ if typing.TYPE_CHECKING:
     from collections.abc import Mapping
 
     from ._exceptions import AuraError
-    from ._messages import Messages
-    from ._wire.base import ToolCall
+    from ._messages import Messages, ToolCall
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",

@@ -20,7 +20,7 @@ import typing
 if typing.TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from ._wire import ToolCall
+    from ._messages import ToolCall
 
 __all__ = ["StoredReply", "decode_reply", "encode_reply", "request_key"]
 

@@ -32,8 +32,8 @@ if typing.TYPE_CHECKING:
     from types import TracebackType
 
     from ._exchange import Exchange
+    from ._messages import ToolCall
     from ._routing import Ticket
-    from ._wire import ToolCall
 
 __all__ = ["Attempts", "ChatStream", "complete_reply", "plan_retry"]
 

@@ -22,8 +22,8 @@ from .._rows import REQUEST_FIELDS, row_request
 if typing.TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
+    from .._messages import ToolCall
     from .._models import ChatRequest, ChatResult
-    from .._wire import ToolCall
 
 __all__ = [
     "BadLine",

@@ -16,11 +16,9 @@ from .._exceptions import InvalidRequestError
 from .aura import AuraWire
 from .base import (
     BrokenReply,
-    FunctionCall,
     ReplyDecoder,
     ReplyError,
     ReportedError,
-    ToolCall,
     Wire,
     WireName,
 )
@@ -30,12 +28,10 @@ __all__ = [
     "WIRES",
     "AuraWire",
     "BrokenReply",
-    "FunctionCall",
     "OpenAIWire",
     "ReplyDecoder",
     "ReplyError",
     "ReportedError",
-    "ToolCall",
     "Wire",
     "WireName",
     "openai_body",

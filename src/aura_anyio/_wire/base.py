@@ -12,16 +12,14 @@ import typing
 if typing.TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from .._messages import Messages
+    from .._messages import Messages, ToolCall
     from .._models import ModelSpec
 
 __all__ = [
     "BrokenReply",
-    "FunctionCall",
     "ReplyDecoder",
     "ReplyError",
     "ReportedError",
-    "ToolCall",
     "Wire",
     "WireName",
     "dump_json",
@@ -29,21 +27,6 @@ __all__ = [
 
 #: The names a client's ``wire=`` takes.
 WireName = typing.Literal["aura", "openai"]
-
-
-class FunctionCall(typing.TypedDict):
-    """The function a tool call calls: its name, and its arguments as a JSON text."""
-
-    name: str
-    arguments: str
-
-
-class ToolCall(typing.TypedDict):
-    """One tool call of a reply, assembled from its streamed pieces (OpenAI wire)."""
-
-    id: str
-    type: str
-    function: FunctionCall
 
 
 class ReplyError(Exception):

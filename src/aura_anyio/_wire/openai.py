@@ -24,8 +24,8 @@ from .fastjson import reader as json_reader
 from .sse import Event, EventDecoder
 
 if typing.TYPE_CHECKING:
-    from .._messages import Messages
-    from .base import ReplyDecoder, ToolCall, WireName
+    from .._messages import Messages, ToolCall
+    from .base import ReplyDecoder, WireName
 
 __all__ = [
     "OPENAI_PATH",
