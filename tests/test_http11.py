@@ -28,7 +28,7 @@ from aura_anyio._http11 import (
     EmptyReader,
     Head,
     LengthReader,
-    ProtocolError,
+    RemoteProtocolError,
     ResponseParser,
     choose_reader,
     encode_request,
@@ -247,7 +247,7 @@ def outcome(pieces: list[bytes], *, eof: bool = False) -> tuple[Head | None, byt
             head = head or parser.head()
             while head is not None and not parser.done and (data := parser.read_body()):
                 body += data
-    except ProtocolError as exc:
+    except RemoteProtocolError as exc:
         return head, bytes(body), str(exc)
     return head, bytes(body), None
 
@@ -262,9 +262,9 @@ def trickle(data: bytes) -> list[bytes]:
 
 
 def error(data: bytes, *, eof: bool = False) -> str:
-    """The message of the ProtocolError ``data`` raises, fed whole and in small reads alike."""
+    """The message of the RemoteProtocolError ``data`` raises, whole and in small reads alike."""
     whole = outcome([data], eof=eof)[2]
-    assert whole is not None, "no ProtocolError"
+    assert whole is not None, "no RemoteProtocolError"
     assert outcome(trickle(data), eof=eof)[2] == whole
     return whole
 
@@ -401,7 +401,7 @@ def test_limits_do_not_depend_on_chunking(data: bytes) -> None:
     ],
 )
 def test_protocol_errors(data: bytes, eof: bool, word: str) -> None:
-    """Each malformed or unsupported response is a ProtocolError that says what is wrong."""
+    """Each malformed or unsupported response is a RemoteProtocolError that says what is wrong."""
     assert word in error(data, eof=eof)
 
 
@@ -430,7 +430,7 @@ def test_eof_mid_body_returns_what_came_then_raises(data: bytes, body: bytes, wo
     assert parser.head() is not None
     assert parser.read_body() == body
     parser.feed_eof()
-    with pytest.raises(ProtocolError, match=word) as info:
+    with pytest.raises(RemoteProtocolError, match=word) as info:
         parser.read_body()
     assert ("chunked" in str(info.value)) == ("chunked" in word)
     # The same when the EOF comes with the data, in one read.
@@ -439,7 +439,7 @@ def test_eof_mid_body_returns_what_came_then_raises(data: bytes, body: bytes, wo
     parser.feed_eof()
     assert parser.head() is not None
     assert parser.read_body() == body
-    with pytest.raises(ProtocolError, match=word):
+    with pytest.raises(RemoteProtocolError, match=word):
         parser.read_body()
     assert not parser.done
     assert not parser.reusable
@@ -600,9 +600,9 @@ def test_the_bytes_before_a_broken_chunk_are_returned_first() -> None:
     assert parser.head() is not None
     assert parser.read_body() == b"abc"
     assert not parser.done
-    with pytest.raises(ProtocolError, match="chunk-size"):
+    with pytest.raises(RemoteProtocolError, match="chunk-size"):
         parser.read_body()
-    with pytest.raises(ProtocolError, match="chunk-size"):
+    with pytest.raises(RemoteProtocolError, match="chunk-size"):
         parser.read_body()  # and again: the parser is spent
 
 
@@ -667,7 +667,7 @@ def test_readers_cut_by_the_eof(make: Callable[[], BodyReader], data: bytes) -> 
     """What came is returned; then the EOF is an error, with ``chunked`` said when it was."""
     reader = make()
     assert reader.read(bytearray(data), True) == b"abc"
-    with pytest.raises(ProtocolError, match="complete message body") as info:
+    with pytest.raises(RemoteProtocolError, match="complete message body") as info:
         reader.read(bytearray(), True)
     assert ("chunked" in str(info.value)) == isinstance(reader, ChunkedReader)
     assert not reader.done

@@ -1,10 +1,13 @@
 """The exceptions aura_anyio raises; pure, no I/O.
 
-Every error the public API raises is an :class:`AuraError`; httpx's own exceptions are
-translated at one place in the I/O layer and chained with ``raise ... from``::
+Every error the public API raises is an :class:`AuraError`. Each transport maps its own
+library's errors (the OS's, AnyIO's, the HTTP parser's, httpx's) to the neutral ones of
+``_transports/base`` once, and ``_exchange`` maps those to these once, chained with
+``raise ... from``::
 
     AuraError
     ├── InvalidRequestError (also ValueError)      bad input, raised before any I/O
+    ├── CacheError                                  a file that is not a response cache
     └── APIError                                    .request
         ├── APIConnectionError                      could not connect, or the connection broke
         │   └── APITimeoutError                     a connect/read/first-chunk/total timeout

@@ -3,7 +3,6 @@
 ::
 
     import ray
-from ray.exceptions import RayActorError
     from aura_anyio.ray import Chat
 
     ds = ray.data.read_json("prompts.jsonl")

@@ -6,7 +6,7 @@ reply comes as one chunk per token, so that per-event work was a third of the cl
 arrived in one call, whatever its chunking. Its contract:
 
 - ``request``: the bytes of a ``POST`` with a known body, its head built once per client.
-- ``head``: a response head parsed into a :class:`Head`, or a :class:`ProtocolError`.
+- ``head``: a response head parsed into a :class:`Head`, or a :class:`RemoteProtocolError`.
 - ``body``: one reader per framing of RFC 9112 section 6.3, all sharing :class:`BodyReader`.
   Body bytes pass through unchanged: content codings are the client's business.
 - ``response``: :class:`ResponseParser` finds the final head, picks the reader, and
@@ -28,7 +28,7 @@ from .body import (
 from .head import (
     TOKEN as TOKEN,
     Head as Head,
-    ProtocolError as ProtocolError,
+    RemoteProtocolError as RemoteProtocolError,
     parse_head as parse_head,
 )
 from .request import encode_request as encode_request, request_prefix as request_prefix
@@ -48,7 +48,7 @@ __all__ = (
     "EmptyReader",
     "Head",
     "LengthReader",
-    "ProtocolError",
+    "RemoteProtocolError",
     "ResponseParser",
     "choose_reader",
     "encode_request",

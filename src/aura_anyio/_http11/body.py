@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import typing
 
-from .head import ProtocolError
+from .head import RemoteProtocolError
 
 __all__ = [
     "MAX_LINE_BYTES",
@@ -67,7 +67,7 @@ class BodyReader(typing.Protocol):
             The body bytes that have arrived since the last call, ``b""`` if none.
 
         Raises:
-            ProtocolError: The body is malformed, or cut by the server's close. An error
+            RemoteProtocolError: The body is malformed, or cut by the server's close. An error
                 found after some bytes is raised by the next call, once they are returned.
         """
         ...
@@ -108,7 +108,7 @@ class LengthReader:
         if not self._remaining:
             self.done = True
         elif not take and eof:
-            raise ProtocolError(_CUT)
+            raise RemoteProtocolError(_CUT)
         return data
 
 
@@ -143,7 +143,7 @@ class ChunkedReader:
         self._state = _SIZE_LINE
         self._remaining = 0  # of the current chunk's data
         # An error found after some body bytes: raised once they have been returned.
-        self._error: ProtocolError | None = None
+        self._error: RemoteProtocolError | None = None
         self.done = False
 
     def read(self, buffer: bytearray, eof: bool) -> bytes:
@@ -186,25 +186,25 @@ class ChunkedReader:
                     if end - position < 2:
                         break
                     if not buffer.startswith(b"\r\n", position):
-                        raise ProtocolError("a chunk's data is not followed by CRLF")
+                        raise RemoteProtocolError("a chunk's data is not followed by CRLF")
                     position += 2
                     state = _SIZE_LINE
                 line_end = buffer.find(b"\r\n", position)
                 # Whether the line's end has arrived or not (then its "\r" may have), so that
                 # the verdict does not depend on where the reads were cut.
                 if (line_end if line_end >= 0 else end - 1) - position > MAX_LINE_BYTES:
-                    raise ProtocolError("a chunk-size line or trailer is too long")
+                    raise RemoteProtocolError("a chunk-size line or trailer is too long")
                 if line_end < 0:
                     break
                 if state == _SIZE_LINE:
                     # Whole and within the limit, yet not taken by the pattern above.
-                    raise ProtocolError("invalid chunk-size line")
+                    raise RemoteProtocolError("invalid chunk-size line")
                 if line_end == position:  # the empty line that ends the trailer section
                     position += 2
                     self.done = True
                     break
                 position = line_end + 2  # past a size line, or a trailer field skipped
-        except ProtocolError as exc:
+        except RemoteProtocolError as exc:
             self._error = exc
             if not pieces:
                 raise
@@ -213,5 +213,5 @@ class ChunkedReader:
         self._state = state
         self._remaining = remaining
         if not pieces and eof and not self.done:
-            raise ProtocolError(_CUT + ": incomplete chunked read")
+            raise RemoteProtocolError(_CUT + ": incomplete chunked read")
         return b"".join(pieces)

@@ -11,7 +11,7 @@ import dataclasses
 import re
 import typing
 
-__all__ = ["TOKEN", "Head", "ProtocolError", "parse_head"]
+__all__ = ["TOKEN", "Head", "RemoteProtocolError", "parse_head"]
 
 # RFC 9110 section 5.6.2: a token, as in field names. A str pattern, for ``_options`` too.
 TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
@@ -22,8 +22,12 @@ _STATUS_LINE = re.compile(rb"HTTP/(\d\.\d) (\d{3})(?: ([\t\x20-\x7e\x80-\xff]*))
 _FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
 
 
-class ProtocolError(Exception):
-    """The server's response is not valid HTTP/1.1 (or uses what the client does not speak)."""
+class RemoteProtocolError(Exception):
+    """The server's response is not valid HTTP/1.1 (or uses what the client does not speak).
+
+    h11's name for the same fault; the default transport maps it to the neutral
+    ``_transports.base.ProtocolError``.
+    """
 
 
 @typing.final
@@ -51,29 +55,31 @@ def parse_head(raw: bytes) -> Head:
         The status line and the headers.
 
     Raises:
-        ProtocolError: The status line or a header line is malformed.
+        RemoteProtocolError: The status line or a header line is malformed.
     """
     lines = raw.split(b"\n")
     lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
     status = _STATUS_LINE.fullmatch(lines[0])
     if status is None or status[2] < b"100":
-        raise ProtocolError(f"invalid status line {lines[0][:100]!r}")
+        raise RemoteProtocolError(f"invalid status line {lines[0][:100]!r}")
     fields: list[list[bytes]] = []
     for line in lines[1:]:
         if line[:1] in (b" ", b"\t"):  # obsolete line folding continues the previous field
             if not fields:
-                raise ProtocolError("a header continuation line before any header")
+                raise RemoteProtocolError("a header continuation line before any header")
             joined = fields[-1][1].rstrip(b" \t") + b" " + line.strip(b" \t")
             fields[-1][1] = joined.strip(b" \t")
             continue
         name, colon, value = line.partition(b":")
         if not colon or not _FIELD_NAME.fullmatch(name):
-            raise ProtocolError(f"invalid header line {line[:100]!r}")
+            raise RemoteProtocolError(f"invalid header line {line[:100]!r}")
         fields.append([name.lower(), value.strip(b" \t")])
     headers: dict[str, str] = {}
     for name, value in fields:
         if not _FIELD_VALUE.fullmatch(value):
-            raise ProtocolError(f"invalid characters in the value of header {name.decode()!r}")
+            raise RemoteProtocolError(
+                f"invalid characters in the value of header {name.decode()!r}"
+            )
         key, text = name.decode("ascii"), value.decode("latin-1")
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
     return Head(

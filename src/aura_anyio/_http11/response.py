@@ -4,7 +4,7 @@
 picks the body's reader from it (RFC 9112 section 6.3) and hands the body over to that
 reader. The client only ever sends ``POST`` with a known body, so a response is framed by
 nothing (204, 304), ``Content-Length``, ``Transfer-Encoding: chunked`` or the server's close;
-anything else is a :class:`ProtocolError`.
+anything else is a :class:`RemoteProtocolError`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import re
 import typing
 
 from .body import BodyReader, ChunkedReader, CloseReader, EmptyReader, LengthReader
-from .head import Head, ProtocolError, parse_head
+from .head import Head, RemoteProtocolError, parse_head
 
 __all__ = ["MAX_HEAD_BYTES", "ResponseParser", "choose_reader"]
 
@@ -69,7 +69,7 @@ class ResponseParser:
         """Return the final response's head, or ``None`` while more bytes are needed.
 
         Raises:
-            ProtocolError: The head is malformed, too large, or cut by the server's close;
+            RemoteProtocolError: The head is malformed, too large, or cut by the server's close;
                 or the server switched protocols, or frames the body in a way not spoken.
         """
         while self._head is None:
@@ -82,21 +82,21 @@ class ResponseParser:
                 self._scanned = max(start, len(buffer) - 2)  # the end may be cut after \n\r
                 # The head may be whole, its end cut after "\n\r".
                 if len(buffer) - start > MAX_HEAD_BYTES + 2:
-                    raise ProtocolError(f"the response head is over {MAX_HEAD_BYTES} bytes")
+                    raise RemoteProtocolError(f"the response head is over {MAX_HEAD_BYTES} bytes")
                 if self._eof:
-                    raise ProtocolError(
+                    raise RemoteProtocolError(
                         "Server disconnected without sending a response."
                         if len(buffer) == start
                         else "the server closed the connection inside the response head"
                     )
                 return None
             if found.start() - start > MAX_HEAD_BYTES:
-                raise ProtocolError(f"the response head is over {MAX_HEAD_BYTES} bytes")
+                raise RemoteProtocolError(f"the response head is over {MAX_HEAD_BYTES} bytes")
             head = parse_head(bytes(buffer[start : found.start()]))
             del buffer[: found.end()]
             self._scanned = 0
             if head.status_code == 101:
-                raise ProtocolError(
+                raise RemoteProtocolError(
                     "the server switched protocols, which this client does not speak"
                 )
             if head.status_code >= 200:
@@ -113,7 +113,7 @@ class ResponseParser:
         Once :attr:`done` is true, the body is complete.
 
         Raises:
-            ProtocolError: The body is malformed, or the server closed the connection
+            RemoteProtocolError: The body is malformed, or the server closed the connection
                 before its end (after the bytes that did arrive have been returned).
         """
         reader = self._reader
@@ -132,7 +132,7 @@ def choose_reader(head: Head) -> BodyReader:
         A new reader for its body.
 
     Raises:
-        ProtocolError: The framing is ambiguous (both ``Transfer-Encoding`` and
+        RemoteProtocolError: The framing is ambiguous (both ``Transfer-Encoding`` and
             ``Content-Length``), unsupported or malformed.
     """
     headers = head.headers
@@ -141,16 +141,18 @@ def choose_reader(head: Head) -> BodyReader:
         return EmptyReader()
     if "transfer-encoding" in headers:
         if length is not None:  # a sign of request smuggling
-            raise ProtocolError("the response has both Transfer-Encoding and Content-Length")
+            raise RemoteProtocolError("the response has both Transfer-Encoding and Content-Length")
         if headers["transfer-encoding"].strip().lower() != "chunked":
-            raise ProtocolError(f"unsupported Transfer-Encoding {headers['transfer-encoding']!r}")
+            raise RemoteProtocolError(
+                f"unsupported Transfer-Encoding {headers['transfer-encoding']!r}"
+            )
         return ChunkedReader()
     if length is None:
         return CloseReader()
     values = {value.strip() for value in length.split(",")}
     # int() refuses over 4300 digits; h11 allows 20.
     if len(values) != 1 or not all(_is_length(value) for value in values):
-        raise ProtocolError(f"invalid Content-Length {length!r}")
+        raise RemoteProtocolError(f"invalid Content-Length {length!r}")
     size = int(values.pop())
     return LengthReader(size) if size else EmptyReader()
 

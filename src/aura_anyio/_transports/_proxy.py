@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 import anyio
 
-from .._http11 import ProtocolError as HTTPProtocolError, parse_head
+from .._http11 import RemoteProtocolError, parse_head
 from .base import ProxyError
 
 if typing.TYPE_CHECKING:
@@ -93,7 +93,7 @@ class HTTPProxy:
                     refused=head.status_code == 407,
                 )
             if extra:  # the origin speaks only after the client has
-                raise HTTPProtocolError("the proxy sent bytes after its answer to CONNECT")
+                raise RemoteProtocolError("the proxy sent bytes after its answer to CONNECT")
         except BaseException:
             await anyio.aclose_forcefully(stream)
             raise
@@ -105,7 +105,7 @@ class HTTPProxy:
         buffer = b""
         while (end := buffer.find(b"\r\n\r\n")) < 0:
             if len(buffer) > MAX_PROXY_HEAD:
-                raise HTTPProtocolError("the proxy's answer to CONNECT is too long")
+                raise RemoteProtocolError("the proxy's answer to CONNECT is too long")
             try:
                 buffer += await stream.receive(MAX_PROXY_HEAD)
             except anyio.EndOfStream:

@@ -31,7 +31,7 @@ from anyio.streams.tls import TLSStream
 
 from .._deadlines import DeadlineExpired, deadline_after, run_until
 from .._http11 import (
-    ProtocolError as HTTPProtocolError,
+    RemoteProtocolError,
     ResponseParser,
     encode_request,
     request_prefix,
@@ -76,7 +76,7 @@ _TARGET_SAFE = "/%:@!$&'()*+,;=-._~"
 # What the OS, TLS and AnyIO raise when a connection breaks or was closed under a response
 # (TimeoutError is an OSError).
 _BROKEN = (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError, ssl.SSLError)
-_FAILURES = (HTTPProtocolError, DeadlineExpired, *_BROKEN)
+_FAILURES = (RemoteProtocolError, DeadlineExpired, *_BROKEN)
 
 
 def _neutral(
@@ -85,7 +85,7 @@ def _neutral(
     """The neutral error for one of :data:`_FAILURES`, in a stage with these two classes."""
     if isinstance(exc, (TimeoutError, DeadlineExpired)):
         return timeout(str(exc) or "timed out")
-    if isinstance(exc, HTTPProtocolError):
+    if isinstance(exc, RemoteProtocolError):
         return ProtocolError(str(exc))
     current: BaseException | None = exc
     while current is not None:  # anyio may chain the TLS failure under its own error

@@ -7,8 +7,8 @@ guards against httpcore 1.0.9's bugs:
 
 - A request cancelled while it waits for a pooled connection can leave a new connection
   stuck in the pool for good, holding a slot (encode/httpcore#1093, open). The client admits
-  at most ``max_connections`` requests itself (``Exchange.slots``), so none waits inside
-  httpcore, and the owned pool has no connection limit.
+  at most ``max_connections`` attempts to each server itself (``_endpoints.Endpoints``), so
+  none waits inside httpcore, and the owned pool has no connection limit.
 - Cancelling a TLS handshake leaks the TCP socket: ``start_tls`` closes it on ``Exception``
   only. The owned pool is built with a network backend (:class:`_GuardedBackend`) that
   closes it.
