@@ -442,7 +442,8 @@ class AuraClient:
             max_tokens=max_tokens,
             extra_body=extra_body,
         )
-        return await complete_reply(exchange, Attempts(started=anyio.current_time()))
+        reply = await complete_reply(exchange, Attempts(started=anyio.current_time()))
+        return reply.text
 
     def _fan_out_exchange(self, request: ChatRequest, gate: Admission) -> Exchange:
         exchange = self._exchange(

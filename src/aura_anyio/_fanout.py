@@ -22,7 +22,7 @@ from ._exceptions import APITimeoutError, AuraError, InvalidRequestError
 from ._models import ChatRequest, ChatResult, to_request
 from ._numbers import check_positive, is_int
 from ._ratelimit import Admission, Gate
-from ._stream import Attempts, ChatStream, complete_reply
+from ._stream import Attempts, Reply, complete_reply
 from ._task_groups import hosted_task_group
 from ._tokens import used_tokens
 
@@ -229,8 +229,7 @@ class FanOut(anyio.AsyncContextManagerMixin):
     async def _run(self, index: int, request: ChatRequest, gate: Admission) -> ChatResult:
         start = anyio.current_time()
         attempts = Attempts(started=start)
-        streams: list[ChatStream] = []
-        text = ""
+        reply: Reply | None = None
         error: AuraError | None = None
         tokens = 0  # what the request took from the token budget
         self._started += 1
@@ -238,15 +237,10 @@ class FanOut(anyio.AsyncContextManagerMixin):
             exchange = self._make_exchange(request, gate)
             tokens = exchange.tokens
             try:
-                text = await run_until(
-                    deadline_after(self._request_timeout),
-                    complete_reply,
-                    exchange,
-                    attempts,
-                    streams.append,
+                reply = await run_until(
+                    deadline_after(self._request_timeout), complete_reply, exchange, attempts
                 )
             except DeadlineExpired:
-                text = streams[-1].text if streams else ""
                 error = APITimeoutError(
                     f"request_timeout: no whole reply within {self._request_timeout:g} s "
                     f"({attempts.count} attempt(s))",
@@ -254,13 +248,13 @@ class FanOut(anyio.AsyncContextManagerMixin):
                 )
         except AuraError as exc:
             error = exc
-            text = typing.cast("str", getattr(exc, "partial_text", ""))
+        if reply is None:  # what the last attempt knew when the request failed
+            reply = attempts.reply()
         self._done += 1
         self._failed += error is not None
         self._retried += max(0, attempts.count - 1)
-        last = streams[-1] if streams else None
-        usage = None if last is None else last.usage
-        cached = last is not None and last.cached
+        usage = None if reply is None else reply.usage
+        cached = reply is not None and reply.cached
         self._cached += cached
         if usage is not None and not cached:
             self._prompt_tokens += usage.get("prompt_tokens", 0)
@@ -268,17 +262,21 @@ class FanOut(anyio.AsyncContextManagerMixin):
             used = used_tokens(usage)
             if used is not None:
                 gate.correct(tokens, used)  # the server's count settles the estimate
+        if reply is None:
+            return ChatResult(
+                index, request, "", error, attempts.count, anyio.current_time() - start
+            )
         return ChatResult(
             index,
             request,
-            text,
+            reply.text,
             error,
             attempts.count,
             anyio.current_time() - start,
-            finish_reason=None if last is None else last.finish_reason,
+            finish_reason=reply.finish_reason,
             usage=usage,
-            endpoint=None if last is None else last.endpoint,
-            tool_calls=None if last is None else last.tool_calls,
+            endpoint=reply.endpoint,
+            tool_calls=reply.tool_calls,
             cached=cached,
         )
 

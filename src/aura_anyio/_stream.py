@@ -28,14 +28,14 @@ from ._retry import pause_after, retry_delay
 from ._stored import StoredReply
 
 if typing.TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Mapping
     from types import TracebackType
 
     from ._exchange import Exchange
     from ._messages import ToolCall
     from ._routing import Ticket
 
-__all__ = ["Attempts", "ChatStream", "complete_reply", "plan_retry"]
+__all__ = ["Attempts", "ChatStream", "Reply", "complete_reply", "plan_retry"]
 
 logger = logging.getLogger("aura_anyio")
 
@@ -48,6 +48,13 @@ class Attempts:
     count: int = 0
     # The last attempt's endpoint: the next leaves it to the others, and a 429 pauses it.
     ticket: Ticket | None = None
+    # The last attempt's stream (or the cache's), which knows what arrived even when the
+    # request failed or was cancelled.
+    stream: ChatStream | None = None
+
+    def reply(self) -> Reply | None:
+        """What the last stream knew; ``None`` before the first."""
+        return None if self.stream is None else Reply.of(self.stream)
 
     def deadline(self, seconds: float | None) -> float:
         """The deadline ``seconds`` after the first attempt started; ``math.inf`` for ``None``."""
@@ -93,6 +100,31 @@ def plan_retry(error: APIError, exchange: Exchange, attempts: Attempts) -> float
             error,
         )
     return delay
+
+
+@typing.final
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reply:
+    """What a stream knew when it ended: the text, and what the wire said about it."""
+
+    text: str
+    finish_reason: str | None
+    usage: Mapping[str, int] | None
+    tool_calls: list[ToolCall] | None
+    endpoint: str | None
+    cached: bool
+
+    @classmethod
+    def of(cls, stream: ChatStream) -> Reply:
+        """The record of ``stream`` as it stands."""
+        return cls(
+            stream.text,
+            stream.finish_reason,
+            stream.usage,
+            stream.tool_calls,
+            stream.endpoint,
+            stream.cached,
+        )
 
 
 @typing.final
@@ -339,43 +371,32 @@ class ChatStream:
             await self._reader.aclose()
 
 
-async def complete_reply(
-    exchange: Exchange,
-    attempts: Attempts,
-    on_stream: Callable[[ChatStream], None] | None = None,
-) -> str:
+async def complete_reply(exchange: Exchange, attempts: Attempts) -> Reply:
     """Return the whole reply, retrying a reply cut part-way as the policy allows.
 
     With a cache, a reply stored before is given instead, and of identical requests in
-    flight at once only the first is sent. ``on_stream`` sees each attempt's stream (or the
-    cache's), so a caller that cancels this can still read the text received so far.
+    flight at once only the first is sent. ``attempts.stream`` is each attempt's stream (or
+    the cache's) in turn, so a caller whose request failed, or who cancelled this, can still
+    read what arrived.
     """
     cache = exchange.cache
     if cache is None:
-        return await _send_until_whole(exchange, attempts, on_stream)
+        return await _send_until_whole(exchange, attempts)
     async with cache.claim(exchange.cache_key) as stored:
         if stored is None:
             # The reply's clock starts when sending does, not while an identical request
             # was in flight.
             attempts.started = anyio.current_time()
-            return await _send_until_whole(exchange, attempts, on_stream)
-        stream = ChatStream(exchange, attempts, replay=stored)
-        if on_stream is not None:
-            on_stream(stream)
+            return await _send_until_whole(exchange, attempts)
+        stream = attempts.stream = ChatStream(exchange, attempts, replay=stored)
         async with stream:
-            return stream.text
+            return Reply.of(stream)
 
 
-async def _send_until_whole(
-    exchange: Exchange,
-    attempts: Attempts,
-    on_stream: Callable[[ChatStream], None] | None,
-) -> str:
+async def _send_until_whole(exchange: Exchange, attempts: Attempts) -> Reply:
     while True:
         # The cache, if any, was looked up already.
-        stream = ChatStream(exchange, attempts, look_up=False)
-        if on_stream is not None:
-            on_stream(stream)
+        stream = attempts.stream = ChatStream(exchange, attempts, look_up=False)
         async with stream as reply:
             try:
                 async for _ in reply:
@@ -383,7 +404,7 @@ async def _send_until_whole(
             except IncompleteStreamError as exc:
                 error = exc
             else:
-                return reply.text
+                return Reply.of(reply)
         delay = plan_retry(error, exchange, attempts)
         if delay is None:
             raise error
