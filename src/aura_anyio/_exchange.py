@@ -164,6 +164,19 @@ class Exchange:
     cache: ResponseCache | None = None
     cache_key: bytes = b""
 
+    def hold_off(self, ticket: Ticket | None, seconds: float) -> bool:
+        """The server asked to wait: hold the other requests off for ``seconds``.
+
+        With several servers, those to the one that asked (and ``True``: a retry may go to
+        another at once); else the fan-out's, if the request is part of one.
+        """
+        if self.endpoints.several and ticket is not None:
+            self.endpoints.pause(ticket, seconds)
+            return True
+        if self.gate is not None:
+            self.gate.pause(seconds)
+        return False
+
     async def take(self, avoid: Endpoint | None) -> Ticket:
         """Wait for an endpoint to send an attempt to (``avoid``: the last attempt's).
 
@@ -216,12 +229,8 @@ class Exchange:
         if wait is not None:
             # The server says its limit is spent: hold the other requests to it off until
             # it resets, rather than have them refused (at most as long as a Retry-After
-            # would be honoured). One server of several: that one; else the fan-out.
-            wait = min(wait, self.policy.max_retry_after)
-            if endpoints.several:
-                endpoints.pause(ticket, wait)
-            elif self.gate is not None:
-                self.gate.pause(wait)
+            # would be honoured).
+            self.hold_off(ticket, min(wait, self.policy.max_retry_after))
         try:
             if not 200 <= response.status_code < 300:
                 raise reader.blame(await read_error(response, info, self.wire))

@@ -1,11 +1,12 @@
-"""A job-wide rate limit that many processes reserve from (``aura_anyio.ray``); pure, no I/O.
+"""A rate limit that attempts reserve from: a fan-out's own (``_ratelimit.Gate``), or a whole
+job's that many processes share (``aura_anyio.ray``); pure, no I/O.
 
-Each attempt of every process asks once, and is told how long to wait before it goes: the
-limit holds across them all without their clocks agreeing, since only the keeper's clock
-is read. The buckets are those of a fan-out's own gate: a second's worth of requests (at
-least one) and a minute's worth of tokens, each starting full; a reservation that finds a
-bucket short takes what it needs anyway, and waits until the bucket would have refilled, so
-later ones queue behind it. A pause (a 429 seen anywhere) holds every attempt until it ends.
+Each attempt asks once, and is told how long to wait before it goes; across processes the
+limit holds without their clocks agreeing, since only the keeper's clock is read. There are
+two buckets: a second's worth of requests (at least one) and a minute's worth of tokens,
+each starting full; a reservation that finds a bucket short takes what it needs anyway, and
+waits until the bucket would have refilled, so later ones queue behind it. A pause (a 429
+seen anywhere) holds every attempt until it ends.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ from __future__ import annotations
 import math
 import typing
 
-__all__ = ["Reservations"]
+__all__ = ["Bucket", "Reservations"]
 
 
 @typing.final
-class _Debt:
-    """A token bucket that may go below empty: the debt is the time the next taker waits."""
+class Bucket:
+    """A token bucket that may go below empty: the debt is the time the next taker waits.
+
+    ``capacity`` at most, refilled at ``per_second``, starting full; the clock is the
+    caller's (``now``), so it is the same arithmetic on any clock, in any process.
+    """
 
     __slots__ = ("_at", "_capacity", "_level", "_per_second")
 
@@ -34,6 +39,7 @@ class _Debt:
         return max(0.0, -self._level / self._per_second)
 
     def give(self, now: float, amount: float) -> None:
+        """Put ``amount`` back at ``now`` (or take it, if negative), up to the capacity."""
         if self._at is not None and now > self._at:
             self._level = min(self._capacity, self._level + (now - self._at) * self._per_second)
         self._at = now if self._at is None else max(self._at, now)
@@ -58,12 +64,12 @@ class Reservations:
         self._requests = (
             None
             if requests_per_second is None
-            else _Debt(max(1.0, requests_per_second), requests_per_second)
+            else Bucket(max(1.0, requests_per_second), requests_per_second)
         )
         self._tokens = (
             None
             if tokens_per_minute is None
-            else _Debt(float(tokens_per_minute), tokens_per_minute / 60)
+            else Bucket(float(tokens_per_minute), tokens_per_minute / 60)
         )
         self._resume_at = -math.inf
         self.limited = self._requests is not None or self._tokens is not None

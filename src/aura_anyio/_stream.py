@@ -78,18 +78,9 @@ def plan_retry(error: APIError, exchange: Exchange, attempts: Attempts) -> float
         elapsed=anyio.current_time() - attempts.started,
         budget=exchange.timeouts.total,
     )
-    endpoints = exchange.endpoints
-    ticket = attempts.ticket
-    if endpoints.several and ticket is not None:
-        pause = pause_after(error, delay=delay, policy=exchange.policy, now=now)
-        if pause is not None:
-            endpoints.pause(ticket, pause)
-            if delay is not None:
-                delay = 0.0
-    elif exchange.gate is not None:
-        pause = pause_after(error, delay=delay, policy=exchange.policy, now=now)
-        if pause is not None:
-            exchange.gate.pause(pause)
+    pause = pause_after(error, delay=delay, policy=exchange.policy, now=now)
+    if pause is not None and exchange.hold_off(attempts.ticket, pause) and delay is not None:
+        delay = 0.0  # the server that asked is paused: the retry goes to another at once
     if delay is not None:
         logger.info(
             "retrying POST %s in %.2f s (retry %d of %d) after: %s",
