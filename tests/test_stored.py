@@ -8,6 +8,7 @@ import typing
 import pytest
 from hypothesis import given, strategies as st
 
+from aura_anyio._exchange import StoredReader
 from aura_anyio._stored import StoredReply, decode_reply, encode_reply, request_key
 from aura_anyio._wire import wire_named
 
@@ -128,8 +129,15 @@ def test_a_row_that_is_not_a_stored_reply_is_refused(text: str) -> None:
 
 
 async def test_a_stored_reply_reads_as_an_ended_response() -> None:
-    reply = StoredReply("whole")
-    assert reply.done
-    assert await reply.next_text() == ""
-    await reply.aclose()
+    reply = StoredReply("whole", "stop", {"total_tokens": 3})
+    reader = StoredReader(reply)
+    assert (reader.done, reader.complete, reader.text) == (True, True, "whole")
+    assert (reader.finish_reason, reader.usage, reader.tool_calls) == (
+        "stop",
+        {"total_tokens": 3},
+        None,
+    )
+    assert await reader.next_text() == ""
+    await reader.aclose()
     assert json.loads(encode_reply(reply))["text"] == "whole"
+    assert not hasattr(reply, "next_text")  # the public type is a record, not a reader

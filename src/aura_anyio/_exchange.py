@@ -26,6 +26,7 @@ from ._exceptions import (
 from ._options import redact_url
 from ._retry import parse_retry_after
 from ._routing import counts_against
+from ._stored import StoredReply
 from ._transports.base import (
     CertificateError,
     ConnectError,
@@ -54,7 +55,14 @@ if typing.TYPE_CHECKING:
     from ._transports.base import Request, Response, Transport
     from ._wire import ReplyDecoder, Wire
 
-__all__ = ["ERROR_BODY_LIMIT", "Exchange", "ReplyReader", "map_transport_error", "read_error"]
+__all__ = [
+    "ERROR_BODY_LIMIT",
+    "Exchange",
+    "ReplyReader",
+    "StoredReader",
+    "map_transport_error",
+    "read_error",
+]
 
 logger = logging.getLogger("aura_anyio")
 
@@ -163,6 +171,14 @@ class Exchange:
     # Where whole replies are kept, and this request's key there.
     cache: ResponseCache | None = None
     cache_key: bytes = b""
+
+    async def cached(self) -> StoredReader | None:
+        """The reply the cache keeps for this request, as a response that has ended; ``None``
+        without a cache, or without the reply in it."""
+        if self.cache is None:
+            return None
+        stored = await self.cache.lookup(self.cache_key)
+        return None if stored is None else StoredReader(stored)
 
     def hold_off(self, ticket: Ticket | None, seconds: float) -> bool:
         """The server asked to wait: hold the other requests off for ``seconds``.
@@ -355,6 +371,8 @@ class ReplyReader:
             self._finished = True
             text = self._decode(None)
             self.done = self.complete = self._failure is None
+            if self.complete:
+                await self._keep()
             return text
         except TransportError as exc:
             self.done = True
@@ -374,7 +392,15 @@ class ReplyReader:
         # The wire's end marker ends the reply, even if the body goes on (or stalls).
         if self._decoder.done and self._failure is None:
             self.done = self._marked_end = self.complete = True
+            await self._keep()
         return text
+
+    async def _keep(self) -> None:
+        """Keep the whole reply in the cache, if the client has one."""
+        exchange = self._exchange
+        if exchange.cache is not None:
+            reply = StoredReply(self.text, self.finish_reason, self.usage, self.tool_calls)
+            await exchange.cache.store(exchange.cache_key, reply)
 
     def _decode(self, chunk: bytes | None) -> str:
         try:
@@ -419,3 +445,44 @@ class ReplyReader:
         finally:
             if ticket is not None:
                 _give_back(self._exchange.endpoints, ticket, self._error, whole=self.complete)
+
+
+@typing.final
+class StoredReader:
+    """A reply from the cache, read like a response that has ended: its text is all there,
+    there is nothing more to read and nothing to close."""
+
+    __slots__ = ("_reply",)
+
+    done = True
+    complete = True
+
+    def __init__(self, reply: StoredReply) -> None:
+        self._reply = reply
+
+    @property
+    def text(self) -> str:
+        """The whole reply."""
+        return self._reply.text
+
+    @property
+    def finish_reason(self) -> str | None:
+        """Why the reply ended, if the wire said."""
+        return self._reply.finish_reason
+
+    @property
+    def usage(self) -> Mapping[str, int] | None:
+        """The token counts the server sent with it, if any."""
+        return self._reply.usage
+
+    @property
+    def tool_calls(self) -> list[ToolCall] | None:
+        """The tool calls it made, if any."""
+        return self._reply.tool_calls
+
+    async def next_text(self) -> str:
+        """Nothing: the whole text is :attr:`text`."""
+        return ""
+
+    async def aclose(self) -> None:
+        """Nothing to close."""

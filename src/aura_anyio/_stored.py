@@ -45,7 +45,7 @@ def request_key(wire: str, body: bytes) -> bytes:
 @typing.final
 @dataclasses.dataclass(frozen=True, slots=True)
 class StoredReply:
-    """A whole reply as the cache keeps it, read back like a response that has ended.
+    """A whole reply as the cache keeps it.
 
     Attributes:
         text: The reply's text.
@@ -58,15 +58,6 @@ class StoredReply:
     finish_reason: str | None = None
     usage: Mapping[str, int] | None = None
     tool_calls: list[ToolCall] | None = None
-    # A reader's view of it: ended, with nothing more to read and nothing to close.
-    done: typing.ClassVar[bool] = True
-
-    async def next_text(self) -> str:
-        """Nothing: the whole text is :attr:`text`."""
-        return ""
-
-    async def aclose(self) -> None:
-        """Nothing to close."""
 
 
 def encode_reply(reply: StoredReply) -> str:

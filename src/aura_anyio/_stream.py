@@ -23,9 +23,8 @@ from ._exceptions import (
     IncompleteStreamError,
     ResponseTooLargeError,
 )
-from ._exchange import ReplyReader
+from ._exchange import ReplyReader, StoredReader
 from ._retry import pause_after, retry_delay
-from ._stored import StoredReply
 
 if typing.TYPE_CHECKING:
     from collections.abc import Mapping
@@ -134,10 +133,8 @@ class ChatStream:
         "_look_up",
         "_pending",
         "_reader",
-        "_replay",
         "_state",
         "_status",
-        "_stored",
     )
 
     def __init__(
@@ -145,7 +142,7 @@ class ChatStream:
         exchange: Exchange,
         attempts: Attempts | None = None,
         *,
-        replay: StoredReply | None = None,
+        replay: StoredReader | None = None,
         look_up: bool = True,
     ) -> None:
         self._exchange = exchange
@@ -153,12 +150,10 @@ class ChatStream:
         self._attempts = attempts
         self._state = "new"
         self._status: int | None = None
-        self._reader: ReplyReader | StoredReply | None = None
+        # A reply from the cache, given instead of sending.
+        self._reader: ReplyReader | StoredReader | None = replay
         self._pending: str | None = None  # the first text, read while entering
-        # A reply from the cache to give instead of sending, or whether to look for one.
-        self._replay = replay
-        self._look_up = look_up
-        self._stored = False  # the reply went into the cache (or came from it)
+        self._look_up = look_up  # whether to ask the cache before sending
 
     @property
     def text(self) -> str:
@@ -209,7 +204,7 @@ class ChatStream:
     @property
     def cached(self) -> bool:
         """Whether the reply came from the client's :class:`ResponseCache`, not the server."""
-        return isinstance(self._reader, StoredReply)
+        return isinstance(self._reader, StoredReader)
 
     def __repr__(self) -> str:
         info = self._exchange.info
@@ -221,14 +216,11 @@ class ChatStream:
         self._state = "open"
         if self._attempts is None:
             self._attempts = Attempts(started=anyio.current_time())
-        replay = self._replay
-        cache = self._exchange.cache
-        if replay is None and cache is not None and self._look_up:
-            replay = await cache.lookup(self._exchange.cache_key)
+        replay = self._reader
+        if replay is None and self._look_up:
+            replay = self._reader = await self._exchange.cached()
         if replay is not None:
-            self._reader = replay
             self._pending = replay.text or None
-            self._stored = True
             return self
         try:
             await self._open(self._attempts)
@@ -281,20 +273,7 @@ class ChatStream:
                 ) from error
             if text:
                 return text
-        await self._store(reader)
         raise StopAsyncIteration
-
-    async def _store(self, reader: ReplyReader | StoredReply) -> None:
-        """Keep a whole reply in the cache, once."""
-        cache = self._exchange.cache
-        if cache is None or self._stored or isinstance(reader, StoredReply):
-            return
-        self._stored = True
-        if reader.complete:
-            await cache.store(
-                self._exchange.cache_key,
-                StoredReply(reader.text, reader.finish_reason, reader.usage, reader.tool_calls),
-            )
 
     async def _open(self, attempts: Attempts) -> None:
         """Send until a response gives its first text (or ends), retrying what may be."""
@@ -379,7 +358,7 @@ async def complete_reply(exchange: Exchange, attempts: Attempts) -> Reply:
             # was in flight.
             attempts.started = anyio.current_time()
             return await _send_until_whole(exchange, attempts)
-        stream = attempts.stream = ChatStream(exchange, attempts, replay=stored)
+        stream = attempts.stream = ChatStream(exchange, attempts, replay=StoredReader(stored))
         async with stream:
             return Reply.of(stream)
 
