@@ -34,7 +34,7 @@ if typing.TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Generator
     from types import TracebackType
 
-__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "ResponseCache"]
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "ResponseCache", "check_cache"]
 
 logger = logging.getLogger("aura_anyio")
 
@@ -379,3 +379,16 @@ def _is_ours(connection: sqlite3.Connection, path: str) -> bool:
             "left as it is: pass another path"
         )
     return False
+
+
+def check_cache(cache: object) -> ResponseCache | None:
+    """Return ``cache`` if it is a :class:`ResponseCache` or ``None``.
+
+    Raises:
+        InvalidRequestError: It is something else.
+    """
+    if cache is not None and not isinstance(cache, ResponseCache):
+        raise InvalidRequestError(
+            f"cache must be a ResponseCache or None, got {type(cache).__name__}"
+        )
+    return cache

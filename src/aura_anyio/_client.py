@@ -3,37 +3,34 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import ssl
 import sys
 import typing
 from types import MappingProxyType
-from urllib.parse import urlsplit
 
 import anyio
 
-from ._cache import ResponseCache
+from ._cache import ResponseCache, check_cache
 from ._deadlines import close_shielded
 from ._endpoints import Endpoints
 from ._exceptions import InvalidRequestError, RequestInfo
 from ._exchange import Exchange
-from ._fanout import DEFAULT_MAX_CONCURRENCY, FanOut, Requests, check_fan_out
+from ._fanout import DEFAULT_MAX_CONCURRENCY, FanOut, FanOutLimits, Requests
 from ._models import DEFAULT_MODEL, ModelSpec, Timeouts
 from ._numbers import is_int
 from ._options import (
     build_headers,
     check_base_urls,
     check_proxy,
-    environment_proxy,
     redact_url,
 )
 from ._payload import DEFAULT_TEMPERATURE
 from ._retry import DEFAULT_MAX_RETRIES, RetryPolicy
 from ._stored import request_key
 from ._stream import Attempts, ChatStream, complete_reply
-from ._tokens import estimate_tokens
+from ._tokens import tokens_within
 from ._transports.base import Request
-from ._transports.default import AnyIOTransport, make_ssl_context
+from ._transports.choice import check_lent, choose_transport
 from ._version import __version__
 from ._wire import wire_named
 
@@ -55,7 +52,6 @@ __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_RESPONSE_BYTES",
     "AuraClient",
-    "fan_out_through",
 ]
 
 DEFAULT_BASE_URL = "https://openchat.team"
@@ -165,29 +161,12 @@ class AuraClient:
                 f"verify must be a bool or an ssl.SSLContext, got {type(verify).__name__}"
             )
         self._verify = verify
-        if transport is not None and http_client is not None:
-            raise InvalidRequestError("pass transport or http_client, not both")
-        lent = "transport" if transport is not None else "http_client"
-        if transport is not None or http_client is not None:
-            for name, value, default in (("proxy", self._proxy, None), ("verify", verify, True)):
-                if value is not default:
-                    raise InvalidRequestError(
-                        f"{name} cannot be combined with {lent}; configure it on the "
-                        f"{lent} you pass in"
-                    )
+        check_lent(transport, http_client, proxy=self._proxy, verify=verify)
         self._key = key
         self._timeouts = timeout
         self._max_response_bytes = max_response_bytes
-        if not isinstance(include_usage, bool):
-            raise InvalidRequestError(
-                f"include_usage must be a bool, got {type(include_usage).__name__}"
-            )
         self._wire = wire_named(wire, include_usage=include_usage)
-        if cache is not None and not isinstance(cache, ResponseCache):
-            raise InvalidRequestError(
-                f"cache must be a ResponseCache or None, got {type(cache).__name__}"
-            )
-        self._cache = cache
+        self._cache = check_cache(cache)
         self._url = self._wire.path(self._base_url)
         # A borrowed httpx client keeps its own pool limits.
         self._endpoints = Endpoints(
@@ -202,53 +181,23 @@ class AuraClient:
         self._headers: Mapping[str, str] = MappingProxyType(headers_)
         self._owns_transport = transport is None
         self._transport: Transport = (
-            transport if transport is not None else self._make_transport(http_client)
+            transport
+            if transport is not None
+            else choose_transport(
+                [self._wire.path(url) for url in self._base_urls],
+                proxy=self._proxy,
+                verify=verify,
+                max_idle=self._max_idle,
+                http_client=http_client,
+            )
         )
         self._info = RequestInfo("POST", self._url)
         self._limited = http_client is None
         self._closed = False
 
-    def _make_transport(self, http_client: httpx.AsyncClient | None) -> Transport:
-        if http_client is not None:
-            from ._transports.httpx import HttpxTransport
-
-            return HttpxTransport(http_client, owned=False)
-        proxy = self._proxy
-        if proxy is None:
-            proxy = self._environment_proxy()
-        if proxy is not None and urlsplit(proxy).scheme not in ("http", "https"):
-            from ._transports.httpx import socks_transport
-
-            try:
-                return socks_transport(proxy, verify=self._verify, max_idle=self._max_idle)
-            except ImportError as exc:  # socksio
-                raise InvalidRequestError(
-                    f"proxy {redact_url(proxy)!r} needs the socks extra: "
-                    f"pip install 'aura_anyio[socks]' ({exc})"
-                ) from None
-        return AnyIOTransport(
-            ssl_context=make_ssl_context(self._verify),
-            max_idle=self._max_idle,
-            proxy=proxy,
-        )
-
     @property
     def _max_idle(self) -> int:
         return self._max_connections * len(self._base_urls)
-
-    def _environment_proxy(self) -> str | None:
-        """The proxy the environment names for the servers: one transport serves them all."""
-        proxies = {environment_proxy(self._wire.path(url), os.environ) for url in self._base_urls}
-        if len(proxies) > 1:
-            raise InvalidRequestError(
-                "base_url: the environment's proxy settings (HTTP_PROXY, HTTPS_PROXY, "
-                "ALL_PROXY, NO_PROXY) send some of its URLs through a proxy and not others; "
-                "one client uses one way for all: set the variables to agree, or pass proxy="
-            )
-        return check_proxy(
-            proxies.pop(),
-            field="the proxy from the environment (HTTPS_PROXY, HTTP_PROXY or ALL_PROXY)",
-        )
 
     @property
     def base_url(self) -> str:
@@ -460,13 +409,7 @@ class AuraClient:
         # Valid by now: the body was built. On /api/chat max_tokens is the conversation's
         # limit, not the reply's, so only the OpenAI wire counts it.
         cap = request.max_tokens if self._wire.name == "openai" else None
-        tokens = estimate_tokens(request.messages, cap)
-        if tokens > budget:
-            raise InvalidRequestError(
-                f"this request needs about {tokens} tokens (4 characters a token, plus "
-                f"max_tokens), more than tokens_per_minute={budget:g} allows in a minute; "
-                "raise the budget or shorten the request"
-            )
+        tokens = tokens_within(budget, request.messages, cap)
         return dataclasses.replace(exchange, tokens=tokens)
 
     def fan_out(
@@ -508,22 +451,24 @@ class AuraClient:
         Raises:
             InvalidRequestError: An argument is invalid (raised by this call).
         """
-        check_fan_out(
-            requests,
-            max_concurrency=max_concurrency,
-            requests_per_second=requests_per_second,
-            request_timeout=request_timeout,
-            max_connections=self._max_idle if self._limited else None,
-            tokens_per_minute=tokens_per_minute,
+        limits = FanOutLimits(
+            max_concurrency, requests_per_second, request_timeout, tokens_per_minute
         )
-        return FanOut(
-            self._fan_out_exchange,
-            requests,
-            max_concurrency=max_concurrency,
-            requests_per_second=requests_per_second,
-            request_timeout=request_timeout,
-            tokens_per_minute=tokens_per_minute,
-        )
+        return self._fan_out(requests, limits)
+
+    def _fan_out(
+        self, requests: Requests, limits: FanOutLimits, gate: Admission | None = None
+    ) -> FanOut:
+        """The one path of every fan-out: :meth:`fan_out`'s, the ``aura`` command's, and the
+        Ray stage's, whose attempts ``gate`` admits (a job-wide limit) instead of a gate of
+        the fan-out's own.
+
+        Raises:
+            InvalidRequestError: ``requests`` is no input, or ``limits`` ask for more
+                connections than the client has.
+        """
+        limits.check(requests, self._max_idle if self._limited else None)
+        return FanOut(self._fan_out_exchange, requests, limits, gate)
 
     async def gather(
         self,
@@ -542,48 +487,11 @@ class AuraClient:
         Raises:
             InvalidRequestError: An argument is invalid; nothing was sent.
         """
+        limits = FanOutLimits(
+            max_concurrency, requests_per_second, request_timeout, tokens_per_minute
+        )
         results: list[ChatResult] = []
-        async with self.fan_out(
-            requests,
-            max_concurrency=max_concurrency,
-            requests_per_second=requests_per_second,
-            request_timeout=request_timeout,
-            tokens_per_minute=tokens_per_minute,
-        ) as finished:
+        async with self._fan_out(requests, limits) as finished:
             results.extend([result async for result in finished])
         results.sort(key=lambda result: result.index)
         return results
-
-
-def fan_out_through(
-    client: AuraClient,
-    requests: Requests,
-    gate: Admission,
-    *,
-    max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-    request_timeout: float | None = None,
-) -> FanOut:
-    """:meth:`AuraClient.fan_out`, with its attempts admitted by ``gate``: a limit shared
-    with other fan-outs, in other processes (``aura_anyio.ray``), instead of one of its own.
-
-    Raises:
-        InvalidRequestError: An argument is invalid.
-    """
-    # The client's own: this function is its fan_out() with another gate, kept off the
-    # public method so that the gate stays private.
-    limited = client._limited  # pyright: ignore[reportPrivateUsage]
-    check_fan_out(
-        requests,
-        max_concurrency=max_concurrency,
-        requests_per_second=None,
-        request_timeout=request_timeout,
-        max_connections=client._max_idle if limited else None,  # pyright: ignore[reportPrivateUsage]
-    )
-    return FanOut(
-        client._fan_out_exchange,  # pyright: ignore[reportPrivateUsage]
-        requests,
-        max_concurrency=max_concurrency,
-        requests_per_second=None,
-        request_timeout=request_timeout,
-        gate=gate,
-    )

@@ -34,7 +34,7 @@ if typing.TYPE_CHECKING:
 
     from ._exchange import Exchange
 
-__all__ = ["DEFAULT_MAX_CONCURRENCY", "FanOut", "FanOutProgress", "Requests", "check_fan_out"]
+__all__ = ["DEFAULT_MAX_CONCURRENCY", "FanOut", "FanOutLimits", "FanOutProgress", "Requests"]
 
 DEFAULT_MAX_CONCURRENCY = 16
 
@@ -72,35 +72,54 @@ class FanOutProgress:
     cached: int = 0
 
 
-def check_fan_out(
-    requests: object,
-    *,
-    max_concurrency: object,
-    requests_per_second: object,
-    request_timeout: object,
-    max_connections: int | None,
-    tokens_per_minute: object = None,
-) -> None:
-    """Check a fan-out's arguments before anything starts.
+@typing.final
+@dataclasses.dataclass(frozen=True, slots=True)
+class FanOutLimits:
+    """How hard a fan-out may press the servers; checked once, when made.
+
+    Attributes:
+        max_concurrency: The most requests in flight at once.
+        requests_per_second: Attempts a second, retries included; ``None``: no limit.
+        request_timeout: Seconds each request may take, retries included; ``None``: none.
+        tokens_per_minute: A budget of tokens a minute for every attempt together;
+            ``None``: no limit.
 
     Raises:
-        InvalidRequestError: An argument is invalid.
+        InvalidRequestError: A limit is invalid.
     """
-    if not isinstance(requests, (Iterable, AsyncIterable)) or isinstance(requests, (str, bytes)):
-        raise InvalidRequestError(
-            "requests must be an iterable or async iterable of ChatRequest, message lists "
-            f"or prompt strings, got {type(requests).__name__}"
-        )
-    if not is_int(max_concurrency) or max_concurrency < 1:
-        raise InvalidRequestError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
-    if max_connections is not None and max_concurrency > max_connections:
-        raise InvalidRequestError(
-            f"max_concurrency={max_concurrency} is more than the client's "
-            f"max_connections={max_connections}; raise max_connections to match"
-        )
-    check_positive("requests_per_second", requests_per_second)
-    check_positive("request_timeout", request_timeout)
-    check_positive("tokens_per_minute", tokens_per_minute)
+
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    requests_per_second: float | None = None
+    request_timeout: float | None = None
+    tokens_per_minute: float | None = None
+
+    def __post_init__(self) -> None:
+        concurrency: object = self.max_concurrency
+        if not is_int(concurrency) or concurrency < 1:
+            raise InvalidRequestError(f"max_concurrency must be an int >= 1, got {concurrency!r}")
+        check_positive("requests_per_second", self.requests_per_second)
+        check_positive("request_timeout", self.request_timeout)
+        check_positive("tokens_per_minute", self.tokens_per_minute)
+
+    def check(self, requests: object, max_connections: int | None) -> None:
+        """Check that ``requests`` is an input these limits can be applied to, by a client
+        that has at most ``max_connections`` connections (``None``: no limit of its own).
+
+        Raises:
+            InvalidRequestError: It is not.
+        """
+        if not isinstance(requests, (Iterable, AsyncIterable)) or isinstance(
+            requests, (str, bytes)
+        ):
+            raise InvalidRequestError(
+                "requests must be an iterable or async iterable of ChatRequest, message lists "
+                f"or prompt strings, got {type(requests).__name__}"
+            )
+        if max_connections is not None and self.max_concurrency > max_connections:
+            raise InvalidRequestError(
+                f"max_concurrency={self.max_concurrency} is more than the client's "
+                f"max_connections={max_connections}; raise max_connections to match"
+            )
 
 
 @typing.final
@@ -115,21 +134,14 @@ class FanOut(anyio.AsyncContextManagerMixin):
         self,
         make_exchange: MakeExchange,
         requests: Requests,
-        *,
-        max_concurrency: int,
-        requests_per_second: float | None,
-        request_timeout: float | None,
-        tokens_per_minute: float | None = None,
+        limits: FanOutLimits,
         gate: Admission | None = None,
     ) -> None:
         self._make_exchange = make_exchange
+        self._requests = requests
+        self._limits = limits
         # Shared with other fan-outs (in other processes, say), instead of one of its own.
         self._gate = gate
-        self._tokens_per_minute = tokens_per_minute
-        self._requests = requests
-        self._max_concurrency = max_concurrency
-        self._rate = requests_per_second
-        self._request_timeout = request_timeout
         # Counted here, and copied into a FanOutProgress only when someone asks.
         self._started = self._done = self._failed = self._retried = 0
         self._prompt_tokens = self._completion_tokens = self._cached = 0
@@ -157,7 +169,10 @@ class FanOut(anyio.AsyncContextManagerMixin):
         if self._entered:
             raise RuntimeError("a fan-out can be entered only once; call fan_out() again")
         self._entered = True
-        gate = Gate(self._rate, self._tokens_per_minute) if self._gate is None else self._gate
+        limits = self._limits
+        gate = self._gate
+        if gate is None:
+            gate = Gate(limits.requests_per_second, limits.tokens_per_minute)
         results_in, results_out = anyio.create_memory_object_stream[ChatResult](0)
         jobs_in, jobs_out = anyio.create_memory_object_stream[tuple[int, ChatRequest]](0)
         self._results = results_out
@@ -166,7 +181,7 @@ class FanOut(anyio.AsyncContextManagerMixin):
                 self._task_group = task_group
                 with results_in, jobs_out:
                     task_group.start_soon(self._feed, jobs_in)
-                    for _ in range(self._max_concurrency):
+                    for _ in range(limits.max_concurrency):
                         task_group.start_soon(
                             self._work, gate, jobs_out.clone(), results_in.clone()
                         )
@@ -238,11 +253,11 @@ class FanOut(anyio.AsyncContextManagerMixin):
             tokens = exchange.tokens
             try:
                 reply = await run_until(
-                    deadline_after(self._request_timeout), complete_reply, exchange, attempts
+                    deadline_after(self._limits.request_timeout), complete_reply, exchange, attempts
                 )
             except DeadlineExpired:
                 error = APITimeoutError(
-                    f"request_timeout: no whole reply within {self._request_timeout:g} s "
+                    f"request_timeout: no whole reply within {self._limits.request_timeout:g} s "
                     f"({attempts.count} attempt(s))",
                     request=exchange.info,
                 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import typing
 
+from ._exceptions import InvalidRequestError
 from ._messages import content_text
 
 if typing.TYPE_CHECKING:
@@ -17,7 +18,7 @@ if typing.TYPE_CHECKING:
 
     from ._messages import Messages
 
-__all__ = ["CHARS_PER_TOKEN", "estimate_tokens", "used_tokens"]
+__all__ = ["CHARS_PER_TOKEN", "estimate_tokens", "tokens_within", "used_tokens"]
 
 CHARS_PER_TOKEN = 4
 
@@ -27,6 +28,22 @@ def estimate_tokens(messages: Messages, max_tokens: int | None) -> int:
     ``max_tokens`` (the most the reply may take) when one is sent."""
     characters = sum(len(content_text(message.get("content"))) for message in messages)
     return math.ceil(characters / CHARS_PER_TOKEN) + (max_tokens or 0)
+
+
+def tokens_within(budget: float, messages: Messages, max_tokens: int | None) -> int:
+    """The estimate of a request's tokens, which must fit in a minute's ``budget``.
+
+    Raises:
+        InvalidRequestError: The request needs more than the whole budget.
+    """
+    tokens = estimate_tokens(messages, max_tokens)
+    if tokens > budget:
+        raise InvalidRequestError(
+            f"this request needs about {tokens} tokens (4 characters a token, plus "
+            f"max_tokens), more than tokens_per_minute={budget:g} allows in a minute; "
+            "raise the budget or shorten the request"
+        )
+    return tokens
 
 
 def used_tokens(usage: Mapping[str, int] | None) -> int | None:

@@ -39,10 +39,9 @@ from ._client import (
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_RESPONSE_BYTES,
     AuraClient,
-    fan_out_through,
 )
 from ._exceptions import InvalidRequestError
-from ._fanout import DEFAULT_MAX_CONCURRENCY, check_fan_out
+from ._fanout import DEFAULT_MAX_CONCURRENCY, FanOutLimits
 from ._models import Timeouts
 from ._reservations import Reservations
 from ._retry import DEFAULT_MAX_RETRIES, RetryPolicy
@@ -218,18 +217,12 @@ class Chat:
         wire: WireName = "aura",
         include_usage: bool = True,
     ) -> None:
-        check_fan_out(
-            (),
-            max_concurrency=max_concurrency,
-            requests_per_second=requests_per_second,
-            request_timeout=request_timeout,
-            max_connections=None,
-            tokens_per_minute=tokens_per_minute,
+        # The rate and the token budget are the job's, kept by the keeper (the gate).
+        self._limits = FanOutLimits(
+            max_concurrency, requests_per_second, request_timeout, tokens_per_minute
         )
         if backend not in ("asyncio", "trio"):
             raise InvalidRequestError(f"backend must be 'asyncio' or 'trio', got {backend!r}")
-        self._max_concurrency = max_concurrency
-        self._request_timeout = request_timeout
         if limiter is None:
             job = ray.get_runtime_context().get_job_id()
             limiter = f"aura_anyio:{job}:{requests_per_second}:{tokens_per_minute}"
@@ -283,13 +276,10 @@ class Chat:
     async def _ask(self, requests: list[ChatRequest | str]) -> list[ChatResult | str]:
         outcomes = typing.cast("list[ChatResult | str]", list(requests))
         sent = [index for index, request in enumerate(requests) if not isinstance(request, str)]
-        async with fan_out_through(
-            self._client,
-            [typing.cast("ChatRequest", requests[index]) for index in sent],
-            self._gate,
-            max_concurrency=self._max_concurrency,
-            request_timeout=self._request_timeout,
-        ) as results:
+        chosen = [typing.cast("ChatRequest", requests[index]) for index in sent]
+        # The client's own path to a fan-out with a gate from outside: the keeper's.
+        fan_out = self._client._fan_out  # pyright: ignore[reportPrivateUsage]
+        async with fan_out(chosen, self._limits, self._gate) as results:
             async for result in results:
                 outcomes[sent[result.index]] = result
         return outcomes

@@ -23,7 +23,7 @@ import click
 from .._cache import ResponseCache
 from .._client import DEFAULT_BASE_URL, AuraClient
 from .._exceptions import AuraError, CacheError, InvalidRequestError
-from .._fanout import check_fan_out
+from .._fanout import FanOutLimits
 from .._models import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_TEMPERATURE
 from .._wire import WIRES
 from .batch import BatchStats, run_batch, summary_line, summary_of, until_signalled
@@ -325,14 +325,7 @@ def batch(
     finished result is in OUTPUT: run again with --resume to finish).
     """
     try:  # before anything is written: nan and inf pass click's ranges
-        check_fan_out(
-            (),
-            max_concurrency=concurrency,
-            requests_per_second=rps,
-            request_timeout=request_timeout,
-            max_connections=None,
-            tokens_per_minute=tpm,
-        )
+        FanOutLimits(concurrency, rps, request_timeout, tpm)
     except InvalidRequestError as exc:
         message = str(exc).replace(" or None", "")
         for name, option in (

@@ -42,15 +42,20 @@ __all__ = [
 WIRES: dict[str, Wire] = {"aura": AuraWire(), "openai": OpenAIWire()}
 
 
-def wire_named(name: object, *, include_usage: bool = True) -> Wire:
+def wire_named(name: object, *, include_usage: object = True) -> Wire:
     """Return the wire called ``name``; ``include_usage`` is the OpenAI wire's setting.
 
     Raises:
-        InvalidRequestError: No wire is called ``name``; the message names the known ones.
+        InvalidRequestError: No wire is called ``name`` (the message names the known ones),
+            or ``include_usage`` is not a bool.
     """
     if not isinstance(name, str) or name not in WIRES:
         raise InvalidRequestError(
             f"wire must be one of {', '.join(map(repr, WIRES))}, got {name!r}"
+        )
+    if not isinstance(include_usage, bool):
+        raise InvalidRequestError(
+            f"include_usage must be a bool, got {type(include_usage).__name__}"
         )
     if name == "openai" and not include_usage:
         return OpenAIWire(include_usage=False)
