@@ -371,8 +371,7 @@ class ReplyReader:
             self._finished = True
             text = self._decode(None)
             self.done = self.complete = self._failure is None
-            if self.complete:
-                await self._keep()
+            await self._keep()
             return text
         except TransportError as exc:
             self.done = True
@@ -396,9 +395,9 @@ class ReplyReader:
         return text
 
     async def _keep(self) -> None:
-        """Keep the whole reply in the cache, if the client has one."""
+        """Keep the reply in the cache, if it is whole and the client has one."""
         exchange = self._exchange
-        if exchange.cache is not None:
+        if self.complete and exchange.cache is not None:
             reply = StoredReply(self.text, self.finish_reason, self.usage, self.tool_calls)
             await exchange.cache.store(exchange.cache_key, reply)
 
