@@ -784,6 +784,28 @@ def test_a_batch_cut_everywhere_by_a_server_fault_fails_and_resumes_on_a_healthy
     assert ok == collections.Counter(range(4))
 
 
+def test_a_batch_against_a_server_that_answers_empty_reports_those_rows_as_failed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # openchat-ui under load: some 200s with no body. Before, each was an "ok" row with no text.
+    empty, once = Fault(empty_body=True), Fault(empty_body=True, times=1)
+    prompts = {n: f"p{n}" for n in range(8)}
+    prompts[2], prompts[5] = f"p2 {empty.marker()}", f"p5 {once.marker()}"
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_text(
+        "".join(json.dumps({"id": n, "prompt": p}) + "\n" for n, p in prompts.items())
+    )
+    with serving(ReferenceServer()) as server:
+        args = ["batch", str(source), "-o", str(output), "--base-url", server.base_url]
+        assert main([*args, "--retries", "1", "--no-progress"]) == 1
+    assert "8 done, 1 failed, 2 retries" in capsys.readouterr().err
+    found = {row["id"]: row for row in rows(output)}
+    assert (found[2]["ok"], found[2]["text"], found[2]["attempts"]) == (False, "", 2)
+    assert found[2]["error"]["type"] == "EmptyReplyError"
+    assert (found[5]["ok"], found[5]["attempts"]) == (True, 2)  # retried, then whole
+    assert all(row["ok"] and row["text"] for key, row in found.items() if key != 2)
+
+
 def test_a_batch_over_several_servers_names_the_server_of_each_row(tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
     source.write_text("".join(f'{{"prompt": "p{n}"}}\n' for n in range(40)), encoding="utf-8")

@@ -30,6 +30,7 @@ from aura_anyio import (
     APITimeoutError,
     AuraClient,
     ChatStream,
+    EmptyReplyError,
     IncompleteStreamError,
     InvalidRequestError,
     RateLimitError,
@@ -120,12 +121,17 @@ async def test_complete_joins_the_reply() -> None:
         assert await client.complete(HELLO) == "abc"
 
 
-async def test_an_empty_reply_is_an_empty_string() -> None:
-    async with make_client(Script(reply(), reply())) as client:
-        assert await client.complete(HELLO) == ""
-        async with client.stream(HELLO) as chunks:
-            assert [text async for text in chunks] == []
-        assert chunks.text == ""
+async def test_an_empty_reply_is_retried_then_raised_never_an_empty_string() -> None:
+    empty = Script(*[reply() for _ in range(6)])
+    async with make_client(empty) as client:
+        with pytest.raises(EmptyReplyError, match="no text at all"):
+            await client.complete(HELLO)
+        with pytest.raises(EmptyReplyError, match="no text at all"):
+            async with client.stream(HELLO):
+                pass  # raised on entering: the body ended before any text
+    assert len(empty.calls) == 6  # three attempts each
+    async with make_client(Script(reply(), reply("abc"))) as client:
+        assert await client.complete(HELLO) == "abc"
 
 
 async def test_multibyte_characters_split_across_chunks_survive() -> None:

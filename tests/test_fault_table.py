@@ -19,6 +19,7 @@ from aura_anyio import (
     APIStatusError,
     APITimeoutError,
     AuraClient,
+    EmptyReplyError,
     IncompleteStreamError,
     RateLimitError,
     ResponseTooLargeError,
@@ -285,6 +286,19 @@ async def test_closed_before_the_body(mode: str) -> None:
     assert len(server.requests) == ALL_ATTEMPTS
 
 
+@fault_row("empty reply, as openchat-ui sends under load")
+async def test_an_empty_reply_is_retried_then_raised(mode: Mode) -> None:
+    # /api/chat always has text: no text at all is the failure; on the OpenAI wire a body
+    # without data: [DONE] is a cut.
+    expected = EmptyReplyError if mode.wire == "aura" else APIConnectionError
+    error, server = await fail(Fault(empty_body=True), mode, expected)
+    assert type(error) is expected
+    assert len(server.requests) == ALL_ATTEMPTS
+    text, server = await succeed(Fault(empty_body=True, times=1), mode)
+    assert text == default_reply(server.requests[-1])
+    assert len(server.requests) == 2
+
+
 @fault_row("nothing listening")
 async def test_nothing_listening(mode: str) -> None:
     async with ReferenceServer() as server:
@@ -358,6 +372,10 @@ def first_words(text: str, count: int) -> str:
 @pytest.mark.parametrize("words", [0, 3])
 async def test_an_interrupted_reply_is_a_cut_on_the_openai_wire(mode: str, words: int) -> None:
     fault = Fault(interrupt_after=words)
+    if typing.cast("Mode", mode).wire == "aura" and words == 0:  # no text at all: empty
+        _empty, server = await fail(fault, mode, EmptyReplyError)
+        assert len(server.requests) == ALL_ATTEMPTS
+        return
     if typing.cast("Mode", mode).wire == "aura":  # no end marker: a clean early end
         text, server = await succeed(fault, mode)
         assert text == first_words(default_reply(server.requests[0]), words)
@@ -386,7 +404,7 @@ async def test_an_interrupted_reply_is_retried_while_no_text_reached_the_caller(
     # Before any text, stream() retries it too; after some, only complete() may.
     words = 0 if mode == "stream" else 3
     text, server = await succeed(Fault(interrupt_after=words, times=1), mode)
-    if typing.cast("Mode", mode).wire == "aura":  # a short reply, as far as it can tell
+    if typing.cast("Mode", mode).wire == "aura" and words:  # a short reply, as it can tell
         assert text == first_words(default_reply(server.requests[0]), words)
         assert len(server.requests) == 1
         return

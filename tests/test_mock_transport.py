@@ -19,6 +19,7 @@ from aura_anyio import (
     APIConnectionError,
     APITimeoutError,
     AuraClient,
+    EmptyReplyError,
     IncompleteStreamError,
     InvalidRequestError,
     ServerError,
@@ -392,15 +393,18 @@ async def test_a_client_on_a_closed_transport_says_so() -> None:
             await client.complete(HELLO)
 
 
-async def test_an_empty_reply_is_an_empty_string() -> None:
-    script = Script(reply(), reply(b"", b""))
+async def test_an_empty_body_is_an_empty_reply_whatever_its_chunks() -> None:
+    script = Script(*[reply(), reply(b"", b""), reply()] * 2)  # three attempts each
     async with make_client(script) as client:
-        assert await client.complete(HELLO) == ""
-        async with client.stream(HELLO) as chunks:
-            assert [text async for text in chunks] == []
-            assert chunks.status_code == 200
-            assert "attempts=1" in repr(chunks)
-        assert chunks.status_code == 200  # still known after the block
+        with pytest.raises(EmptyReplyError):
+            await client.complete(HELLO)
+        stream = client.stream(HELLO)
+        with pytest.raises(EmptyReplyError):
+            async with stream:
+                pass
+        assert stream.status_code == 200  # known, though no text came
+        assert "attempts=3" in repr(stream)
+    assert len(script.calls) == 6
 
 
 async def test_closing_twice_and_the_client_settings() -> None:

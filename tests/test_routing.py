@@ -17,6 +17,7 @@ from aura_anyio import (
     APIError,
     APIStatusError,
     APITimeoutError,
+    EmptyReplyError,
     IncompleteStreamError,
     RateLimitError,
     ServerError,
@@ -266,6 +267,7 @@ def cut_by(cause: BaseException | None) -> IncompleteStreamError:
     [
         (APIConnectionError("refused"), True),
         (APITimeoutError("read timeout"), True),
+        (EmptyReplyError("a 200 with no text"), True),
         (APIConnectionError("bad certificate", retryable=False), True),
         (ServerError("down", status_code=503), True),
         (APIStatusError("not implemented", status_code=501), True),

@@ -18,6 +18,7 @@ from aura_anyio._wire import (
     WIRES,
     AuraWire,
     BrokenReply,
+    EmptyReply,
     OpenAIWire,
     ReplyDecoder,
     ReplyError,
@@ -200,6 +201,19 @@ def test_aura_body_carries_the_key_and_no_header() -> None:
 )
 def test_openai_path(base: str, url: str) -> None:
     assert OpenAIWire().path(base) == url
+
+
+@given(st.data(), st.text(max_size=20))
+def test_an_aura_reply_without_text_is_empty_under_any_chunking(
+    data: st.DataObject, text: str
+) -> None:
+    decoder = AuraWire().decoder(None)
+    pieces = [decoder.feed(chunk) for chunk in data.draw(chunkings(text.encode()))]
+    if text:
+        assert "".join(pieces) + decoder.close() == text  # whitespace is text too
+    else:
+        with pytest.raises(EmptyReply, match="no text at all"):
+            decoder.close()
 
 
 def test_aura_path() -> None:
@@ -503,14 +517,14 @@ def test_finish_reason_is_the_last_one_given() -> None:
 # -- the /api/chat reply -------------------------------------------------------------------
 
 
-@given(st.data(), st.text())
+@given(st.data(), st.text(min_size=1))  # no text at all is an empty reply (tested above)
 def test_aura_text_is_the_same_under_any_chunking(data: st.DataObject, text: str) -> None:
     decoder = AuraWire().decoder(None)
     assert read(decoder, data.draw(chunkings(text.encode()))) == text
     assert (decoder.finish_reason, decoder.usage) == (None, None)
 
 
-@given(st.data(), st.binary())
+@given(st.data(), st.binary(min_size=1))
 def test_aura_replaces_invalid_utf8_and_never_breaks(data: st.DataObject, raw: bytes) -> None:
     """The body's end is the reply's end, however it ends (a cut character included)."""
     decoder = AuraWire().decoder("text/plain; charset=utf-8")

@@ -14,6 +14,7 @@ library's errors (the OS's, AnyIO's, the HTTP parser's, httpx's) to the neutral 
         ├── APIStatusError                          .status_code .reason .body .headers
         │   ├── RateLimitError (429)                .retry_after
         │   └── ServerError (5xx)
+        ├── EmptyReplyError                         a 200 with no text at all (/api/chat)
         ├── IncompleteStreamError                   failed after text arrived: .partial_text
         └── ResponseTooLargeError                   the body passed max_response_bytes
 
@@ -38,6 +39,7 @@ __all__ = [
     "APITimeoutError",
     "AuraError",
     "CacheError",
+    "EmptyReplyError",
     "IncompleteStreamError",
     "InvalidRequestError",
     "RateLimitError",
@@ -182,6 +184,11 @@ class IncompleteStreamError(APIError):
     ) -> None:
         super().__init__(message, request=request)
         self.partial_text = partial_text
+
+
+class EmptyReplyError(APIError):
+    """The server answered 200 with no text at all, as openchat-ui does under load; it is
+    retried as a reply cut before its first text is, and if it persists, lower the load."""
 
 
 class ResponseTooLargeError(APIError):

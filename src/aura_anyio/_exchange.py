@@ -20,6 +20,7 @@ from ._exceptions import (
     APIError,
     APIStatusError,
     APITimeoutError,
+    EmptyReplyError,
     ResponseTooLargeError,
     make_status_error,
 )
@@ -39,7 +40,7 @@ from ._transports.base import (
     TransportTimeout,
     WriteTimeout,
 )
-from ._wire import BrokenReply, ReplyError
+from ._wire import BrokenReply, EmptyReply, ReplyError
 
 if typing.TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
@@ -406,11 +407,17 @@ class ReplyReader:
             text = self._decoder.close() if chunk is None else self._decoder.feed(chunk)
         except ReplyError as exc:
             info = self.info
-            error = self.blame(
-                APIConnectionError(f"the reply broke: {exc}", request=info)
-                if isinstance(exc, BrokenReply)
-                else APIError(f"the server reported an error: {exc}", request=info)
-            )
+            if isinstance(exc, BrokenReply):
+                error: APIError = APIConnectionError(f"the reply broke: {exc}", request=info)
+            elif isinstance(exc, EmptyReply):
+                error = EmptyReplyError(
+                    f"{exc} (openchat-ui does so under load: send fewer requests at once if it "
+                    "persists)",
+                    request=info,
+                )
+            else:
+                error = APIError(f"the server reported an error: {exc}", request=info)
+            self.blame(error)
             if not exc.text:
                 self.done = True
                 raise error from exc

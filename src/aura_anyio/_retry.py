@@ -18,6 +18,7 @@ from ._exceptions import (
     APIConnectionError,
     APIError,
     APIStatusError,
+    EmptyReplyError,
     IncompleteStreamError,
     InvalidRequestError,
     RateLimitError,
@@ -179,12 +180,12 @@ def backoff_delay(attempt: int, policy: RetryPolicy, *, random: float) -> float:
 def is_retryable(error: APIError, *, text_received: bool = False) -> bool:
     """Tell whether ``error`` is worth another attempt.
 
-    Connection failures and timeouts are, unless text already reached the caller or the
-    failure is permanent (``retryable`` is false); so are 408, 429 and 5xx statuses, but for
-    501 Not Implemented and 505 HTTP Version Not Supported, which no retry changes. An
-    :class:`IncompleteStreamError` is, when the caller saw none of its text (``complete()``
-    buffers the reply, ``stream()`` does not) and what broke it is worth another attempt (an
-    error the server reported inside the reply is not).
+    Connection failures, timeouts and empty replies are, unless text already reached the
+    caller or the failure is permanent (``retryable`` is false); so are 408, 429 and 5xx
+    statuses, but for 501 Not Implemented and 505 HTTP Version Not Supported, which no retry
+    changes. An :class:`IncompleteStreamError` is, when the caller saw none of its text
+    (``complete()`` buffers the reply, ``stream()`` does not) and what broke it is worth
+    another attempt (an error the server reported inside the reply is not).
     """
     if isinstance(error, IncompleteStreamError):
         cause = error.__cause__
@@ -198,7 +199,7 @@ def is_retryable(error: APIError, *, text_received: bool = False) -> bool:
         )
     if isinstance(error, APIConnectionError) and not error.retryable:
         return False
-    if isinstance(error, APIConnectionError):
+    if isinstance(error, (APIConnectionError, EmptyReplyError)):
         return not text_received
     return False
 

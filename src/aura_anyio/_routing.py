@@ -15,7 +15,13 @@ import dataclasses
 import math
 import typing
 
-from ._exceptions import APIConnectionError, APIError, APIStatusError, IncompleteStreamError
+from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    EmptyReplyError,
+    IncompleteStreamError,
+)
 
 if typing.TYPE_CHECKING:
     from collections.abc import Sequence
@@ -37,15 +43,16 @@ LONGEST_COOL_DOWN = 60.0
 
 def counts_against(error: APIError) -> bool:
     """Whether ``error`` is the endpoint's failure, toward benching it: a connection error or
-    a timeout (a reply cut short among them), or a 5xx status. A 4xx is the request's own
-    fault, a 429 a pause, an error reported inside a reply the model's: none of them is.
+    a timeout (a reply cut short among them), an empty reply, or a 5xx status. A 4xx is the
+    request's own fault, a 429 a pause, an error reported inside a reply the model's: none of
+    them is.
     """
     if isinstance(error, IncompleteStreamError):  # what broke the reply decides
         cause = error.__cause__
         return isinstance(cause, APIError) and counts_against(cause)
     if isinstance(error, APIStatusError):
         return error.status_code >= 500
-    return isinstance(error, APIConnectionError)
+    return isinstance(error, (APIConnectionError, EmptyReplyError))
 
 
 @typing.final

@@ -16,6 +16,7 @@ from .._exceptions import InvalidRequestError
 from .aura import AuraWire
 from .base import (
     BrokenReply,
+    EmptyReply,
     ReplyDecoder,
     ReplyError,
     ReportedError,
@@ -28,6 +29,7 @@ __all__ = [
     "WIRES",
     "AuraWire",
     "BrokenReply",
+    "EmptyReply",
     "OpenAIWire",
     "ReplyDecoder",
     "ReplyError",

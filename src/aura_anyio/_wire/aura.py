@@ -10,7 +10,7 @@ import typing
 
 from .._exceptions import InvalidRequestError
 from .._payload import DEFAULT_MAX_TOKENS, build_payload
-from .base import dump_json
+from .base import EmptyReply, dump_json
 from .text import TextDecoder, charset_from_content_type
 
 if typing.TYPE_CHECKING:
@@ -29,9 +29,13 @@ UPSTREAM_RATE_LIMIT = "rate limit reached"
 
 @typing.final
 class TextReply:
-    """The /api/chat reply: the body is the text, and its end is the reply's end."""
+    """The /api/chat reply: the body is the text, and its end is the reply's end.
 
-    __slots__ = ("_text",)
+    A reply always has text: a body that ends without any is openchat-ui's empty 200 (its
+    race under load), which :meth:`close` raises as :class:`EmptyReply`.
+    """
+
+    __slots__ = ("_empty", "_text")
 
     finish_reason = None
     usage = None
@@ -40,12 +44,19 @@ class TextReply:
 
     def __init__(self, encoding: str) -> None:
         self._text = TextDecoder(encoding)
+        self._empty = True
 
     def feed(self, data: bytes) -> str:
-        return self._text.decode(data)
+        text = self._text.decode(data)
+        if text:
+            self._empty = False
+        return text
 
     def close(self) -> str:
-        return self._text.flush()
+        text = self._text.flush()
+        if self._empty and not text:
+            raise EmptyReply("the server answered 200 with no text at all")
+        return text
 
 
 @typing.final

@@ -17,6 +17,7 @@ if typing.TYPE_CHECKING:
 
 __all__ = [
     "BrokenReply",
+    "EmptyReply",
     "ReplyDecoder",
     "ReplyError",
     "ReportedError",
@@ -38,6 +39,10 @@ class ReplyError(Exception):
 
 class BrokenReply(ReplyError):
     """The reply ended, or went on, in a way its wire does not allow (a cut, most likely)."""
+
+
+class EmptyReply(ReplyError):
+    """The reply ended without any text, where its wire always has some."""
 
 
 class ReportedError(ReplyError):

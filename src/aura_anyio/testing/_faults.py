@@ -28,7 +28,14 @@ __all__ = ["Fault", "FaultBook", "find_fault", "parse_fault"]
 _MARKER = re.compile(r"\[\[fault(?P<body>(?:\s+[^\s\]]+)*)\s*\]\]")
 # A header value as h11 sends it: visible ASCII and inner spaces, nothing around them.
 _HEADER_VALUE = re.compile(r"(?:[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?)?")
-_CUTS = ("stall_before_status", "stall_after", "reset_after", "close_after", "interrupt_after")
+_CUTS = (
+    "stall_before_status",
+    "stall_after",
+    "reset_after",
+    "close_after",
+    "interrupt_after",
+    "empty_body",
+)
 
 
 @typing.final
@@ -37,8 +44,8 @@ class Fault:
     """One way for a response to go wrong; every field left at its default means "as usual".
 
     At most one of the cuts (``stall_before_status``, ``stall_after``, ``reset_after``,
-    ``close_after``, ``interrupt_after``) may be set, and ``status`` replaces the reply, so it
-    takes no body fault.
+    ``close_after``, ``interrupt_after``, ``empty_body``) may be set, and ``status`` replaces
+    the reply, so it takes no body fault.
 
     Attributes:
         status: Answer with this status (300-599, but not 304, which has no body) instead of
@@ -56,6 +63,8 @@ class Fault:
             llama.cpp's server ends a request it interrupts to serve another: on the OpenAI
             route with ``data: [DONE]`` and no ``finish_reason``; on ``/api/chat`` the body
             just ends (a clean early end, which that wire cannot tell apart).
+        empty_body: Answer ``200`` and end the body at once, without a byte of the reply, as
+            openchat-ui does under load (on the OpenAI route, not even ``data: [DONE]``).
         drip: Seconds to wait between two chunks (instead of the server's ``delay``).
         chunk_size: Cut the body into chunks of this many bytes; 1 splits every multi-byte
             character across chunks.
@@ -76,6 +85,7 @@ class Fault:
     reset_after: int | None = None
     close_after: int | None = None
     interrupt_after: int | None = None
+    empty_body: bool = False
     drip: float | None = None
     chunk_size: int | None = None
     invalid_utf8: bool = False
