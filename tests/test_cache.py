@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import sqlite3
+import stat
 import threading
 import typing
 
@@ -152,6 +153,30 @@ async def test_another_programs_database_in_use_is_only_looked_at(tmp_path: Path
         assert (tmp_path / "theirs.db-wal").read_bytes() == wal
     finally:
         theirs.close()
+
+
+def modes_of(database: Path) -> dict[str, int]:
+    """The permission bits of a database's files: itself, its -wal and its -shm."""
+    return {
+        p.name: stat.S_IMODE(p.stat().st_mode)
+        for p in database.parent.iterdir()
+        if p.name.startswith(database.name)
+    }
+
+
+@pytest.mark.skipif(os.name != "posix", reason="file modes are POSIX's")
+async def test_a_new_cache_file_is_its_owners_alone_and_an_old_one_keeps_its_mode(
+    tmp_path: Path,
+) -> None:
+    new, old = tmp_path / "new.db", tmp_path / "old.db"
+    old.touch(mode=0o644)
+    old.chmod(0o644)  # whatever the umask
+    for path in (new, old):
+        async with ResponseCache(path) as cache:
+            await cache.store(b"k" * 32, StoredReply("a prompt's reply"))
+            modes = modes_of(path)
+            assert len(modes) == 3  # the database, its -wal and its -shm
+            assert set(modes.values()) == ({0o600} if path is new else {0o644})
 
 
 async def test_a_directory_or_a_missing_folder_is_refused(tmp_path: Path) -> None:

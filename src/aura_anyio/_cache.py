@@ -272,6 +272,7 @@ def _connect(path: str, timeout: float) -> tuple[sqlite3.Connection, sqlite3.Con
         # read-write connection may roll back another program's journal, or checkpoint
         # its WAL, just by reading).
         _check(_open(f"file:{quote(path)}?mode=ro", path, timeout), path)
+    _create_private(path)
     writer = _open(path, path, timeout)
     try:
         _prepare(writer, path)
@@ -281,6 +282,20 @@ def _connect(path: str, timeout: float) -> tuple[sqlite3.Connection, sqlite3.Con
         raise
     reader.execute("PRAGMA query_only=1")
     return writer, reader
+
+
+def _create_private(path: str) -> None:
+    """Create ``path`` readable by its owner only (it will hold prompts and replies), unless
+    it exists: an existing file's mode is the owner's choice. SQLite gives its ``-wal`` and
+    ``-shm`` files the database's mode."""
+    if path in ("", ":memory:"):  # SQLite's names for databases that are no file
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:  # a missing folder, say
+        raise CacheError(f"cannot open {path} as a response cache: {exc}") from exc
 
 
 def _open(target: str, path: str, timeout: float) -> sqlite3.Connection:
