@@ -290,12 +290,9 @@ def _create_private(path: str) -> None:
     ``-shm`` files the database's mode."""
     if path in ("", ":memory:"):  # SQLite's names for databases that are no file
         return
-    try:
+    # It may exist, or not be possible to make (a missing folder): SQLite then says which.
+    with contextlib.suppress(OSError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass
-    except OSError as exc:  # a missing folder, say
-        raise CacheError(f"cannot open {path} as a response cache: {exc}") from exc
 
 
 def _open(target: str, path: str, timeout: float) -> sqlite3.Connection:
