@@ -17,6 +17,7 @@ from aura_anyio import (
     ChatResult,
     FanOutProgress,
     InvalidRequestError,
+    RateLimiter,
     RateLimitError,
     RetryPolicy,
     ServerError,
@@ -223,6 +224,74 @@ async def test_requests_per_second_is_a_token_bucket() -> None:
 
 
 @pytest.mark.network
+async def test_fan_outs_that_share_a_limiter_share_its_rate() -> None:
+    arrivals: list[float] = []
+
+    def record(request: ReceivedRequest) -> str:
+        arrivals.append(anyio.current_time())
+        return "ok"
+
+    shared = RateLimiter(requests_per_second=2)  # a burst of 2, then one each 1/2 s
+    async with ReferenceServer(reply=record) as server, client_for(server) as client:
+
+        async def run(prompts: list[str]) -> None:
+            results = await client.gather(prompts, max_concurrency=2, limiter=shared)
+            assert all(result.ok for result in results)
+
+        start = anyio.current_time()
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(run, ["a1", "a2"])
+            task_group.start_soon(run, ["b1", "b2"])
+    # Each alone would be one burst; together, the last two wait their turn.
+    assert len(arrivals) == 4
+    assert arrivals[-1] - start >= 0.9
+
+
+@pytest.mark.network
+async def test_a_429_pauses_every_fan_out_that_shares_the_limiter(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="aura_anyio")
+    arrivals: list[tuple[float, str]] = []
+
+    def record(request: ReceivedRequest) -> str:
+        arrivals.append((anyio.current_time(), request.kept_messages[-1]["content"]))
+        return "ok"
+
+    limited = f"limited {Fault(status=429, retry_after='0.5', times=1).marker()}"
+    shared = RateLimiter()  # no rate: only the pause is shared
+
+    async with ReferenceServer(reply=record) as server, client_for(server) as client:
+
+        async def other() -> None:
+            await until(lambda: "retrying POST" in caplog.text)
+            assert (await client.gather(["other"], limiter=shared))[0].ok
+
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(other)
+            assert (await client.gather([limited], limiter=shared))[0].ok
+    rejected_at = arrivals[0][0]
+    assert [content for _, content in arrivals].count("other") == 1
+    assert next(at for at, content in arrivals if content == "other") >= rejected_at + 0.45
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"requests_per_second": 0},
+            "requests_per_second must be a positive number or None, got 0",
+        ),
+        ({"tokens_per_minute": math.inf}, "tokens_per_minute must be a positive number"),
+        ({"requests_per_second": "5"}, "requests_per_second must be a positive number"),
+    ],
+)
+def test_a_rate_limiters_limits_are_checked(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidRequestError, match=message):
+        RateLimiter(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.network
 async def test_a_429_pauses_every_request(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="aura_anyio")
     arrivals: list[tuple[float, str]] = []
@@ -314,6 +383,15 @@ async def test_server_errors_are_retried_then_reported() -> None:
         ({"max_concurrency": 101}, "raise max_connections to match"),
         ({"requests_per_second": 0}, "requests_per_second must be a positive number"),
         ({"request_timeout": -1}, "request_timeout must be a positive number"),
+        (
+            {"limiter": RateLimiter(5), "requests_per_second": 5},
+            "requests_per_second and tokens_per_minute cannot be given beside a limiter",
+        ),
+        (
+            {"limiter": RateLimiter(), "tokens_per_minute": 100},
+            "requests_per_second and tokens_per_minute cannot be given beside a limiter",
+        ),
+        ({"limiter": 5}, "limiter must be a Limiter \\(a RateLimiter, say\\), got int"),
     ],
 )
 def test_fan_out_arguments_are_checked(kwargs: dict[str, object], message: str) -> None:

@@ -10,6 +10,7 @@ this process, so that coverage sees it.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import itertools
 import os
 import threading
@@ -21,7 +22,7 @@ import pytest
 ray = pytest.importorskip("ray", reason="the Ray stage needs the ray extra")
 pytest.importorskip("ray.data", reason="the Ray stage needs the ray extra")
 
-from aura_anyio import InvalidRequestError  # noqa: E402
+from aura_anyio import AuraClient, InvalidRequestError  # noqa: E402
 from aura_anyio.ray import Chat, _Keeper  # noqa: E402
 from aura_anyio.testing import Fault, ReceivedRequest, ReferenceServer, default_reply  # noqa: E402
 
@@ -247,6 +248,26 @@ def test_bad_arguments_are_refused_before_any_row() -> None:
         Chat("http://127.0.0.1:9", backend="curio")
     with pytest.raises(InvalidRequestError, match="base_url"):
         Chat("ftp://127.0.0.1:9")
+
+
+def test_the_stage_takes_the_clients_options_as_the_client_does() -> None:
+    # Chat repeats AuraClient's options (Ray pickles them to each actor); they must not drift.
+    client = inspect.signature(AuraClient).parameters
+    stage = inspect.signature(Chat).parameters
+    # An actor makes its own client: no cache, transport or httpx client can be handed over.
+    not_carried = {"cache", "transport", "http_client"}
+    for name, option in client.items():
+        if name in not_carried:
+            assert name not in stage
+            continue
+        assert stage[name].default == option.default, name
+        assert stage[name].kind == option.kind, name
+        if name == "verify":
+            # An ssl.SSLContext does not pickle, so an actor can only be told whether to verify.
+            assert stage[name].annotation == "bool"
+            assert option.annotation == "bool | ssl.SSLContext"
+        else:
+            assert stage[name].annotation == option.annotation, name
 
 
 def test_the_shared_limit_outlives_its_keeper_and_a_429_pauses_through_it() -> None:

@@ -37,6 +37,7 @@ from ._models import (
 )
 from ._payload import Payload as Payload, build_payload as build_payload
 from ._provider import Aura as Aura, WebDriver as WebDriver
+from ._ratelimit import Limiter as Limiter, RateLimiter as RateLimiter
 from ._retry import RetryPolicy as RetryPolicy
 from ._stored import StoredReply as StoredReply
 from ._stream import ChatStream as ChatStream
@@ -61,11 +62,13 @@ __all__ = (
     "FunctionCall",
     "IncompleteStreamError",
     "InvalidRequestError",
+    "Limiter",
     "Message",
     "Messages",
     "ModelSpec",
     "Payload",
     "RateLimitError",
+    "RateLimiter",
     "RequestInfo",
     "Requests",
     "ResponseCache",

@@ -42,7 +42,7 @@ if typing.TYPE_CHECKING:
 
     from ._messages import Messages
     from ._models import ChatRequest, ChatResult
-    from ._ratelimit import Admission
+    from ._ratelimit import Limiter
     from ._routing import Endpoint
     from ._transports.base import Transport
     from ._wire import WireName
@@ -275,7 +275,7 @@ class AuraClient:
         temperature: float,
         max_tokens: int | None,
         extra_body: Mapping[str, object] | None,
-        gate: Admission | None = None,
+        gate: Limiter | None = None,
     ) -> Exchange:
         body = self._wire.body(
             messages,
@@ -394,7 +394,7 @@ class AuraClient:
         reply = await complete_reply(exchange, Attempts(started=anyio.current_time()))
         return reply.text
 
-    def _fan_out_exchange(self, request: ChatRequest, gate: Admission) -> Exchange:
+    def _fan_out_exchange(self, request: ChatRequest, gate: Limiter) -> Exchange:
         exchange = self._exchange(
             request.messages,
             model=request.model,
@@ -420,6 +420,7 @@ class AuraClient:
         requests_per_second: float | None = None,
         request_timeout: float | None = None,
         tokens_per_minute: float | None = None,
+        limiter: Limiter | None = None,
     ) -> FanOut:
         """Send many requests at once: ``async with client.fan_out(requests) as results:``.
 
@@ -447,28 +448,28 @@ class AuraClient:
                 OpenAI wire) from a bucket of one minute's worth, and the ``usage`` its reply
                 reports corrects it. A request estimated above the whole budget ends with an
                 :class:`InvalidRequestError` result. ``None`` for no limit.
+            limiter: A :class:`Limiter` (a :class:`RateLimiter`, say) that this fan-out
+                shares with others: its rate, token budget and pauses hold for all of them
+                together. Instead of ``requests_per_second`` and ``tokens_per_minute``.
 
         Raises:
             InvalidRequestError: An argument is invalid (raised by this call).
         """
         limits = FanOutLimits(
-            max_concurrency, requests_per_second, request_timeout, tokens_per_minute
+            max_concurrency, requests_per_second, request_timeout, tokens_per_minute, limiter
         )
         return self._fan_out(requests, limits)
 
-    def _fan_out(
-        self, requests: Requests, limits: FanOutLimits, gate: Admission | None = None
-    ) -> FanOut:
-        """The one path of every fan-out: :meth:`fan_out`'s, the ``aura`` command's, and the
-        Ray stage's, whose attempts ``gate`` admits (a job-wide limit) instead of a gate of
-        the fan-out's own.
+    def _fan_out(self, requests: Requests, limits: FanOutLimits) -> FanOut:
+        """The one path of every fan-out: :meth:`fan_out`'s, :meth:`gather`'s and the
+        ``aura`` command's.
 
         Raises:
             InvalidRequestError: ``requests`` is no input, or ``limits`` ask for more
                 connections than the client has.
         """
         limits.check(requests, self._max_idle if self._limited else None)
-        return FanOut(self._fan_out_exchange, requests, limits, gate)
+        return FanOut(self._fan_out_exchange, requests, limits)
 
     async def gather(
         self,
@@ -478,6 +479,7 @@ class AuraClient:
         requests_per_second: float | None = None,
         request_timeout: float | None = None,
         tokens_per_minute: float | None = None,
+        limiter: Limiter | None = None,
     ) -> list[ChatResult]:
         """Send many requests at once and return their results in input order.
 
@@ -488,7 +490,7 @@ class AuraClient:
             InvalidRequestError: An argument is invalid; nothing was sent.
         """
         limits = FanOutLimits(
-            max_concurrency, requests_per_second, request_timeout, tokens_per_minute
+            max_concurrency, requests_per_second, request_timeout, tokens_per_minute, limiter
         )
         results: list[ChatResult] = []
         async with self._fan_out(requests, limits) as finished:

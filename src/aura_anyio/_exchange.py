@@ -50,7 +50,7 @@ if typing.TYPE_CHECKING:
     from ._exceptions import RequestInfo
     from ._messages import ToolCall
     from ._models import Timeouts
-    from ._ratelimit import Admission
+    from ._ratelimit import Limiter
     from ._retry import RetryPolicy
     from ._routing import Endpoint, Ticket
     from ._transports.base import Request, Response, Transport
@@ -166,7 +166,7 @@ class Exchange:
     # borrowed httpx client, whose own pool limits apply).
     endpoints: Endpoints
     # The fan-out's rate limit and shared pause, if the request is part of one.
-    gate: Admission | None = None
+    gate: Limiter | None = None
     # What each attempt takes from the gate's token budget: the request's estimate.
     tokens: int = 0
     # Where whole replies are kept, and this request's key there.

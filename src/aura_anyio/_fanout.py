@@ -21,7 +21,7 @@ from ._deadlines import DeadlineExpired, deadline_after, run_until
 from ._exceptions import APITimeoutError, AuraError, InvalidRequestError
 from ._models import ChatRequest, ChatResult, to_request
 from ._numbers import check_positive, is_int
-from ._ratelimit import Admission, Gate
+from ._ratelimit import Limiter, RateLimiter
 from ._stream import Attempts, Reply, complete_reply
 from ._task_groups import hosted_task_group
 from ._tokens import used_tokens
@@ -42,7 +42,7 @@ DEFAULT_MAX_CONCURRENCY = 16
 #: prompt strings, in any mix.
 Requests = Iterable[object] | AsyncIterable[object]
 #: Builds the exchange for one request; the client's, with the fan-out's gate.
-MakeExchange = typing.Callable[[ChatRequest, Admission], "Exchange"]
+MakeExchange = typing.Callable[[ChatRequest, Limiter], "Exchange"]
 
 
 @typing.final
@@ -83,15 +83,17 @@ class FanOutLimits:
         request_timeout: Seconds each request may take, retries included; ``None``: none.
         tokens_per_minute: A budget of tokens a minute for every attempt together;
             ``None``: no limit.
+        limiter: Limits shared with other fan-outs, instead of the two above.
 
     Raises:
-        InvalidRequestError: A limit is invalid.
+        InvalidRequestError: A limit is invalid, or a rate is given beside a limiter.
     """
 
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     requests_per_second: float | None = None
     request_timeout: float | None = None
     tokens_per_minute: float | None = None
+    limiter: Limiter | None = None
 
     def __post_init__(self) -> None:
         concurrency: object = self.max_concurrency
@@ -100,6 +102,18 @@ class FanOutLimits:
         check_positive("requests_per_second", self.requests_per_second)
         check_positive("request_timeout", self.request_timeout)
         check_positive("tokens_per_minute", self.tokens_per_minute)
+        if self.limiter is not None and not isinstance(self.limiter, Limiter):
+            raise InvalidRequestError(
+                f"limiter must be a Limiter (a RateLimiter, say), got {type(self.limiter).__name__}"
+            )
+        if self.limiter is not None and (
+            self.requests_per_second is not None or self.tokens_per_minute is not None
+        ):
+            # Which would hold? Neither answer is right often enough to guess it.
+            raise InvalidRequestError(
+                "requests_per_second and tokens_per_minute cannot be given beside a limiter; "
+                "give them to the RateLimiter"
+            )
 
     def check(self, requests: object, max_connections: int | None) -> None:
         """Check that ``requests`` is an input these limits can be applied to, by a client
@@ -135,13 +149,10 @@ class FanOut(anyio.AsyncContextManagerMixin):
         make_exchange: MakeExchange,
         requests: Requests,
         limits: FanOutLimits,
-        gate: Admission | None = None,
     ) -> None:
         self._make_exchange = make_exchange
         self._requests = requests
         self._limits = limits
-        # Shared with other fan-outs (in other processes, say), instead of one of its own.
-        self._gate = gate
         # Counted here, and copied into a FanOutProgress only when someone asks.
         self._started = self._done = self._failed = self._retried = 0
         self._prompt_tokens = self._completion_tokens = self._cached = 0
@@ -170,9 +181,9 @@ class FanOut(anyio.AsyncContextManagerMixin):
             raise RuntimeError("a fan-out can be entered only once; call fan_out() again")
         self._entered = True
         limits = self._limits
-        gate = self._gate
+        gate = limits.limiter  # shared with other fan-outs, or one of its own
         if gate is None:
-            gate = Gate(limits.requests_per_second, limits.tokens_per_minute)
+            gate = RateLimiter(limits.requests_per_second, limits.tokens_per_minute)
         results_in, results_out = anyio.create_memory_object_stream[ChatResult](0)
         jobs_in, jobs_out = anyio.create_memory_object_stream[tuple[int, ChatRequest]](0)
         self._results = results_out
@@ -228,7 +239,7 @@ class FanOut(anyio.AsyncContextManagerMixin):
 
     async def _work(
         self,
-        gate: Admission,
+        gate: Limiter,
         jobs: MemoryObjectReceiveStream[tuple[int, ChatRequest]],
         results: MemoryObjectSendStream[ChatResult],
     ) -> None:
@@ -241,7 +252,7 @@ class FanOut(anyio.AsyncContextManagerMixin):
                     return
                 await results.send(result)
 
-    async def _run(self, index: int, request: ChatRequest, gate: Admission) -> ChatResult:
+    async def _run(self, index: int, request: ChatRequest, gate: Limiter) -> ChatResult:
         start = anyio.current_time()
         attempts = Attempts(started=start)
         reply: Reply | None = None

@@ -1,4 +1,4 @@
-"""A rate limit that attempts reserve from: a fan-out's own (``_ratelimit.Gate``), or a whole
+"""A rate limit that attempts reserve from: a fan-out's own (``_ratelimit.RateLimiter``), or a whole
 job's that many processes share (``aura_anyio.ray``); pure, no I/O.
 
 Each attempt asks once, and is told how long to wait before it goes; across processes the

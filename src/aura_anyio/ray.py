@@ -23,6 +23,7 @@ keeper, a named Ray actor, which is also where a 429 seen by one actor pauses th
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import math
 import time
@@ -89,7 +90,7 @@ _RemoteKeeper = ray.remote(num_cpus=0)(_Keeper)
 
 @typing.final
 class _SharedGate:
-    """A fan-out's gate whose limits and pause are the keeper's: the whole job's."""
+    """A limiter whose limits and pause are the keeper's: the whole job's."""
 
     def __init__(
         self,
@@ -217,8 +218,8 @@ class Chat:
         wire: WireName = "aura",
         include_usage: bool = True,
     ) -> None:
-        # The rate and the token budget are the job's, kept by the keeper (the gate).
-        self._limits = FanOutLimits(
+        # Checked before Ray is asked for anything.
+        limits = FanOutLimits(
             max_concurrency, requests_per_second, request_timeout, tokens_per_minute
         )
         if backend not in ("asyncio", "trio"):
@@ -226,7 +227,11 @@ class Chat:
         if limiter is None:
             job = ray.get_runtime_context().get_job_id()
             limiter = f"aura_anyio:{job}:{requests_per_second}:{tokens_per_minute}"
-        self._gate = _SharedGate(limiter, requests_per_second, tokens_per_minute)
+        # The rate and the token budget are the job's, kept by the keeper.
+        gate = _SharedGate(limiter, requests_per_second, tokens_per_minute)
+        self._limits = dataclasses.replace(
+            limits, requests_per_second=None, tokens_per_minute=None, limiter=gate
+        )
         self._client = AuraClient(
             base_url,
             key=key,
@@ -277,9 +282,13 @@ class Chat:
         outcomes = typing.cast("list[ChatResult | str]", list(requests))
         sent = [index for index, request in enumerate(requests) if not isinstance(request, str)]
         chosen = [typing.cast("ChatRequest", requests[index]) for index in sent]
-        # The client's own path to a fan-out with a gate from outside: the keeper's.
-        fan_out = self._client._fan_out  # pyright: ignore[reportPrivateUsage]
-        async with fan_out(chosen, self._limits, self._gate) as results:
+        limits = self._limits
+        async with self._client.fan_out(
+            chosen,
+            max_concurrency=limits.max_concurrency,
+            request_timeout=limits.request_timeout,
+            limiter=limits.limiter,
+        ) as results:
             async for result in results:
                 outcomes[sent[result.index]] = result
         return outcomes
