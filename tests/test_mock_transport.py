@@ -547,7 +547,10 @@ async def test_a_first_chunk_timeout_behaves_alike(where: Where) -> None:
         with anyio.fail_after(30), pytest.raises(APITimeoutError) as caught:
             async with stream:
                 pass
-        assert str(caught.value) == "first-chunk timeout: no text within 0.2 s"
+        assert str(caught.value) == (
+            "first-chunk timeout: no text within 0.2 s (after 2 attempts: timeout)"
+        )
+        assert [type(error) for error in caught.value.previous_errors] == [APITimeoutError]
         assert stream.attempts == 2  # retried once: nothing had reached the caller
         assert over.requests() == 2
         assert await over.left_open() == 0

@@ -8,7 +8,7 @@ library's errors (the OS's, AnyIO's, the HTTP parser's, httpx's) to the neutral 
     AuraError
     ├── InvalidRequestError (also ValueError)      bad input, raised before any I/O
     ├── CacheError                                  a file that is not a response cache
-    └── APIError                                    .request
+    └── APIError                                    .request .previous_errors
         ├── APIConnectionError                      could not connect, or the connection broke
         │   └── APITimeoutError                     a connect/read/first-chunk/total timeout
         ├── APIStatusError                          .status_code .reason .body .headers
@@ -46,6 +46,8 @@ __all__ = [
     "RequestInfo",
     "ResponseTooLargeError",
     "ServerError",
+    "attempt_label",
+    "end_with_history",
     "make_status_error",
 ]
 
@@ -87,13 +89,20 @@ class InvalidRequestError(AuraError, ValueError):
 
 
 class APIError(AuraError):
-    """A request was sent and did not produce a complete reply."""
+    """A request was sent and did not produce a complete reply.
+
+    ``previous_errors`` holds the errors of the attempts before the one that ended it,
+    oldest first (``()`` after a single attempt); the message then ends with their history:
+    ``(after 3 attempts: HTTP 503, empty reply)``.
+    """
 
     request: RequestInfo | None
+    previous_errors: tuple[APIError, ...]
 
     def __init__(self, message: str, *, request: RequestInfo | None = None) -> None:
         super().__init__(message)
         self.request = request
+        self.previous_errors = ()
 
 
 class APIConnectionError(APIError):
@@ -208,6 +217,37 @@ class ResponseTooLargeError(APIError):
         super().__init__(message, request=request)
         self.limit = limit
         self.partial_text = partial_text
+
+
+def attempt_label(error: APIError) -> str:
+    """A few words for what ended one attempt, as a history lists it: ``HTTP 503``."""
+    if isinstance(error, APIStatusError):
+        return f"HTTP {error.status_code}"
+    if isinstance(error, EmptyReplyError):
+        return "empty reply"
+    if isinstance(error, IncompleteStreamError):
+        return f"cut after {len(error.partial_text)} characters"
+    if isinstance(error, APITimeoutError):
+        return "timeout"
+    if isinstance(error, APIConnectionError):
+        return "connection error"
+    if isinstance(error, ResponseTooLargeError):
+        return "too large"
+    return type(error).__name__
+
+
+def end_with_history(error: APIError, previous: tuple[APIError, ...], attempts: int) -> None:
+    """Give ``error``, which ends a request of ``attempts`` attempts, the errors of the
+    attempts before it.
+
+    Only once: an error that has its history already (or has none to take) is left alone.
+    """
+    if error.previous_errors or not previous or error in previous:
+        return
+    error.previous_errors = previous
+    labels = ", ".join(attempt_label(earlier) for earlier in previous)
+    history = f"(after {attempts} attempt{'' if attempts == 1 else 's'}: {labels})"
+    error.args = (f"{error.args[0]} {history}" if error.args else history, *error.args[1:])
 
 
 def _excerpt(text: str, limit: int = BODY_EXCERPT_CHARS) -> str:

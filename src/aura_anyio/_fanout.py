@@ -267,10 +267,12 @@ class FanOut(anyio.AsyncContextManagerMixin):
                     deadline_after(self._limits.request_timeout), complete_reply, exchange, attempts
                 )
             except DeadlineExpired:
-                error = APITimeoutError(
-                    f"request_timeout: no whole reply within {self._limits.request_timeout:g} s "
-                    f"({attempts.count} attempt(s))",
-                    request=exchange.info,
+                error = attempts.end(
+                    APITimeoutError(
+                        "request_timeout: no whole reply within "
+                        f"{self._limits.request_timeout:g} s",
+                        request=exchange.info,
+                    )
                 )
         except AuraError as exc:
             error = exc
@@ -288,9 +290,16 @@ class FanOut(anyio.AsyncContextManagerMixin):
             used = used_tokens(usage)
             if used is not None:
                 gate.correct(tokens, used)  # the server's count settles the estimate
+        previous = tuple(attempts.errors)
         if reply is None:
             return ChatResult(
-                index, request, "", error, attempts.count, anyio.current_time() - start
+                index,
+                request,
+                "",
+                error,
+                attempts.count,
+                anyio.current_time() - start,
+                previous_errors=previous,
             )
         return ChatResult(
             index,
@@ -304,6 +313,8 @@ class FanOut(anyio.AsyncContextManagerMixin):
             endpoint=reply.endpoint,
             tool_calls=reply.tool_calls,
             cached=cached,
+            ttft=reply.ttft,
+            previous_errors=previous,
         )
 
 

@@ -13,7 +13,7 @@ from ._numbers import check_positive, is_int
 if typing.TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from ._exceptions import AuraError
+    from ._exceptions import APIError, AuraError
     from ._messages import Messages, ToolCall
 
 __all__ = [
@@ -178,6 +178,10 @@ class ChatResult:
             was sent (an invalid request, or a reply from the cache).
         tool_calls: The tool calls the reply made (OpenAI wire), or ``None`` if it made none.
         cached: Whether the reply came from the client's cache (``attempts`` is then 0).
+        ttft: Seconds from the last attempt's send to its first text; ``None`` if no text
+            came, and for a reply from the cache.
+        previous_errors: What ended each attempt that was retried, oldest first; ``()``
+            when the first attempt was the last. A failed result's ``error`` has them too.
     """
 
     index: int
@@ -191,6 +195,8 @@ class ChatResult:
     endpoint: str | None = None
     tool_calls: list[ToolCall] | None = None
     cached: bool = False
+    ttft: float | None = None
+    previous_errors: tuple[APIError, ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -22,6 +22,7 @@ from ._exceptions import (
     APITimeoutError,
     IncompleteStreamError,
     ResponseTooLargeError,
+    end_with_history,
 )
 from ._exchange import ReplyReader, StoredReader
 from ._retry import pause_after, retry_delay
@@ -50,6 +51,13 @@ class Attempts:
     # The last attempt's stream (or the cache's), which knows what arrived even when the
     # request failed or was cancelled.
     stream: ChatStream | None = None
+    # What ended each attempt that was retried, oldest first.
+    errors: list[APIError] = dataclasses.field(default_factory=list[APIError])
+
+    def end(self, error: APIError) -> APIError:
+        """Give ``error``, which ends the request, the history of the attempts before it."""
+        end_with_history(error, tuple(self.errors), self.count)
+        return error
 
     def reply(self) -> Reply | None:
         """What the last stream knew; ``None`` before the first."""
@@ -80,7 +88,10 @@ def plan_retry(error: APIError, exchange: Exchange, attempts: Attempts) -> float
     pause = pause_after(error, delay=delay, policy=exchange.policy, now=now)
     if pause is not None and exchange.hold_off(attempts.ticket, pause) and delay is not None:
         delay = 0.0  # the server that asked is paused: the retry goes to another at once
-    if delay is not None:
+    if delay is None:
+        attempts.end(error)
+    else:
+        attempts.errors.append(error)
         logger.info(
             "retrying POST %s in %.2f s (retry %d of %d) after: %s",
             (error.request or exchange.info).url,
@@ -103,6 +114,7 @@ class Reply:
     tool_calls: list[ToolCall] | None
     endpoint: str | None
     cached: bool
+    ttft: float | None
 
     @classmethod
     def of(cls, stream: ChatStream) -> Reply:
@@ -114,6 +126,7 @@ class Reply:
             stream.tool_calls,
             stream.endpoint,
             stream.cached,
+            stream.ttft,
         )
 
 
@@ -130,9 +143,11 @@ class ChatStream:
     __slots__ = (
         "_attempts",
         "_exchange",
+        "_first_at",
         "_look_up",
         "_pending",
         "_reader",
+        "_sent_at",
         "_state",
         "_status",
     )
@@ -154,6 +169,9 @@ class ChatStream:
         self._reader: ReplyReader | StoredReader | None = replay
         self._pending: str | None = None  # the first text, read while entering
         self._look_up = look_up  # whether to ask the cache before sending
+        # When the last attempt was sent, and when its first text came (event loop clock).
+        self._sent_at: float | None = None
+        self._first_at: float | None = None
 
     @property
     def text(self) -> str:
@@ -196,6 +214,14 @@ class ChatStream:
         return None if self._reader is None else self._reader.tool_calls
 
     @property
+    def ttft(self) -> float | None:
+        """Seconds from the last attempt's send to its first text (time to first text);
+        ``None`` before any text, and for a reply from the cache."""
+        if self._sent_at is None or self._first_at is None:
+            return None
+        return self._first_at - self._sent_at
+
+    @property
     def status_code(self) -> int | None:
         """The status of the last response received; ``None`` before there is one, and for a
         reply from the cache."""
@@ -236,6 +262,8 @@ class ChatStream:
         tb: TracebackType | None,
     ) -> None:
         self._state = "closed"
+        if isinstance(exc, APIError) and self._attempts is not None:
+            self._attempts.end(exc)  # a reply of stream() that broke part-way
         await self._close()
 
     def __aiter__(self) -> ChatStream:
@@ -314,11 +342,13 @@ class ChatStream:
         last = attempts.ticket
         ticket = attempts.ticket = await exchange.take(None if last is None else last.endpoint)
         logger.debug("POST %s (attempt %d)", ticket.endpoint.url, attempts.count)
+        self._sent_at = anyio.current_time()
         reader = self._reader = await exchange.open(ticket)
         self._status = reader.status_code
         while not reader.done:
             text = await reader.next_text()
             if text:
+                self._first_at = anyio.current_time()
                 return text
         return None
 

@@ -66,6 +66,8 @@ class Fault:
         empty_body: Answer ``200`` and end the body at once, without a byte of the reply, as
             openchat-ui does under load (on the OpenAI route, not even ``data: [DONE]``).
         drip: Seconds to wait between two chunks (instead of the server's ``delay``).
+        first_chunk_after: Seconds to wait between the head and the first chunk, as a model
+            does before its first token: the reply's time to first text.
         chunk_size: Cut the body into chunks of this many bytes; 1 splits every multi-byte
             character across chunks.
         invalid_utf8: Send the byte ``0xFF`` (never valid UTF-8) after the first chunk.
@@ -87,6 +89,7 @@ class Fault:
     interrupt_after: int | None = None
     empty_body: bool = False
     drip: float | None = None
+    first_chunk_after: float | None = None
     chunk_size: int | None = None
     invalid_utf8: bool = False
     endless: bool = False
@@ -109,7 +112,7 @@ class Fault:
             raise ValueError(f"Fault.status replaces the reply; it takes no {body_faults[0]}")
 
     def _body_faults(self) -> list[str]:
-        names = ("drip", "chunk_size", "invalid_utf8", "endless")
+        names = ("drip", "first_chunk_after", "chunk_size", "invalid_utf8", "endless")
         return [name for name in names if _is_set(getattr(self, name))]
 
     @property

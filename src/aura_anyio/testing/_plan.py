@@ -105,6 +105,7 @@ class ResponsePlan:
         chunks: The body, one element per HTTP chunk (empty elements are skipped: an empty
             chunk would end a chunked body).
         delay: Seconds to wait between two chunks.
+        first_delay: Seconds to wait between the head and the first chunk.
         stall_before_head: Send nothing at all, until the client leaves.
         endless: Send ``chunks`` over and over, forever.
         ending: What follows the last chunk.
@@ -117,6 +118,7 @@ class ResponsePlan:
     headers: tuple[tuple[bytes, bytes], ...] = ()
     chunks: tuple[bytes, ...] = ()
     delay: float = 0.0
+    first_delay: float = 0.0
     stall_before_head: bool = False
     endless: bool = False
     ending: Ending = Ending.END
@@ -212,7 +214,13 @@ def apply_fault(plan: ResponsePlan, fault: Fault) -> ResponsePlan:
         chunks = _rechunk(chunks, fault.chunk_size)
     delay = plan.delay if fault.drip is None else fault.drip
     return dataclasses.replace(
-        plan, chunks=chunks, delay=delay, endless=endless, ending=ending, events=None
+        plan,
+        chunks=chunks,
+        delay=delay,
+        first_delay=fault.first_chunk_after or 0.0,
+        endless=endless,
+        ending=ending,
+        events=None,
     )
 
 

@@ -424,8 +424,9 @@ class ReferenceServer(anyio.AsyncContextManagerMixin):
         # An empty chunk would end a chunked body, so h11 sends nothing for it: skip it here too.
         chunks = [chunk for chunk in plan.chunks if chunk]
         for index, chunk in enumerate(itertools.cycle(chunks) if plan.endless else chunks):
-            if index and plan.delay:
-                await anyio.sleep(plan.delay)
+            wait = plan.delay if index else plan.first_delay
+            if wait:
+                await anyio.sleep(wait)
             await stream.send(conn.send(h11.Data(data=chunk)))
         if plan.ending is Ending.END:
             await stream.send(conn.send(h11.EndOfMessage()))
