@@ -241,7 +241,7 @@ def test_the_end_of_a_batch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     output = tmp_path / "out.jsonl"
     finish_batch(BatchStats(total=3, done=3), output, None)
     err = capsys.readouterr().err
-    assert err.startswith("aura: 3 done, 0 failed, 0 retries, ")
+    assert err.startswith("aura: 3 ok, 0 failed, 0 retries, ")
     assert " requests/s" in err
     assert err.count("\n") == 1
     with pytest.raises(Failed, match="1 of 3 requests failed"):
@@ -249,13 +249,13 @@ def test_the_end_of_a_batch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "2 skipped (done before)" in capsys.readouterr().err
     finish_batch(BatchStats(total=9, done=4, failed=1), output, Interrupted())
     err = capsys.readouterr().err
-    assert err.startswith("aura: interrupted: 4 done, 1 failed")
+    assert err.startswith("aura: interrupted: 3 ok, 1 failed")
     assert "--resume finishes it" in err
     finish_batch(BatchStats(), output, Failed("bad URL"))  # the error speaks for itself
     assert capsys.readouterr().err == ""
     finish_batch(BatchStats(total=5, done=5, truncated=2), output, None)  # still a success
     assert capsys.readouterr().err.startswith(
-        "aura: 5 done, 0 failed, 0 retries, 2 cut short by max_tokens (finish_reason length), "
+        "aura: 5 ok, 0 failed, 0 retries, 2 cut short by max_tokens (finish_reason length), "
     )
     with pytest.raises(Failed, match="1 of 5 requests failed"):
         finish_batch(BatchStats(total=5, done=5, failed=1, skipped=1, truncated=1), output, None)
@@ -278,9 +278,11 @@ def test_the_summary_counts_tokens_rate_and_latency(
         prompt_tokens=1200,
         completion_tokens=34_000,
         latencies=[0.1, 0.2, 0.3, 1.5],
+        ttfts=[0.05, 0.01, 0.4],
     )
     summary = summary_of(stats, elapsed=2.0)
     assert summary == {
+        "ok": 3,
         "done": 4,
         "failed": 1,
         "retried": 2,
@@ -291,21 +293,31 @@ def test_the_summary_counts_tokens_rate_and_latency(
         "completion_tokens": 34_000,
         "elapsed": 2.0,
         "requests_per_second": 2.0,
+        "output_tokens_per_second": 17_000.0,
         "latency_p50": 0.2,
         "latency_p95": 1.5,
+        "ttft_p50": 0.05,
+        "ttft_p95": 0.4,
     }
     assert summary_line(summary) == (
-        "4 done, 1 failed, 2 retries, 3 from the cache, "
+        "3 ok, 1 failed, 2 retries, 3 from the cache, "
         "1 cut short by max_tokens (finish_reason length), "
-        "1,200 tokens in, 34,000 out, 2.0 requests/s, latency p50 200 ms, p95 1500 ms"
+        "1,200 tokens in, 34,000 out, 2.0 requests/s, 17,000.0 output tokens/s, "
+        "latency p50 200 ms, p95 1500 ms, first text p50 50 ms, p95 400 ms"
     )
     empty = summary_of(BatchStats(), elapsed=0.0)
-    assert (empty["requests_per_second"], empty["latency_p50"], empty["latency_p95"]) == (
-        None,
-        None,
-        None,
-    )
-    assert summary_line(empty) == "0 done, 0 failed, 0 retries"
+    assert [
+        empty[name]
+        for name in (
+            "requests_per_second",
+            "output_tokens_per_second",
+            "latency_p50",
+            "latency_p95",
+            "ttft_p50",
+            "ttft_p95",
+        )
+    ] == [None] * 6
+    assert summary_line(empty) == "0 ok, 0 failed, 0 retries"
     written = tmp_path / "summary.json"
     with pytest.raises(Failed):
         finish_batch(stats, tmp_path / "out.jsonl", None, written)

@@ -218,9 +218,10 @@ def test_a_batch_writes_one_row_per_line_and_goes_on_past_bad_ones(
         "error",
         "attempts",
         "elapsed",
+        "ttft",
         "finish_reason",
         "usage",
-    }  # no tool_calls: the reply made none
+    }  # no tool_calls: the reply made none; no previous_error_types: no retries
     assert (by_line[1]["finish_reason"], by_line[1]["usage"]) == (None, None)  # /api/chat: none
 
 
@@ -239,6 +240,8 @@ def test_a_status_error_row_carries_the_status(server: ReferenceServer, tmp_path
         "status_code": 503,
     }
     assert row["attempts"] == 2
+    assert row["previous_error_types"] == ["ServerError"]
+    assert row["ttft"] is None  # no text ever came
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
@@ -252,7 +255,7 @@ def test_a_clean_batch_exits_0_and_an_existing_output_needs_resume(
     args = ["batch", str(source), "-o", str(output), "--base-url", server.base_url]
     done = aura(*args, "--backend", backend, "--concurrency", "8", "--rps", "1000", "--tpm", "1e6")
     assert (done.returncode, done.stdout) == (0, "")
-    assert "50 done, 0 failed" in done.stderr
+    assert "50 ok, 0 failed" in done.stderr
     assert sorted(row["id"] for row in rows(output)) == list(range(1, 51))
     again = aura(*args)
     assert again.returncode == 2
@@ -260,7 +263,7 @@ def test_a_clean_batch_exits_0_and_an_existing_output_needs_resume(
     assert "--resume" in again.stderr
     resumed = aura(*args, "--resume")  # nothing left to do
     assert resumed.returncode == 0
-    assert "0 done" in resumed.stderr
+    assert "0 ok, 0 failed" in resumed.stderr
     assert len(rows(output)) == 50
 
 
@@ -300,7 +303,7 @@ def test_two_batches_write_one_cache_file_at_once(server: ReferenceServer, tmp_p
         "--base-url", server.base_url,
     )  # fmt: skip
     assert again.returncode == 0
-    assert "200 done, 0 failed, 0 retries, 200 from the cache" in again.stderr
+    assert "200 ok, 0 failed, 0 retries, 200 from the cache" in again.stderr
     assert len(server.requests) == before + len(sent)
 
 
@@ -565,7 +568,7 @@ def test_the_openai_wire_from_the_command_line(server: ReferenceServer, tmp_path
         1: (REPLY.format("one"), "stop"),
         2: ("Hello from ", "length"),
     }
-    assert "2 done, 0 failed, 0 retries, 1 cut short by max_tokens (finish_reason length)" in (
+    assert "2 ok, 0 failed, 0 retries, 1 cut short by max_tokens (finish_reason length)" in (
         batch.stderr
     )
 
@@ -685,7 +688,7 @@ def test_a_batch_says_how_many_replies_max_tokens_cut_short(
     options = ["--wire", "openai", "--extra-body", '{"seed": 7, "top_p": 0.9}', "--no-progress"]
     assert main([*args, *options]) == 0  # a reply cut by max_tokens is whole: ok
     assert capsys.readouterr().err.startswith(
-        "aura: 3 done, 0 failed, 0 retries, 2 cut short by max_tokens (finish_reason length), "
+        "aura: 3 ok, 0 failed, 0 retries, 2 cut short by max_tokens (finish_reason length), "
     )
     found = {row["id"]: row for row in rows(output)}
     assert {key: (row["ok"], row["finish_reason"]) for key, row in found.items()} == {
@@ -726,7 +729,7 @@ def test_replies_interrupted_without_a_finish_reason_fail_and_resume_completes_t
         first = aura(*args)
         assert first.returncode == 1, first.stderr
         assert "Traceback" not in first.stderr
-        assert "aura: 12 done, 3 failed, 3 retries, " in first.stderr
+        assert "aura: 9 ok, 3 failed, 3 retries, " in first.stderr
         assert "aura: error: 3 of 12 requests failed" in first.stderr
         found = {row["id"]: row for row in rows(output)}
         assert sorted(found) == sorted(ids)
@@ -750,7 +753,7 @@ def test_replies_interrupted_without_a_finish_reason_fail_and_resume_completes_t
         resumed = aura(*args, "--resume")  # each marked prompt's fault is used up by now
         assert resumed.returncode == 0, resumed.stderr
         assert resumed.stderr.startswith(
-            "aura: 3 done, 0 failed, 0 retries, 9 skipped (done before), "
+            "aura: 3 ok, 0 failed, 0 retries, 9 skipped (done before), "
         )
         assert resumed.stderr.count("\n") == 1
         faults = server.faults
@@ -773,13 +776,13 @@ def test_a_batch_cut_everywhere_by_a_server_fault_fails_and_resumes_on_a_healthy
     args = ["batch", str(source), "-o", str(output), "--wire", "openai", "--no-progress"]
     with serving(ReferenceServer(fault=Fault(interrupt_after=0))) as interrupting:
         assert main([*args, "--base-url", interrupting.base_url, "--retries", "0"]) == 1
-    assert "4 done, 4 failed" in capsys.readouterr().err
+    assert "0 ok, 4 failed" in capsys.readouterr().err
     for row in rows(output):  # failed, where the batch wrote empty ok rows
         assert (row["ok"], row["text"], row["finish_reason"]) == (False, "", None)
         assert row["error"]["type"] == "APIConnectionError"
     with serving(ReferenceServer()) as healthy:
         assert main([*args, "--base-url", healthy.base_url, "--resume"]) == 0
-    assert capsys.readouterr().err.startswith("aura: 4 done, 0 failed, 0 retries, 4 tokens in")
+    assert capsys.readouterr().err.startswith("aura: 4 ok, 0 failed, 0 retries, 4 tokens in")
     ok = collections.Counter(row["id"] for row in rows(output) if row["ok"])
     assert ok == collections.Counter(range(4))
 
@@ -798,11 +801,15 @@ def test_a_batch_against_a_server_that_answers_empty_reports_those_rows_as_faile
     with serving(ReferenceServer()) as server:
         args = ["batch", str(source), "-o", str(output), "--base-url", server.base_url]
         assert main([*args, "--retries", "1", "--no-progress"]) == 1
-    assert "8 done, 1 failed, 2 retries" in capsys.readouterr().err
+    assert "7 ok, 1 failed, 2 retries" in capsys.readouterr().err
     found = {row["id"]: row for row in rows(output)}
     assert (found[2]["ok"], found[2]["text"], found[2]["attempts"]) == (False, "", 2)
     assert found[2]["error"]["type"] == "EmptyReplyError"
+    assert found[2]["previous_error_types"] == ["EmptyReplyError"]
+    assert found[2]["error"]["message"].endswith("(after 2 attempts: empty reply)")
     assert (found[5]["ok"], found[5]["attempts"]) == (True, 2)  # retried, then whole
+    assert found[5]["previous_error_types"] == ["EmptyReplyError"]
+    assert found[5]["ttft"] > 0
     assert all(row["ok"] and row["text"] for key, row in found.items() if key != 2)
 
 

@@ -21,6 +21,7 @@ from aura_anyio import (
     ResponseCache,
     ResponseTooLargeError,
     ServerError,
+    Timeouts,
 )
 from aura_anyio._exceptions import attempt_label, end_with_history
 from aura_anyio.testing import Fault, ReferenceServer
@@ -48,6 +49,19 @@ async def test_the_error_that_ends_a_request_keeps_the_attempts_before_it() -> N
     assert [type(earlier) for earlier in error.previous_errors] == [ServerError, EmptyReplyError]
     assert error.previous_errors[0].previous_errors == ()  # no history of their own
     assert str(error).endswith("(after 3 attempts: HTTP 503, empty reply)")
+
+
+async def test_rate_limits_are_not_lost_behind_a_timeout() -> None:
+    limited = reply(b"slow down", status=429)
+    script = Script(limited, limited, reply(Pause(30), b"late"))
+    async with make_client(script, timeout=Timeouts(read=0.2)) as client:
+        with pytest.raises(APITimeoutError) as caught:
+            await client.complete(HELLO)
+    assert [type(earlier) for earlier in caught.value.previous_errors] == [
+        RateLimitError,
+        RateLimitError,
+    ]
+    assert str(caught.value).endswith("(after 3 attempts: HTTP 429, HTTP 429)")
 
 
 async def test_one_attempt_has_no_history() -> None:

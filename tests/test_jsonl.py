@@ -8,7 +8,15 @@ import math
 import pytest
 from hypothesis import given, strategies as st
 
-from aura_anyio import APITimeoutError, ChatRequest, ChatResult, RateLimitError, ToolCall
+from aura_anyio import (
+    APITimeoutError,
+    ChatRequest,
+    ChatResult,
+    EmptyReplyError,
+    RateLimitError,
+    ServerError,
+    ToolCall,
+)
 from aura_anyio._cli.jsonl import (
     BadLine,
     Row,
@@ -215,6 +223,7 @@ def test_a_result_row_round_trips_through_json(
         "error": None,
         "attempts": attempts,
         "elapsed": round(elapsed, 6),
+        "ttft": None,
         "finish_reason": finish_reason,
         "usage": usage,
     }
@@ -228,13 +237,36 @@ def test_a_result_row_round_trips_through_json(
 
 def test_a_row_has_tool_calls_only_when_the_reply_made_some() -> None:
     call = ToolCall(id="call_0", type="function", function={"name": "f", "arguments": "{}"})
-    row = Row("r", 1, True, "", None, 1, 0.5, "tool_calls", {"total_tokens": 3}, [call])
+    row = Row(
+        "r",
+        1,
+        True,
+        "",
+        None,
+        1,
+        0.5,
+        finish_reason="tool_calls",
+        usage={"total_tokens": 3},
+        tool_calls=[call],
+    )
     assert json.loads(row.to_json())["tool_calls"] == [call]
     assert '"tool_calls":[{"id":"call_0"' in row.to_json()
-    bare = Row("r", 1, True, "t", None, 1, 0.5, "stop")
+    bare = Row("r", 1, True, "t", None, 1, 0.5, finish_reason="stop")
     assert "tool_calls" not in bare.to_json()
     assert json.loads(bare.to_json())["usage"] is None
     assert bare.tool_calls is None  # left out of the JSON, not removed from the row
+
+
+def test_a_row_keeps_its_time_to_first_text_and_what_its_retries_overcame() -> None:
+    request = ChatRequest([], id="r")
+    earlier = (ServerError("x", status_code=503), EmptyReplyError("y"))
+    result = ChatResult(0, request, "hi", None, 3, 1.0, ttft=0.1234567, previous_errors=earlier)
+    fields = json.loads(result_row(result, line=1).to_json())
+    assert fields["ttft"] == 0.123457
+    assert fields["previous_error_types"] == ["ServerError", "EmptyReplyError"]
+    once = json.loads(result_row(ChatResult(0, request, "hi", None, 1, 1.0), line=1).to_json())
+    assert once["ttft"] is None
+    assert "previous_error_types" not in once  # no retries, no field
 
 
 def test_an_error_row_names_the_type_and_the_status() -> None:

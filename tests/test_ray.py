@@ -49,6 +49,7 @@ OUTPUT = (
     "error_type",
     "attempts",
     "elapsed",
+    "ttft",
     "finish_reason",
     "prompt_tokens",
     "completion_tokens",

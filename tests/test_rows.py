@@ -58,7 +58,9 @@ def test_extra_body_of_the_row_wins_over_the_batch() -> None:
 
 def test_output_fields_of_a_result_and_of_a_bad_row() -> None:
     request = ChatRequest(PROMPT)
-    ok = ChatResult(0, request, "hello", None, 1, 0.5, "stop", {"prompt_tokens": 3}, "http://a")
+    ok = ChatResult(
+        0, request, "hello", None, 1, 0.5, "stop", {"prompt_tokens": 3}, "http://a", ttft=0.25
+    )
     assert dict(zip(OUTPUT_FIELDS, output_fields(ok), strict=True)) == {
         "text": "hello",
         "ok": True,
@@ -66,6 +68,7 @@ def test_output_fields_of_a_result_and_of_a_bad_row() -> None:
         "error_type": None,
         "attempts": 1,
         "elapsed": 0.5,
+        "ttft": 0.25,
         "finish_reason": "stop",
         "prompt_tokens": 3,
         "completion_tokens": None,

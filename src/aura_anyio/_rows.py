@@ -40,6 +40,7 @@ OUTPUT_FIELDS = (
     "error_type",
     "attempts",
     "elapsed",
+    "ttft",
     "finish_reason",
     "prompt_tokens",
     "completion_tokens",
@@ -52,6 +53,7 @@ OUTPUT_TYPES = (
     "string",
     "string",
     "int64",
+    "float64",
     "float64",
     "string",
     "int64",
@@ -111,7 +113,7 @@ def output_fields(outcome: ChatResult | str) -> tuple[object, ...]:
     """A row's output fields (:data:`OUTPUT_FIELDS`), from its request's result or from why
     the row made no request."""
     if isinstance(outcome, str):
-        return ("", False, outcome, "InvalidRequestError", 0, 0.0, None, None, None, None)
+        return ("", False, outcome, "InvalidRequestError", 0, 0.0, None, None, None, None, None)
     error = outcome.error
     usage = outcome.usage or {}
     return (
@@ -121,6 +123,7 @@ def output_fields(outcome: ChatResult | str) -> tuple[object, ...]:
         None if error is None else type(error).__name__,
         outcome.attempts,
         outcome.elapsed,
+        outcome.ttft,
         outcome.finish_reason,
         usage.get("prompt_tokens"),
         usage.get("completion_tokens"),

@@ -47,7 +47,8 @@ class BatchStats:
     ``truncated`` counts the replies that ended because they reached ``max_tokens``
     (``finish_reason`` ``"length"``): whole as far as the server is concerned, and ``ok``;
     ``cached`` the replies the cache answered. The token counts are the sums of what the
-    replies sent reported (``usage``), and the latencies those of the requests sent.
+    replies sent reported (``usage``); the latencies and times to first text (``ttfts``)
+    are those of the requests sent.
     """
 
     total: int = 0
@@ -60,21 +61,27 @@ class BatchStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latencies: list[float] = dataclasses.field(default_factory=list[float])
+    ttfts: list[float] = dataclasses.field(default_factory=list[float])
     started: float = dataclasses.field(default_factory=time.monotonic)
 
 
 def summary_of(stats: BatchStats, elapsed: float) -> dict[str, object]:
-    """How a batch went, as ``--summary-json`` writes it: counts, tokens, rate, latencies.
+    """How a batch went, as ``--summary-json`` writes it: counts, tokens, rates, latencies and
+    times to first text.
 
-    Times are in seconds; a latency is ``None`` when no request finished.
+    ``done`` counts the requests that finished, ``ok`` those of them that got their reply,
+    ``failed`` the others. Times are in seconds; a latency (or time to first text) is
+    ``None`` when no request gave one, and the output tokens a second when no reply reported
+    its tokens.
     """
-    latencies = stats.latencies
 
-    def latency(fraction: float) -> float | None:
-        value = percentile(latencies, fraction)
+    def rank(values: list[float], fraction: float) -> float | None:
+        value = percentile(values, fraction)
         return None if math.isnan(value) else round(value, 6)
 
+    completion = stats.completion_tokens
     return {
+        "ok": stats.done - stats.failed,
         "done": stats.done,
         "failed": stats.failed,
         "retried": stats.retried,
@@ -85,14 +92,19 @@ def summary_of(stats: BatchStats, elapsed: float) -> dict[str, object]:
         "completion_tokens": stats.completion_tokens,
         "elapsed": round(elapsed, 6),
         "requests_per_second": round(stats.done / elapsed, 3) if elapsed > 0 else None,
-        "latency_p50": latency(0.5),
-        "latency_p95": latency(0.95),
+        "output_tokens_per_second": (
+            round(completion / elapsed, 3) if completion and elapsed > 0 else None
+        ),
+        "latency_p50": rank(stats.latencies, 0.5),
+        "latency_p95": rank(stats.latencies, 0.95),
+        "ttft_p50": rank(stats.ttfts, 0.5),
+        "ttft_p95": rank(stats.ttfts, 0.95),
     }
 
 
 def summary_line(summary: dict[str, object]) -> str:
-    """The summary as one line for a person: ``aura: 9 done, 1 failed, ...``."""
-    parts = [f"{summary['done']} done", f"{summary['failed']} failed"]
+    """The summary as one line for a person: ``aura: 9 ok, 1 failed, ...``."""
+    parts = [f"{summary['ok']} ok", f"{summary['failed']} failed"]
     parts.append(f"{summary['retried']} retries")
     if summary["skipped"]:
         parts.append(f"{summary['skipped']} skipped (done before)")
@@ -107,9 +119,13 @@ def summary_line(summary: dict[str, object]) -> str:
     rate = summary["requests_per_second"]
     if summary["done"] and rate is not None:
         parts.append(f"{rate:.1f} requests/s")
-    p50, p95 = summary["latency_p50"], summary["latency_p95"]
-    if isinstance(p50, float) and isinstance(p95, float):
-        parts.append(f"latency p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms")
+    output_rate = summary["output_tokens_per_second"]
+    if isinstance(output_rate, float):
+        parts.append(f"{output_rate:,.1f} output tokens/s")
+    for name, label in (("latency", "latency"), ("ttft", "first text")):
+        p50, p95 = summary[f"{name}_p50"], summary[f"{name}_p95"]
+        if isinstance(p50, float) and isinstance(p95, float):
+            parts.append(f"{label} p50 {p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms")
     return ", ".join(parts)
 
 
@@ -177,6 +193,8 @@ async def run_batch(
                 stats.cached += result.cached
                 if not result.cached:  # the server's latency, not the disk's
                     stats.latencies.append(result.elapsed)
+                if result.ttft is not None:
+                    stats.ttfts.append(result.ttft)
                 progress = results.progress  # the fan-out totals the reported tokens
                 stats.prompt_tokens = progress.prompt_tokens
                 stats.completion_tokens = progress.completion_tokens

@@ -4,8 +4,9 @@ An input line is a JSON object, ``{"id": ..., "messages": [...]}`` or ``{"id": .
 "...", "system": "..."}``, with optional ``model``, ``temperature``, ``max_tokens`` and
 ``extra_body``; ``id`` defaults to the line number. A result row is one JSON object per line:
 ``id``, ``line``, ``ok``, ``text``, ``error`` (``type``, ``message``, ``status_code``) or
-null, ``attempts``, ``elapsed``, ``finish_reason``, ``usage`` and, when the reply made any,
-``tool_calls``.
+null, ``attempts``, ``elapsed``, ``ttft`` (seconds to the first text, or null),
+``finish_reason``, ``usage`` and, when the reply made any, ``tool_calls``; when there were
+retries, ``previous_error_types`` names what ended each retried attempt.
 """
 
 from __future__ import annotations
@@ -62,15 +63,19 @@ class Row:
     error: dict[str, object] | None
     attempts: int
     elapsed: float
+    ttft: float | None = None
     finish_reason: str | None = None
     usage: Mapping[str, int] | None = None
     tool_calls: list[ToolCall] | None = None  # left out of the row when None
     cached: bool = False  # left out of the row when false
     endpoint: str | None = None  # the server, when there are several; else left out
+    previous_error_types: tuple[str, ...] = ()  # left out when there were no retries
 
     def to_json(self) -> str:
         """The row as one line of JSON, without the newline."""
         fields = dataclasses.asdict(self)
+        if not self.previous_error_types:
+            del fields["previous_error_types"]
         if self.tool_calls is None:
             del fields["tool_calls"]
         if not self.cached:
@@ -155,11 +160,13 @@ def result_row(result: ChatResult, line: int, *, name_server: bool = False) -> R
         },
         attempts=result.attempts,
         elapsed=round(result.elapsed, 6),
+        ttft=None if result.ttft is None else round(result.ttft, 6),
         finish_reason=result.finish_reason,
         usage=result.usage,
         tool_calls=result.tool_calls,
         cached=result.cached,
         endpoint=result.endpoint if name_server else None,
+        previous_error_types=tuple(type(earlier).__name__ for earlier in result.previous_errors),
     )
 
 

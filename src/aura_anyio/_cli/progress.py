@@ -21,7 +21,7 @@ if typing.TYPE_CHECKING:
 
     from .batch import BatchStats
 
-__all__ = ["BatchProgress", "rates"]
+__all__ = ["BatchProgress", "failures", "rates"]
 
 
 @typing.final
@@ -43,7 +43,7 @@ class BatchProgress:
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[failed]} failed"),
+                TextColumn("{task.fields[failed]}"),
                 TextColumn("{task.fields[cached]}"),
                 TextColumn("{task.fields[rate]}"),
                 TextColumn("elapsed"),
@@ -57,7 +57,9 @@ class BatchProgress:
         self._started = time.monotonic()
         if self._progress is not None:
             self._progress.start()
-            self._task = self._progress.add_task("batch", total=None, failed=0, cached="", rate="")
+            self._task = self._progress.add_task(
+                "batch", total=None, failed=failures(0), cached="", rate=""
+            )
         return self
 
     def __exit__(
@@ -77,10 +79,15 @@ class BatchProgress:
             self._task,
             completed=stats.done,
             total=max(stats.total, stats.done),
-            failed=stats.failed,
+            failed=failures(stats.failed),
             cached=f"{stats.cached} cached" if stats.cached else "",
             rate=rates(stats, time.monotonic() - self._started),
         )
+
+
+def failures(count: int) -> str:
+    """The failures so far, in red once there is one: a batch going wrong shows at once."""
+    return f"[bold red]{count} failed[/]" if count else "0 failed"
 
 
 def rates(stats: BatchStats, elapsed: float) -> str:
