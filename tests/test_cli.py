@@ -152,6 +152,42 @@ def test_chat_keeps_the_text_that_arrived_before_a_break(server: ReferenceServer
     assert "broke after" in done.stderr
 
 
+def test_chat_timeout_ends_a_silent_reply_early_and_keeps_its_text(
+    server: ReferenceServer,
+) -> None:
+    stalled = Fault(stall_after=20).marker()
+    started = time.monotonic()
+    done = aura("chat", "--base-url", server.base_url, "--timeout", "0.5", stalled)
+    took = time.monotonic() - started
+    assert done.returncode == 1
+    assert REPLY.format(stalled).encode()[:20] == done.stdout.encode()
+    assert_one_clear_line(done.stderr)
+    assert "read timeout" in done.stderr
+    assert took < 30  # not the default 60 s: a generous bound for a busy machine
+
+
+def test_batch_timeout_fails_a_silent_reply_early(server: ReferenceServer, tmp_path: Path) -> None:
+    source, output = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    stalled = Fault(stall_after=20).marker()
+    lines = [{"id": "stalled", "prompt": stalled}, {"id": "fine", "prompt": "hi"}]
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    args = ["-o", str(output), "--base-url", server.base_url, "--retries", "0"]
+    done = aura("batch", str(source), *args, "--timeout", "0.5")
+    assert done.returncode == 1
+    found = {row["id"]: row for row in rows(output)}
+    assert found["stalled"]["error"]["type"] == "IncompleteStreamError"
+    assert "read timeout" in found["stalled"]["error"]["message"]
+    assert found["fine"]["ok"]
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
+def test_a_timeout_must_be_a_positive_number_of_seconds(value: str) -> None:
+    for command in (["chat", "hi"], ["batch", "in.jsonl", "-o", "out.jsonl"]):
+        done = aura(*command, "--timeout", value, "--base-url", "http://127.0.0.1:9")
+        assert done.returncode == 2
+        assert "--timeout" in done.stderr
+
+
 def test_chat_cannot_connect() -> None:
     done = aura("chat", "--base-url", "http://127.0.0.1:9", "--retries", "0", "hi")
     assert done.returncode == 1

@@ -24,7 +24,7 @@ from .._cache import ResponseCache
 from .._client import DEFAULT_BASE_URL, AuraClient
 from .._exceptions import AuraError, CacheError, InvalidRequestError
 from .._fanout import FanOutLimits
-from .._models import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_TEMPERATURE
+from .._models import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_TEMPERATURE, Timeouts
 from .._wire import WIRES
 from .batch import BatchStats, run_batch, summary_line, summary_of, until_signalled
 from .progress import BatchProgress
@@ -74,6 +74,7 @@ class Connection:
     retries: int
     backend: str
     wire: WireName = "aura"
+    timeout: Timeouts = Timeouts()  # noqa: RUF009 (immutable)
 
     def client(self, concurrency: int = 1, cache: ResponseCache | None = None) -> AuraClient:
         try:
@@ -85,6 +86,7 @@ class Connection:
                 max_connections=max(100, concurrency),
                 wire=self.wire,
                 cache=cache,
+                timeout=self.timeout,
             )
         except InvalidRequestError as exc:
             raise Failed(str(exc), EXIT_USAGE) from None
@@ -132,6 +134,16 @@ def _connection_options(command: FC) -> FC:
                 help="Retries after a failed attempt.",
             ),
             click.option(
+                "--timeout",
+                type=float,
+                default=Timeouts().read,
+                show_default=True,
+                callback=_read_timeout,
+                metavar="SECONDS",
+                help="The longest silence between two pieces of a reply (the read timeout); "
+                "a reply cut by one is an error, retried while no text has come.",
+            ),
+            click.option(
                 "--backend", type=click.Choice(BACKENDS), default="asyncio", show_default=True
             ),
             click.option(
@@ -147,6 +159,14 @@ def _connection_options(command: FC) -> FC:
     ):
         command = option(command)
     return command
+
+
+def _read_timeout(_ctx: click.Context, _param: click.Parameter, value: float) -> Timeouts:
+    """The ``--timeout`` option as the client's timeouts, checked before anything is sent."""
+    try:
+        return Timeouts(read=value)
+    except InvalidRequestError:
+        raise click.BadParameter(f"must be a positive number of seconds, got {value!r}") from None
 
 
 def _extra_body_option(command: FC) -> FC:
@@ -211,6 +231,7 @@ def chat(
     extra_body: str | None,
     base_url: tuple[str, ...],
     retries: int,
+    timeout: Timeouts,
     backend: str,
     wire: WireName,  # click.Choice(list(WIRES)) lets no other name through
 ) -> None:
@@ -223,7 +244,7 @@ def chat(
     messages = [{"role": "system", "content": system}] if system is not None else []
     messages.append({"role": "user", "content": text})
     extra = parse_extra_body(extra_body, wire)
-    connection = Connection(base_url, retries, backend, wire)
+    connection = Connection(base_url, retries, backend, wire, timeout)
     out = _lenient_stdout()
 
     async def job() -> None:
@@ -313,6 +334,7 @@ def batch(
     extra_body: str | None,
     base_url: tuple[str, ...],
     retries: int,
+    timeout: Timeouts,
     backend: str,
     wire: WireName,  # click.Choice(list(WIRES)) lets no other name through
 ) -> None:
@@ -341,7 +363,7 @@ def batch(
             f"{output} exists; pass --resume to continue that batch, or choose another file",
             EXIT_USAGE,
         )
-    connection = Connection(base_url, retries, backend, wire)
+    connection = Connection(base_url, retries, backend, wire, timeout)
     stats = BatchStats()  # filled in as the batch goes, so an interrupted one has its counts
 
     async def job() -> None:
