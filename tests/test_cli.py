@@ -142,9 +142,15 @@ def test_chat_errors_are_one_line_on_stderr(
     assert needle in done.stderr
 
 
-def test_chat_keeps_the_text_that_arrived_before_a_break(server: ReferenceServer) -> None:
-    cut = Fault(close_after=20).marker()
+@pytest.mark.parametrize("fault", [Fault(close_after=20), Fault(reset_after=20)])
+def test_chat_keeps_the_text_that_arrived_before_a_break_and_says_so_at_once(
+    server: ReferenceServer, fault: Fault
+) -> None:
+    cut = fault.marker()
+    started = time.monotonic()
     done = aura("chat", "--base-url", server.base_url, cut)
+    # At once, not after the 60 s read timeout: a generous bound for a busy machine.
+    assert time.monotonic() - started < 30
     assert done.returncode == 1
     assert done.stdout  # what arrived stays on stdout
     assert REPLY.format(cut).encode().startswith(done.stdout.encode())
@@ -842,7 +848,7 @@ def test_a_batch_against_a_server_that_answers_empty_reports_those_rows_as_faile
     assert (found[2]["ok"], found[2]["text"], found[2]["attempts"]) == (False, "", 2)
     assert found[2]["error"]["type"] == "EmptyReplyError"
     assert found[2]["previous_error_types"] == ["EmptyReplyError"]
-    assert found[2]["error"]["message"].endswith("(after 2 attempts: empty reply)")
+    assert found[2]["error"]["message"].endswith("(earlier attempts: empty reply)")
     assert (found[5]["ok"], found[5]["attempts"]) == (True, 2)  # retried, then whole
     assert found[5]["previous_error_types"] == ["EmptyReplyError"]
     assert found[5]["ttft"] > 0

@@ -24,6 +24,7 @@ from aura_anyio import (
     APIStatusError,
     APITimeoutError,
     AuraClient,
+    BadRequestError,
     ChatStream,
     IncompleteStreamError,
     RateLimitError,
@@ -290,7 +291,7 @@ async def test_read_error_reads_at_most_the_limit() -> None:
 async def test_read_error_cuts_one_huge_chunk_to_the_limit() -> None:
     response = FakeResponse(400, [b"x" * (3 * ERROR_BODY_LIMIT)], reason="Bad Request")
     error = await read_error(response, INFO)
-    assert type(error) is APIStatusError
+    assert type(error) is BadRequestError
     assert error.body == "x" * ERROR_BODY_LIMIT
 
 

@@ -19,6 +19,7 @@ from aura_anyio import (
     APIStatusError,
     APITimeoutError,
     AuraClient,
+    AuthenticationError,
     EmptyReplyError,
     IncompleteStreamError,
     RateLimitError,
@@ -175,7 +176,7 @@ async def test_408_is_retried(mode: str) -> None:
 @fault_row("other 4xx status")
 async def test_4xx_is_not_retried(mode: str) -> None:
     error, server = await fail(Fault(status=401, reason="Bad key"), mode, APIStatusError)
-    assert type(error) is APIStatusError
+    assert type(error) is AuthenticationError
     assert error.reason == "Bad key"
     assert len(server.requests) == 1
 

@@ -17,6 +17,7 @@ PACKAGE = Path(__file__).parent.parent / "src" / "aura_anyio"
 LAYERS: dict[str, list[str]] = {
     # Stdlib only, no I/O: computable without awaiting.
     "pure": [
+        "_error_body",
         "_exceptions",
         "_messages",
         "_models",

@@ -12,6 +12,13 @@ library's errors (the OS's, AnyIO's, the HTTP parser's, httpx's) to the neutral 
         ├── APIConnectionError                      could not connect, or the connection broke
         │   └── APITimeoutError                     a connect/read/first-chunk/total timeout
         ├── APIStatusError                          .status_code .reason .body .headers
+        │   │                                       .code .type .param
+        │   ├── BadRequestError (400)
+        │   ├── AuthenticationError (401)
+        │   ├── PermissionDeniedError (403)
+        │   ├── NotFoundError (404)
+        │   ├── ConflictError (409)
+        │   ├── UnprocessableEntityError (422)
         │   ├── RateLimitError (429)                .retry_after
         │   └── ServerError (5xx)
         ├── EmptyReplyError                         a 200 with no text at all (/api/chat)
@@ -28,6 +35,8 @@ import dataclasses
 import typing
 from types import MappingProxyType
 
+from ._error_body import server_words
+
 if typing.TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -38,14 +47,20 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AuraError",
+    "AuthenticationError",
+    "BadRequestError",
     "CacheError",
+    "ConflictError",
     "EmptyReplyError",
     "IncompleteStreamError",
     "InvalidRequestError",
+    "NotFoundError",
+    "PermissionDeniedError",
     "RateLimitError",
     "RequestInfo",
     "ResponseTooLargeError",
     "ServerError",
+    "UnprocessableEntityError",
     "attempt_label",
     "end_with_history",
     "make_status_error",
@@ -58,6 +73,8 @@ REASON_EXCERPT_CHARS = 300
 # The reason attribute is bounded as the body is (by its reader): a server can send a reason
 # phrase of tens of kilobytes, and an error may be kept, logged or pickled.
 REASON_LIMIT = 1024
+# How much of the server's own message (from a JSON error body) goes into str(error).
+SERVER_MESSAGE_CHARS = 500
 # 501 Not Implemented and 505 HTTP Version Not Supported: the server will answer the same
 # request the same way however often it comes.
 PERMANENT_SERVER_STATUSES = frozenset({501, 505})
@@ -93,7 +110,7 @@ class APIError(AuraError):
 
     ``previous_errors`` holds the errors of the attempts before the one that ended it,
     oldest first (``()`` after a single attempt); the message then ends with their history:
-    ``(after 3 attempts: HTTP 503, empty reply)``.
+    ``(earlier attempts: HTTP 503, empty reply)``.
     """
 
     request: RequestInfo | None
@@ -126,12 +143,20 @@ class APITimeoutError(APIConnectionError):
 
 
 class APIStatusError(APIError):
-    """The server answered with an error status."""
+    """The server answered with an error status.
+
+    ``code``, ``type`` and ``param`` are what the server's JSON error body gave (OpenAI's
+    ``{"error": {...}}``, vLLM's, FastAPI's ``detail``...), else ``None``; ``body`` is the
+    body as it came (its first 8 KiB).
+    """
 
     status_code: int
     reason: str
     body: str
     headers: Mapping[str, str]
+    code: str | int | None
+    type: str | None
+    param: str | None
 
     def __init__(
         self,
@@ -148,6 +173,33 @@ class APIStatusError(APIError):
         self.reason = reason
         self.body = body
         self.headers = MappingProxyType(dict(headers or {}))
+        self.code = None
+        self.type = None
+        self.param = None
+
+
+class BadRequestError(APIStatusError):
+    """400 Bad Request: the server found the request invalid (its message says why)."""
+
+
+class AuthenticationError(APIStatusError):
+    """401 Unauthorized: the key is missing, wrong or expired."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403 Forbidden: the key is valid but may not do this (a model, a region)."""
+
+
+class NotFoundError(APIStatusError):
+    """404 Not Found: no such route or model at this base URL."""
+
+
+class ConflictError(APIStatusError):
+    """409 Conflict: the request clashed with another (retried, as openai-python does)."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422 Unprocessable Entity: the body is well-formed but its values are not accepted."""
 
 
 class RateLimitError(APIStatusError):
@@ -236,9 +288,11 @@ def attempt_label(error: APIError) -> str:
     return type(error).__name__
 
 
-def end_with_history(error: APIError, previous: tuple[APIError, ...], attempts: int) -> None:
-    """Give ``error``, which ends a request of ``attempts`` attempts, the errors of the
-    attempts before it.
+def end_with_history(error: APIError, previous: tuple[APIError, ...]) -> None:
+    """Give ``error``, which ends a request, the errors of the attempts before it.
+
+    The message names them without a count: a ``request_timeout`` can end a request between
+    two attempts, and "after 3 attempts" beside two names reads as a miscount.
 
     Only once: an error that has its history already (or has none to take) is left alone.
     """
@@ -246,7 +300,7 @@ def end_with_history(error: APIError, previous: tuple[APIError, ...], attempts: 
         return
     error.previous_errors = previous
     labels = ", ".join(attempt_label(earlier) for earlier in previous)
-    history = f"(after {attempts} attempt{'' if attempts == 1 else 's'}: {labels})"
+    history = f"(earlier attempts: {labels})"
     error.args = (f"{error.args[0]} {history}" if error.args else history, *error.args[1:])
 
 
@@ -255,6 +309,16 @@ def _excerpt(text: str, limit: int = BODY_EXCERPT_CHARS) -> str:
     if len(text) > limit:
         text = text[:limit] + "…"
     return text
+
+
+_CLIENT_ERRORS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+}
 
 
 def make_status_error(
@@ -272,41 +336,41 @@ def make_status_error(
     ``rate_limited`` says the status is a rate limit's (the wire knows: see
     ``Wire.rate_limited``); by default only a 429 is.
 
-    The message carries the reason phrase (openchat-ui puts its only error detail there) and
-    a bounded excerpt of the body; the ``reason`` attribute keeps at most
-    :data:`REASON_LIMIT` characters of the phrase.
+    When the body is one of the JSON shapes servers put their reason in (``_error_body``),
+    the message leads with the server's own message, and ``code``, ``type`` and ``param``
+    hold what it gave; otherwise the message carries the reason phrase (openchat-ui puts its
+    only error detail there) and a bounded excerpt of the body. The ``reason`` attribute
+    keeps at most :data:`REASON_LIMIT` characters of the phrase.
     """
     if len(reason) > REASON_LIMIT:
         reason = reason[:REASON_LIMIT] + "…"
     where = f" from {request}" if request is not None else ""
-    message = f"HTTP {status_code} {_excerpt(reason, REASON_EXCERPT_CHARS)}".rstrip() + where
-    excerpt = _excerpt(body)
-    if excerpt:
-        message += f"; body: {excerpt!r}"
+    head = f"HTTP {status_code} {_excerpt(reason, REASON_EXCERPT_CHARS)}".rstrip() + where
+    words = server_words(body)
     if rate_limited is None:
         rate_limited = status_code == 429
+    cls: type[APIStatusError]
     if rate_limited:
-        hint = f"retry after {retry_after:g} s" if retry_after is not None else "slow down"
-        return RateLimitError(
-            f"{message} (rate limited: {hint})",
-            status_code=status_code,
-            reason=reason,
-            body=body,
-            headers=headers,
-            request=request,
-            retry_after=retry_after,
+        cls = RateLimitError
+        hint = "rate limited: " + (
+            f"retry after {retry_after:g} s" if retry_after is not None else "slow down"
         )
-    if status_code >= 500:
-        cls: type[APIStatusError] = ServerError
-        message += (
-            " (the server cannot serve this request; retrying will not help)"
+    elif status_code >= 500:
+        cls = ServerError
+        hint = (
+            "the server cannot serve this request; retrying will not help"
             if status_code in PERMANENT_SERVER_STATUSES
-            else " (the server failed; retrying later may help)"
+            else "the server failed; retrying later may help"
         )
     else:
-        cls = APIStatusError
-        message += " (the server refused the request)"
-    return cls(
+        cls = _CLIENT_ERRORS.get(status_code, APIStatusError)
+        hint = "the server refused the request"
+    if words is None:
+        excerpt = _excerpt(body)
+        message = f"{head}; body: {excerpt!r} ({hint})" if excerpt else f"{head} ({hint})"
+    else:
+        message = f"{_excerpt(words.message, SERVER_MESSAGE_CHARS)} ({head}; {hint})"
+    error = cls(
         message,
         status_code=status_code,
         reason=reason,
@@ -314,3 +378,8 @@ def make_status_error(
         headers=headers,
         request=request,
     )
+    if isinstance(error, RateLimitError):
+        error.retry_after = retry_after
+    if words is not None:
+        error.code, error.type, error.param = words.code, words.type, words.param
+    return error

@@ -43,9 +43,10 @@ __all__ = [
 ]
 
 DEFAULT_MAX_RETRIES = 2
-# 408 Request Timeout, 429 Too Many Requests and every 5xx: openchat-ui answers all its
-# failures, upstream rate limits included, with 500.
-RETRYABLE_STATUSES = frozenset({408, 429})
+# 408 Request Timeout, 409 Conflict (a lock held a moment too long: openai-python retries
+# it too), 429 Too Many Requests and every 5xx: openchat-ui answers all its failures,
+# upstream rate limits included, with 500.
+RETRYABLE_STATUSES = frozenset({408, 409, 429})
 
 
 @typing.final
@@ -181,7 +182,7 @@ def is_retryable(error: APIError, *, text_received: bool = False) -> bool:
     """Tell whether ``error`` is worth another attempt.
 
     Connection failures, timeouts and empty replies are, unless text already reached the
-    caller or the failure is permanent (``retryable`` is false); so are 408, 429 and 5xx
+    caller or the failure is permanent (``retryable`` is false); so are 408, 409, 429 and 5xx
     statuses, but for 501 Not Implemented and 505 HTTP Version Not Supported, which no retry
     changes. An :class:`IncompleteStreamError` is, when the caller saw none of its text
     (``complete()`` buffers the reply, ``stream()`` does not) and what broke it is worth

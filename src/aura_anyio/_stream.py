@@ -56,7 +56,7 @@ class Attempts:
 
     def end(self, error: APIError) -> APIError:
         """Give ``error``, which ends the request, the history of the attempts before it."""
-        end_with_history(error, tuple(self.errors), self.count)
+        end_with_history(error, tuple(self.errors))
         return error
 
     def reply(self) -> Reply | None:
