@@ -11,6 +11,7 @@ from hypothesis import given, strategies as st
 
 from aura_anyio import (
     APIStatusError,
+    AuraClient,
     AuthenticationError,
     BadRequestError,
     ConflictError,
@@ -22,6 +23,7 @@ from aura_anyio import (
 )
 from aura_anyio._error_body import ServerWords, server_words
 from aura_anyio._exceptions import SERVER_MESSAGE_CHARS, make_status_error
+from aura_anyio.testing import ERROR_SHAPES, Fault, ReferenceServer
 
 from .helpers import Script, make_client, reply
 
@@ -192,3 +194,25 @@ async def test_a_conflict_is_retried_as_openai_python_retries_it(wire: WireName)
         with pytest.raises(ConflictError) as caught:
             await client.complete(HELLO)
     assert [type(error) for error in caught.value.previous_errors] == [ConflictError] * 2
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("wire", ["aura", "openai"])
+@pytest.mark.parametrize("shape", ERROR_SHAPES)
+async def test_every_error_shape_of_the_reference_server_is_read(
+    wire: WireName, shape: str
+) -> None:
+    fault = Fault(status=404, reason="No such model", error_shape=shape)
+    async with (
+        ReferenceServer(fault=fault) as server,
+        AuraClient(server.base_url, wire=wire) as client,
+    ):
+        with pytest.raises(NotFoundError) as caught:
+            await client.complete(HELLO)
+    error = caught.value
+    said = "body.messages: No such model" if shape == "fastapi_validation" else "No such model"
+    assert str(error).startswith(f"{said} (HTTP 404 No such model from POST ")
+    assert json.loads(error.body)  # the body as it came
+    if shape in ("openai", "vllm"):
+        assert error.type == "invalid_request_error"
+        assert error.code == ("error_404" if shape == "openai" else 404)

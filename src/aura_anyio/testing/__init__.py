@@ -16,7 +16,7 @@ from ._chat import (
     default_reply as default_reply,
     trim_history as trim_history,
 )
-from ._faults import Fault as Fault
+from ._faults import ERROR_SHAPES as ERROR_SHAPES, Fault as Fault
 from ._mock import MockResponse as MockResponse, MockTransport as MockTransport
 from ._plan import ToolCalls as ToolCalls
 from ._server import Outcome as Outcome, ReferenceServer as ReferenceServer
@@ -24,6 +24,7 @@ from ._streams import stream_response as stream_response
 
 __all__ = (
     "DEFAULT_SYSTEM_PROMPT",
+    "ERROR_SHAPES",
     "Fault",
     "MockResponse",
     "MockTransport",

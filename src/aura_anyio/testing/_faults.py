@@ -23,7 +23,10 @@ from .._numbers import is_int, is_number
 if typing.TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["Fault", "FaultBook", "find_fault", "parse_fault"]
+__all__ = ["ERROR_SHAPES", "Fault", "FaultBook", "find_fault", "parse_fault"]
+
+#: The JSON error bodies ``Fault(error_shape=...)`` can send, by the servers that send them.
+ERROR_SHAPES = ("openai", "vllm", "ollama", "fastapi", "fastapi_validation", "message")
 
 _MARKER = re.compile(r"\[\[fault(?P<body>(?:\s+[^\s\]]+)*)\s*\]\]")
 # A header value as h11 sends it: visible ASCII and inner spaces, nothing around them.
@@ -54,6 +57,10 @@ class Fault:
         retry_after: A ``Retry-After`` header value for ``status``, sent as it is.
         location: A ``Location`` header value for ``status`` (a redirect).
         error_body_bytes: Make the error body this many bytes long instead of ``Error``.
+        error_shape: Make the error body JSON of this server's shape, with ``reason`` (or
+            the standard phrase) as its message: ``openai`` (also LiteLLM's, llama.cpp's),
+            ``vllm``, ``ollama``, ``fastapi``, ``fastapi_validation`` or ``message`` (a bare
+            ``{"message": ...}``); see :data:`ERROR_SHAPES`.
         stall_before_status: Read the request, then send nothing until the client leaves.
         stall_after: Send this many body bytes, then nothing until the client leaves.
         reset_after: Send this many body bytes, then reset the connection (TCP RST).
@@ -82,6 +89,7 @@ class Fault:
     retry_after: str | None = None
     location: str | None = None
     error_body_bytes: int | None = None
+    error_shape: str | None = None
     stall_before_status: bool = False
     stall_after: int | None = None
     reset_after: int | None = None
@@ -101,9 +109,16 @@ class Fault:
         if self.status is not None and (not 300 <= self.status <= 599 or self.status == 304):
             raise ValueError(f"Fault.status must be from 300 to 599 and not 304, got {self.status}")
         if self.status is None:
-            for name in ("reason", "retry_after", "location", "error_body_bytes"):
+            for name in ("reason", "retry_after", "location", "error_body_bytes", "error_shape"):
                 if getattr(self, name) is not None:
                     raise ValueError(f"Fault.{name} needs a status")
+        if self.error_shape is not None and self.error_shape not in ERROR_SHAPES:
+            raise ValueError(
+                f"Fault.error_shape must be one of {', '.join(ERROR_SHAPES)}, "
+                f"got {self.error_shape!r}"
+            )
+        if self.error_shape is not None and self.error_body_bytes is not None:
+            raise ValueError("Fault takes at most one of error_shape and error_body_bytes")
         cuts = [name for name in _CUTS if _is_set(getattr(self, name))]
         if len(cuts) > 1:
             raise ValueError(f"Fault takes at most one cut, got {' and '.join(cuts)}")

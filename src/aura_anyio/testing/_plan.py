@@ -11,6 +11,7 @@ import dataclasses
 import enum
 import http
 import itertools
+import json
 import typing
 from collections.abc import Callable, Iterable, Sequence
 
@@ -134,6 +135,32 @@ def _error(
     return ResponsePlan(status, sanitize_reason(reason), headers, body)
 
 
+def error_body(shape: str, status: int, message: str) -> bytes:
+    """An error body of one of :data:`ERROR_SHAPES`, saying ``message`` for ``status``."""
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    code = f"error_{status}"
+    document: object
+    if shape == "openai":
+        document = {"error": {"message": message, "type": kind, "code": code, "param": None}}
+    elif shape == "vllm":
+        document = {
+            "object": "error",
+            "message": message,
+            "type": kind,
+            "param": None,
+            "code": status,
+        }
+    elif shape == "ollama":
+        document = {"error": message}
+    elif shape == "fastapi":
+        document = {"detail": message}
+    elif shape == "fastapi_validation":
+        document = {"detail": [{"loc": ["body", "messages"], "msg": message, "type": kind}]}
+    else:
+        document = {"message": message}
+    return json.dumps(document).encode()
+
+
 def bad_request(reason: str = "Bad Request") -> ResponsePlan:
     """Return a ``400`` response with ``reason`` as its reason phrase."""
     return _error(400, reason, (b"Bad Request",))
@@ -182,8 +209,13 @@ def apply_fault(plan: ResponsePlan, fault: Fault) -> ResponsePlan:
         except ValueError:
             standard = "Error"
         size = fault.error_body_bytes
-        body = (b"Error",) if size is None else _sized_body(size)
-        return _error(fault.status, fault.reason or standard, body, *extra)
+        message = fault.reason or standard
+        if fault.error_shape is not None:
+            body: tuple[bytes, ...] = (error_body(fault.error_shape, fault.status, message),)
+            extra.append(_JSON)
+        else:
+            body = (b"Error",) if size is None else _sized_body(size)
+        return _error(fault.status, message, body, *extra)
     if plan.status != 200:
         return plan
     framing = plan.events
