@@ -122,4 +122,5 @@ def stored_replies(draw: st.DrawFn) -> StoredReply:
         draw(st.none() | st.sampled_from(("stop", "length", "tool_calls"))),
         draw(st.none() | st.dictionaries(st.text(max_size=20), st.integers(0, 10**9), max_size=4)),
         draw(st.none() | st.lists(call, max_size=3)),  # type: ignore[arg-type]
+        draw(st.none() | st.text()),
     )

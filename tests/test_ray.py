@@ -54,6 +54,7 @@ OUTPUT = (
     "prompt_tokens",
     "completion_tokens",
     "endpoint",
+    "reasoning",
 )
 
 

@@ -73,6 +73,7 @@ def test_output_fields_of_a_result_and_of_a_bad_row() -> None:
         "prompt_tokens": 3,
         "completion_tokens": None,
         "endpoint": "http://a",
+        "reasoning": None,
     }
     failed = ChatResult(0, request, "par", ServerError("down", status_code=503), 3, 2.0)
     fields = dict(zip(OUTPUT_FIELDS, output_fields(failed), strict=True))

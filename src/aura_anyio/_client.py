@@ -376,7 +376,7 @@ class AuraClient:
         Blocks until the reply is complete; cancellation closes the response and propagates.
 
         The arguments are those of :meth:`stream`; use :meth:`stream` for the reply's
-        ``finish_reason``, ``usage`` and ``tool_calls``.
+        ``finish_reason``, ``usage``, ``tool_calls`` and ``reasoning``.
 
         Raises:
             InvalidRequestError: An argument is invalid; nothing was sent.

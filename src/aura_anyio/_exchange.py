@@ -348,6 +348,11 @@ class ReplyReader:
         """The tool calls the reply made so far, if any."""
         return self._decoder.tool_calls
 
+    @property
+    def reasoning(self) -> str | None:
+        """The reasoning the reply sent apart from its text so far, if any."""
+        return self._decoder.reasoning
+
     def blame(self, error: APIError) -> APIError:
         """Note that ``error`` ended the reply (the endpoint's verdict, on closing, follows
         from it); return it."""
@@ -399,7 +404,9 @@ class ReplyReader:
         """Keep the reply in the cache, if it is whole and the client has one."""
         exchange = self._exchange
         if self.complete and exchange.cache is not None:
-            reply = StoredReply(self.text, self.finish_reason, self.usage, self.tool_calls)
+            reply = StoredReply(
+                self.text, self.finish_reason, self.usage, self.tool_calls, self.reasoning
+            )
             await exchange.cache.store(exchange.cache_key, reply)
 
     def _decode(self, chunk: bytes | None) -> str:
@@ -485,6 +492,11 @@ class StoredReader:
     def tool_calls(self) -> list[ToolCall] | None:
         """The tool calls it made, if any."""
         return self._reply.tool_calls
+
+    @property
+    def reasoning(self) -> str | None:
+        """The reasoning it sent apart from its text, if any."""
+        return self._reply.reasoning
 
     async def next_text(self) -> str:
         """Nothing: the whole text is :attr:`text`."""

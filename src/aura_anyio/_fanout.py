@@ -315,6 +315,7 @@ class FanOut(anyio.AsyncContextManagerMixin):
             cached=cached,
             ttft=reply.ttft,
             previous_errors=previous,
+            reasoning=reply.reasoning,
         )
 
 

@@ -182,6 +182,8 @@ class ChatResult:
             came, and for a reply from the cache.
         previous_errors: What ended each attempt that was retried, oldest first; ``()``
             when the first attempt was the last. A failed result's ``error`` has them too.
+        reasoning: The reasoning the reply sent apart from its text (OpenAI wire), or
+            ``None`` if it sent none.
     """
 
     index: int
@@ -197,6 +199,7 @@ class ChatResult:
     cached: bool = False
     ttft: float | None = None
     previous_errors: tuple[APIError, ...] = ()
+    reasoning: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -45,6 +45,7 @@ OUTPUT_FIELDS = (
     "prompt_tokens",
     "completion_tokens",
     "endpoint",
+    "reasoning",
 )
 # Their Arrow types, by the name of pyarrow's function for each: the same in every batch.
 OUTPUT_TYPES = (
@@ -58,6 +59,7 @@ OUTPUT_TYPES = (
     "string",
     "int64",
     "int64",
+    "string",
     "string",
 )
 
@@ -113,7 +115,7 @@ def output_fields(outcome: ChatResult | str) -> tuple[object, ...]:
     """A row's output fields (:data:`OUTPUT_FIELDS`), from its request's result or from why
     the row made no request."""
     if isinstance(outcome, str):
-        return ("", False, outcome, "InvalidRequestError", 0, 0.0, None, None, None, None, None)
+        return ("", False, outcome, "InvalidRequestError", 0, 0.0, *(None,) * 6)
     error = outcome.error
     usage = outcome.usage or {}
     return (
@@ -128,6 +130,7 @@ def output_fields(outcome: ChatResult | str) -> tuple[object, ...]:
         usage.get("prompt_tokens"),
         usage.get("completion_tokens"),
         outcome.endpoint,
+        outcome.reasoning,
     )
 
 

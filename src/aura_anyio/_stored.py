@@ -7,7 +7,8 @@ Deeper values are kept in the order sent: there the order can mean something (a 
 schema's properties, which a server follows in structured output). Everything in the body
 counts (model, messages, temperature, max_tokens, ``extra_body``, ``stream_options``) except
 ``/api/chat``'s ``key`` field: an API key is no part of the reply, and a secret.
-A stored reply is one JSON object: text, finish_reason, usage and tool_calls.
+A stored reply is one JSON object: text, finish_reason, usage, tool_calls and reasoning (left
+out by versions before it: ``None``).
 """
 
 from __future__ import annotations
@@ -52,12 +53,14 @@ class StoredReply:
         finish_reason: Why it ended, if the wire said.
         usage: The token counts the server sent, if any.
         tool_calls: The tool calls it made, if any.
+        reasoning: The reasoning it sent apart from its text, if any.
     """
 
     text: str
     finish_reason: str | None = None
     usage: Mapping[str, int] | None = None
     tool_calls: list[ToolCall] | None = None
+    reasoning: str | None = None
 
 
 def encode_reply(reply: StoredReply) -> str:
@@ -69,6 +72,7 @@ def encode_reply(reply: StoredReply) -> str:
             "finish_reason": reply.finish_reason,
             "usage": None if reply.usage is None else dict(reply.usage),
             "tool_calls": reply.tool_calls,
+            "reasoning": reply.reasoning,
         },
         separators=(",", ":"),
     )
@@ -88,6 +92,7 @@ def decode_reply(text: str) -> StoredReply:
     finish_reason = fields.get("finish_reason")
     usage = fields.get("usage")
     tool_calls = fields.get("tool_calls")
+    reasoning = fields.get("reasoning")
     if not isinstance(reply_text, str):
         raise ValueError("a stored reply's text is a string")
     if finish_reason is not None and not isinstance(finish_reason, str):
@@ -101,9 +106,12 @@ def decode_reply(text: str) -> StoredReply:
         raise ValueError("a stored reply's usage is an object of integers or null")
     if tool_calls is not None and not isinstance(tool_calls, list):
         raise ValueError("a stored reply's tool_calls is a list or null")
+    if reasoning is not None and not isinstance(reasoning, str):
+        raise ValueError("a stored reply's reasoning is a string or null")
     return StoredReply(
         reply_text,
         finish_reason,
         typing.cast("dict[str, int] | None", usage),
         typing.cast("list[ToolCall] | None", tool_calls),
+        reasoning,
     )

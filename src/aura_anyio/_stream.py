@@ -115,6 +115,7 @@ class Reply:
     endpoint: str | None
     cached: bool
     ttft: float | None
+    reasoning: str | None
 
     @classmethod
     def of(cls, stream: ChatStream) -> Reply:
@@ -127,6 +128,7 @@ class Reply:
             stream.endpoint,
             stream.cached,
             stream.ttft,
+            stream.reasoning,
         )
 
 
@@ -212,6 +214,14 @@ class ChatStream:
         ``"tool_calls"``.
         """
         return None if self._reader is None else self._reader.tool_calls
+
+    @property
+    def reasoning(self) -> str | None:
+        """The reasoning (a model's thinking) the reply sent so far, apart from its text:
+        ``delta.reasoning_content`` or ``delta.reasoning`` on the OpenAI wire; ``None`` if it
+        sent none. It grows as events arrive, so a caller can show it live; iterating yields
+        only the text."""
+        return None if self._reader is None else self._reader.reasoning
 
     @property
     def ttft(self) -> float | None:

@@ -174,8 +174,9 @@ class Chat:
     ``system``), and optionally ``id``, ``model``, ``temperature`` and ``max_tokens``. It
     comes out with every column it had, plus ``text``, ``ok``, ``error`` (the message, or
     null), ``error_type``, ``attempts``, ``elapsed``, ``ttft`` (seconds to the first text, or
-    null), ``finish_reason``, ``prompt_tokens``, ``completion_tokens`` and ``endpoint``. A
-    bad row, or a request that fails, becomes an error row: it never fails the job.
+    null), ``finish_reason``, ``prompt_tokens``, ``completion_tokens``, ``endpoint`` and
+    ``reasoning`` (a reasoning model's thinking, or null). A bad row, or a request that
+    fails, becomes an error row: it never fails the job.
 
     Args:
         base_url: The server's root URL, or a list of several servers of one model.

@@ -5,8 +5,9 @@ An input line is a JSON object, ``{"id": ..., "messages": [...]}`` or ``{"id": .
 ``extra_body``; ``id`` defaults to the line number. A result row is one JSON object per line:
 ``id``, ``line``, ``ok``, ``text``, ``error`` (``type``, ``message``, ``status_code``) or
 null, ``attempts``, ``elapsed``, ``ttft`` (seconds to the first text, or null),
-``finish_reason``, ``usage`` and, when the reply made any, ``tool_calls``; when there were
-retries, ``previous_error_types`` names what ended each retried attempt.
+``finish_reason``, ``usage`` and, when the reply made any, ``tool_calls``; when it sent
+any, ``reasoning``; when there were retries, ``previous_error_types`` names what ended each
+retried attempt.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class Row:
     finish_reason: str | None = None
     usage: Mapping[str, int] | None = None
     tool_calls: list[ToolCall] | None = None  # left out of the row when None
+    reasoning: str | None = None  # left out of the row when None
     cached: bool = False  # left out of the row when false
     endpoint: str | None = None  # the server, when there are several; else left out
     previous_error_types: tuple[str, ...] = ()  # left out when there were no retries
@@ -78,6 +80,8 @@ class Row:
             del fields["previous_error_types"]
         if self.tool_calls is None:
             del fields["tool_calls"]
+        if self.reasoning is None:
+            del fields["reasoning"]
         if not self.cached:
             del fields["cached"]
         if self.endpoint is None:
@@ -164,6 +168,7 @@ def result_row(result: ChatResult, line: int, *, name_server: bool = False) -> R
         finish_reason=result.finish_reason,
         usage=result.usage,
         tool_calls=result.tool_calls,
+        reasoning=result.reasoning,
         cached=result.cached,
         endpoint=result.endpoint if name_server else None,
         previous_error_types=tuple(type(earlier).__name__ for earlier in result.previous_errors),

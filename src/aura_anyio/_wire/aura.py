@@ -40,6 +40,7 @@ class TextReply:
     finish_reason = None
     usage = None
     tool_calls = None
+    reasoning = None
     done = False  # only the body's end ends this reply
 
     def __init__(self, encoding: str) -> None:

@@ -68,6 +68,11 @@ class ReplyDecoder(typing.Protocol):
         ...
 
     @property
+    def reasoning(self) -> str | None:
+        """The reasoning (a model's thinking) sent apart from the text so far, if any."""
+        ...
+
+    @property
     def done(self) -> bool:
         """Whether the wire marked the reply's end, before the body's end (``[DONE]``)."""
         ...

@@ -2,7 +2,9 @@
 
 The reply comes as server-sent events of ``chat.completion.chunk`` JSON objects: the text in
 ``choices[0].delta.content``, the end in ``finish_reason`` and ``data: [DONE]``, the token
-counts in ``usage``, tool calls in ``delta.tool_calls`` (in pieces), and a server's own
+counts in ``usage``, tool calls in ``delta.tool_calls`` (in pieces), a reasoning model's
+thinking in ``delta.reasoning_content`` (vLLM, llama.cpp, DeepSeek) or ``delta.reasoning``
+(OpenRouter, newer vLLM), kept apart from the text, and a server's own
 failure in an ``{"error": ...}`` object (or an ``event: error``). A server that does not
 stream, or refuses, answers with one JSON object instead (:class:`JSONReply`).
 """
@@ -74,13 +76,14 @@ class OpenAIReply:
     are skipped rather than mixed into its text.
     """
 
-    __slots__ = ("_calls", "_done", "_events", "_loads", "finish_reason", "usage")
+    __slots__ = ("_calls", "_done", "_events", "_loads", "_thoughts", "finish_reason", "usage")
 
     def __init__(self) -> None:
         self._events = EventDecoder()
         self._loads = json_reader()
         self._done = False
         self._calls: dict[int, _ToolCallParts] | None = None
+        self._thoughts: list[str] | None = None
         self.finish_reason: str | None = None
         self.usage: dict[str, int] | None = None
 
@@ -95,6 +98,11 @@ class OpenAIReply:
         if self._calls is None:
             return None
         return [self._calls[index].whole() for index in sorted(self._calls)]
+
+    @property
+    def reasoning(self) -> str | None:
+        """The reasoning so far, joined; ``None`` if none came."""
+        return None if self._thoughts is None else "".join(self._thoughts)
 
     def feed(self, data: bytes) -> str:
         return self._read(self._events.feed(data))
@@ -168,6 +176,14 @@ class OpenAIReply:
         calls = fields.get("tool_calls")
         if isinstance(calls, list):
             self._add_calls(typing.cast("list[object]", calls))
+        # A server that sends both names sends the same thinking twice: one is kept.
+        thought = fields.get("reasoning_content")
+        if not isinstance(thought, str) or not thought:
+            thought = fields.get("reasoning")
+        if isinstance(thought, str) and thought:
+            if self._thoughts is None:
+                self._thoughts = []
+            self._thoughts.append(thought)
         content = fields.get("content")
         return content if isinstance(content, str) else ""
 
@@ -211,6 +227,7 @@ class JSONReply:
     finish_reason = None
     usage = None
     tool_calls = None
+    reasoning = None
     done = False
 
     def __init__(self) -> None:

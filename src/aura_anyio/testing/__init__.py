@@ -18,7 +18,7 @@ from ._chat import (
 )
 from ._faults import ERROR_SHAPES as ERROR_SHAPES, Fault as Fault
 from ._mock import MockResponse as MockResponse, MockTransport as MockTransport
-from ._plan import ToolCalls as ToolCalls
+from ._plan import Thinking as Thinking, ToolCalls as ToolCalls
 from ._server import Outcome as Outcome, ReferenceServer as ReferenceServer
 from ._streams import stream_response as stream_response
 
@@ -31,6 +31,7 @@ __all__ = (
     "Outcome",
     "ReceivedRequest",
     "ReferenceServer",
+    "Thinking",
     "ToolCalls",
     "approx_tokens",
     "default_reply",

@@ -47,6 +47,9 @@ class EventFraming:
     usage: bool = True
     #: The tool calls (name, arguments) the reply makes after its text.
     tool_calls: tuple[tuple[str, str], ...] = ()
+    #: The reasoning's pieces, sent before the text in ``delta.<reasoning_field>``.
+    reasoning: tuple[str, ...] = ()
+    reasoning_field: str = "reasoning_content"
 
     def _event(self, fields: bytes) -> bytes:
         """One event: a chunk object with the common fields, then ``fields``."""
@@ -86,7 +89,8 @@ class EventFraming:
 
     def frame(self, pieces: tuple[bytes, ...], *, endless: bool = False) -> tuple[bytes, ...]:
         """The events of a whole reply; an endless one has no closing events to repeat."""
-        events = [self._content(piece) for piece in pieces]
+        events = [self._delta({self.reasoning_field: piece}) for piece in self.reasoning]
+        events += [self._content(piece) for piece in pieces]
         if endless:
             return tuple(events)
         events += self._calls()
@@ -96,8 +100,8 @@ class EventFraming:
         if self.usage:
             counts = {
                 "prompt_tokens": self.prompt_tokens,
-                "completion_tokens": len(pieces),
-                "total_tokens": self.prompt_tokens + len(pieces),
+                "completion_tokens": len(pieces) + len(self.reasoning),
+                "total_tokens": self.prompt_tokens + len(pieces) + len(self.reasoning),
             }
             ending.append(self._event(b'"choices":[],"usage":' + json.dumps(counts).encode()))
         return (self._opening(), *events, *ending, DONE)

@@ -69,9 +69,41 @@ class ToolCalls:
                 raise TypeError(f"ToolCalls.calls takes (name, arguments) str pairs, got {call!r}")
 
 
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+
+@typing.final
+@dataclasses.dataclass(frozen=True, slots=True)
+class Thinking:
+    """A reasoning model's reply, for ``ReferenceServer(reply=...)``.
+
+    On ``/v1/chat/completions`` the reasoning goes first, one word per event in
+    ``delta.reasoning_content`` (vLLM's, llama.cpp's and DeepSeek's name) or
+    ``delta.reasoning`` (OpenRouter's), then the reply as usual; its words count towards
+    ``completion_tokens``. On ``/api/chat``, which has no reasoning, only the reply is sent.
+
+    Attributes:
+        reasoning: The thinking.
+        reply: The text, or :class:`ToolCalls`, that follows it.
+        field: The delta's field for the reasoning: ``"reasoning_content"`` or
+            ``"reasoning"``.
+    """
+
+    reasoning: str
+    reply: str | ToolCalls = ""
+    field: str = "reasoning_content"
+
+    def __post_init__(self) -> None:
+        if self.field not in REASONING_FIELDS:
+            raise ValueError(
+                f"Thinking.field must be one of {', '.join(REASONING_FIELDS)}, got {self.field!r}"
+            )
+
+
 #: Computes a reply: a ``str`` is sent one word per chunk, ``bytes`` as one chunk, a sequence
-#: one element per chunk, and :class:`ToolCalls` as tool calls.
-Reply = Callable[[ReceivedRequest], "str | bytes | Sequence[str | bytes] | ToolCalls"]
+#: one element per chunk, :class:`ToolCalls` as tool calls and :class:`Thinking` as reasoning
+#: before the reply.
+Reply = Callable[[ReceivedRequest], "str | bytes | Sequence[str | bytes] | ToolCalls | Thinking"]
 
 _ERROR_HEADERS = ((b"content-type", b"text/plain;charset=UTF-8"),)
 _JSON = (b"content-type", b"application/json")
@@ -281,6 +313,7 @@ def _events_plan(
     pieces: tuple[bytes, ...],
     delay: float,
     calls: tuple[tuple[str, str], ...] = (),
+    thinking: Thinking | None = None,
 ) -> ResponsePlan:
     """The OpenAI-compatible reply: ``max_tokens`` caps it, one piece a token."""
     limit = request.token_limit
@@ -294,6 +327,8 @@ def _events_plan(
         prompt_tokens=sum(approx_tokens(m["content"]) for m in request.kept_messages),
         usage=request.include_usage,
         tool_calls=calls,
+        reasoning=() if thinking is None else tuple(split_words(thinking.reasoning)),
+        reasoning_field="reasoning_content" if thinking is None else thinking.field,
     )
     headers = ((b"content-type", b"text/event-stream"), (b"transfer-encoding", b"chunked"))
     return ResponsePlan(200, b"OK", headers, pieces, delay, events=framing)
@@ -324,8 +359,11 @@ def plan_response(
         )
     else:
         calls: tuple[tuple[str, str], ...] = ()
+        thinking: Thinking | None = None
         try:
             result = (reply or default_reply)(request)
+            if isinstance(result, Thinking):
+                thinking, result = result, result.reply
             if isinstance(result, ToolCalls):
                 calls = tuple(result.calls)
                 result = result.text
@@ -339,7 +377,7 @@ def plan_response(
             )
         else:
             plan = (
-                _events_plan(request, chunks, delay, calls)
+                _events_plan(request, chunks, delay, calls, thinking)
                 if openai
                 else ResponsePlan(
                     # No content-type: openchat-ui answers with a bare ReadableStream.
