@@ -105,6 +105,24 @@ json_values: st.SearchStrategy[object] = st.recursive(
 )
 
 
+_counts = st.integers(0, 10**9)
+#: A usage object as servers send it: the known counts, nested details, fields of their own.
+usages = st.fixed_dictionaries(
+    {},
+    optional={
+        "prompt_tokens": _counts,
+        "completion_tokens": _counts,
+        "total_tokens": _counts,
+        "prompt_tokens_details": st.fixed_dictionaries({}, optional={"cached_tokens": _counts}),
+        "completion_tokens_details": st.fixed_dictionaries(
+            {}, optional={"reasoning_tokens": _counts}
+        ),
+        "queue_time": st.floats(0, 10),
+        "own": st.text(max_size=8),
+    },
+)
+
+
 @st.composite
 def stored_replies(draw: st.DrawFn) -> StoredReply:
     """A whole reply as the response cache keeps it."""
@@ -120,7 +138,7 @@ def stored_replies(draw: st.DrawFn) -> StoredReply:
     return StoredReply(
         draw(any_text | st.text()),  # lone surrogates too: a server may cut an emoji pair
         draw(st.none() | st.sampled_from(("stop", "length", "tool_calls"))),
-        draw(st.none() | st.dictionaries(st.text(max_size=20), st.integers(0, 10**9), max_size=4)),
+        draw(st.none() | usages),  # type: ignore[arg-type]
         draw(st.none() | st.lists(call, max_size=3)),  # type: ignore[arg-type]
         draw(st.none() | st.text()),
     )

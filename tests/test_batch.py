@@ -291,6 +291,8 @@ def test_the_summary_counts_tokens_rate_and_latency(
         "cached": 3,
         "prompt_tokens": 1200,
         "completion_tokens": 34_000,
+        "cached_tokens": 0,
+        "reasoning_tokens": 0,
         "elapsed": 2.0,
         "requests_per_second": 2.0,
         "output_tokens_per_second": 17_000.0,

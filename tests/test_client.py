@@ -29,6 +29,8 @@ from aura_anyio import (
     APIStatusError,
     APITimeoutError,
     AuraClient,
+    AuthenticationError,
+    BadRequestError,
     ChatStream,
     EmptyReplyError,
     IncompleteStreamError,
@@ -219,8 +221,8 @@ async def test_an_identity_content_encoding_is_accepted() -> None:
 @pytest.mark.parametrize(
     ("status", "reason", "error_type"),
     [
-        (400, "Bad Request", APIStatusError),
-        (401, "Unauthorized", APIStatusError),
+        (400, "Bad Request", BadRequestError),
+        (401, "Unauthorized", AuthenticationError),
         (429, "Too Many Requests", RateLimitError),
         # openchat-ui's upstream 429, as the 500 it answers with (DESIGN section 9)
         (500, "Rate limit reached for openchat", RateLimitError),

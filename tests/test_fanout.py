@@ -82,7 +82,7 @@ async def test_one_failure_never_stops_the_others() -> None:
     by_index = {result.index: result for result in collected}
     assert len(by_index) == 11
     assert by_index[3].error is not None
-    assert by_index[3].error.__class__.__name__ == "APIStatusError"
+    assert by_index[3].error.__class__.__name__ == "BadRequestError"
     assert "Bad prompt" in str(by_index[3].error)
     assert by_index[6].ok
     assert by_index[6].attempts == 2

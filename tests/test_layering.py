@@ -31,6 +31,7 @@ LAYERS: dict[str, list[str]] = {
         "_stops",
         "_stored",
         "_tokens",
+        "_usage",
         "_version",
         "_wire",
         "_http11",

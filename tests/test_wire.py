@@ -493,13 +493,27 @@ def test_odd_chunks_give_no_text_and_no_error(chunk: object) -> None:
     assert decoder.close() == ""
 
 
-def test_usage_keeps_the_int_counts_and_the_last_object() -> None:
+def test_usage_keeps_the_whole_object_but_known_counts_that_are_not_ints() -> None:
     decoder = OpenAIWire().decoder(None)
-    usage = {"prompt_tokens": 3, "a": "x", "b": True, "c": 1.5, "d": None, "e": -1, "f": {}}
+    usage = {
+        "prompt_tokens": 3,
+        "completion_tokens": "7",
+        "total_tokens": 1.5,
+        "a": "x",
+        "f": {},
+        "prompt_tokens_details": {"cached_tokens": 2, "audio_tokens": None, "own": "kept"},
+        "completion_tokens_details": None,
+    }
     decoder.feed(events(json.dumps({"choices": [], "usage": usage})))
-    assert decoder.usage == {"prompt_tokens": 3, "e": -1}
+    kept = {
+        "prompt_tokens": 3,
+        "a": "x",
+        "f": {},
+        "prompt_tokens_details": {"cached_tokens": 2, "own": "kept"},
+    }
+    assert decoder.usage == kept
     decoder.feed(events('{"usage": [1]}', '{"usage": null}'))  # not objects: ignored
-    assert decoder.usage == {"prompt_tokens": 3, "e": -1}
+    assert decoder.usage == kept
     decoder.feed(events('{"usage": {"total_tokens": 9}}'))
     assert decoder.usage == {"total_tokens": 9}
 

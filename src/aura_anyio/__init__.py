@@ -47,6 +47,11 @@ from ._ratelimit import Limiter as Limiter, RateLimiter as RateLimiter
 from ._retry import RetryPolicy as RetryPolicy
 from ._stored import StoredReply as StoredReply
 from ._stream import ChatStream as ChatStream
+from ._usage import (
+    CompletionTokensDetails as CompletionTokensDetails,
+    PromptTokensDetails as PromptTokensDetails,
+    Usage as Usage,
+)
 from ._version import __version__ as __version__
 
 __all__ = (
@@ -64,6 +69,7 @@ __all__ = (
     "ChatRequest",
     "ChatResult",
     "ChatStream",
+    "CompletionTokensDetails",
     "ConflictError",
     "EmptyReplyError",
     "FanOut",
@@ -78,6 +84,7 @@ __all__ = (
     "NotFoundError",
     "Payload",
     "PermissionDeniedError",
+    "PromptTokensDetails",
     "RateLimitError",
     "RateLimiter",
     "RequestInfo",
@@ -90,6 +97,7 @@ __all__ = (
     "Timeouts",
     "ToolCall",
     "UnprocessableEntityError",
+    "Usage",
     "WebDriver",
     "__version__",
     "build_payload",

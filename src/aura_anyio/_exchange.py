@@ -43,7 +43,7 @@ from ._transports.base import (
 from ._wire import BrokenReply, EmptyReply, ReplyError
 
 if typing.TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator
 
     from ._cache import ResponseCache
     from ._endpoints import Endpoints
@@ -54,6 +54,7 @@ if typing.TYPE_CHECKING:
     from ._retry import RetryPolicy
     from ._routing import Endpoint, Ticket
     from ._transports.base import Request, Response, Transport
+    from ._usage import Usage
     from ._wire import ReplyDecoder, Wire
 
 __all__ = [
@@ -339,7 +340,7 @@ class ReplyReader:
         return self._decoder.finish_reason
 
     @property
-    def usage(self) -> Mapping[str, int] | None:
+    def usage(self) -> Usage | None:
         """The token counts the server sent, if any."""
         return self._decoder.usage
 
@@ -484,7 +485,7 @@ class StoredReader:
         return self._reply.finish_reason
 
     @property
-    def usage(self) -> Mapping[str, int] | None:
+    def usage(self) -> Usage | None:
         """The token counts the server sent with it, if any."""
         return self._reply.usage
 

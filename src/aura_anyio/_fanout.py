@@ -25,6 +25,7 @@ from ._ratelimit import Limiter, RateLimiter
 from ._stream import Attempts, Reply, complete_reply
 from ._task_groups import hosted_task_group
 from ._tokens import used_tokens
+from ._usage import detail_count
 
 if typing.TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -59,6 +60,10 @@ class FanOutProgress:
         prompt_tokens: The prompt tokens finished requests' replies reported (``usage``);
             replies from the cache cost none and are not counted.
         completion_tokens: The completion tokens they reported.
+        cached_tokens: Of the prompt tokens, those the server's prompt cache served, where
+            the replies said (``usage.prompt_tokens_details.cached_tokens``).
+        reasoning_tokens: Of the completion tokens, those a reasoning model thought with,
+            where the replies said (``usage.completion_tokens_details.reasoning_tokens``).
         cached: Finished requests answered from the client's cache.
     """
 
@@ -70,6 +75,8 @@ class FanOutProgress:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 @typing.final
@@ -156,6 +163,7 @@ class FanOut(anyio.AsyncContextManagerMixin):
         # Counted here, and copied into a FanOutProgress only when someone asks.
         self._started = self._done = self._failed = self._retried = 0
         self._prompt_tokens = self._completion_tokens = self._cached = 0
+        self._cached_tokens = self._reasoning_tokens = 0
         self._failure: BaseException | None = None
         self._task_group: TaskGroup | None = None
         self._results: MemoryObjectReceiveStream[ChatResult] | None = None
@@ -173,6 +181,8 @@ class FanOut(anyio.AsyncContextManagerMixin):
             prompt_tokens=self._prompt_tokens,
             completion_tokens=self._completion_tokens,
             cached=self._cached,
+            cached_tokens=self._cached_tokens,
+            reasoning_tokens=self._reasoning_tokens,
         )
 
     @contextlib.asynccontextmanager
@@ -287,6 +297,10 @@ class FanOut(anyio.AsyncContextManagerMixin):
         if usage is not None and not cached:
             self._prompt_tokens += usage.get("prompt_tokens", 0)
             self._completion_tokens += usage.get("completion_tokens", 0)
+            self._cached_tokens += detail_count(usage, "prompt_tokens_details", "cached_tokens")
+            self._reasoning_tokens += detail_count(
+                usage, "completion_tokens_details", "reasoning_tokens"
+            )
             used = used_tokens(usage)
             if used is not None:
                 gate.correct(tokens, used)  # the server's count settles the estimate

@@ -15,6 +15,7 @@ if typing.TYPE_CHECKING:
 
     from ._exceptions import APIError, AuraError
     from ._messages import Messages, ToolCall
+    from ._usage import Usage
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -193,7 +194,7 @@ class ChatResult:
     attempts: int
     elapsed: float
     finish_reason: str | None = None
-    usage: Mapping[str, int] | None = None
+    usage: Usage | None = None
     endpoint: str | None = None
     tool_calls: list[ToolCall] | None = None
     cached: bool = False

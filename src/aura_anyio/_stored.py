@@ -18,10 +18,11 @@ import hashlib
 import json
 import typing
 
-if typing.TYPE_CHECKING:
-    from collections.abc import Mapping
+from ._usage import read_usage
 
+if typing.TYPE_CHECKING:
     from ._messages import ToolCall
+    from ._usage import Usage
 
 __all__ = ["StoredReply", "decode_reply", "encode_reply", "request_key"]
 
@@ -58,7 +59,7 @@ class StoredReply:
 
     text: str
     finish_reason: str | None = None
-    usage: Mapping[str, int] | None = None
+    usage: Usage | None = None
     tool_calls: list[ToolCall] | None = None
     reasoning: str | None = None
 
@@ -90,20 +91,16 @@ def decode_reply(text: str) -> StoredReply:
     fields = typing.cast("dict[str, object]", value)
     reply_text = fields.get("text")
     finish_reason = fields.get("finish_reason")
-    usage = fields.get("usage")
+    sent_usage = fields.get("usage")
+    usage = read_usage(sent_usage)
     tool_calls = fields.get("tool_calls")
     reasoning = fields.get("reasoning")
     if not isinstance(reply_text, str):
         raise ValueError("a stored reply's text is a string")
     if finish_reason is not None and not isinstance(finish_reason, str):
         raise ValueError("a stored reply's finish_reason is a string or null")
-    if usage is not None and not (
-        isinstance(usage, dict)
-        and all(
-            isinstance(count, int) for count in typing.cast("dict[str, object]", usage).values()
-        )
-    ):
-        raise ValueError("a stored reply's usage is an object of integers or null")
+    if sent_usage is not None and usage is None:
+        raise ValueError("a stored reply's usage is an object or null")
     if tool_calls is not None and not isinstance(tool_calls, list):
         raise ValueError("a stored reply's tool_calls is a list or null")
     if reasoning is not None and not isinstance(reasoning, str):
@@ -111,7 +108,7 @@ def decode_reply(text: str) -> StoredReply:
     return StoredReply(
         reply_text,
         finish_reason,
-        typing.cast("dict[str, int] | None", usage),
+        usage,
         typing.cast("list[ToolCall] | None", tool_calls),
         reasoning,
     )

@@ -28,12 +28,12 @@ from ._exchange import ReplyReader, StoredReader
 from ._retry import pause_after, retry_delay
 
 if typing.TYPE_CHECKING:
-    from collections.abc import Mapping
     from types import TracebackType
 
     from ._exchange import Exchange
     from ._messages import ToolCall
     from ._routing import Ticket
+    from ._usage import Usage
 
 __all__ = ["Attempts", "ChatStream", "Reply", "complete_reply", "plan_retry"]
 
@@ -110,7 +110,7 @@ class Reply:
 
     text: str
     finish_reason: str | None
-    usage: Mapping[str, int] | None
+    usage: Usage | None
     tool_calls: list[ToolCall] | None
     endpoint: str | None
     cached: bool
@@ -201,7 +201,7 @@ class ChatStream:
         return None if self._reader is None else self._reader.finish_reason
 
     @property
-    def usage(self) -> Mapping[str, int] | None:
+    def usage(self) -> Usage | None:
         """The token counts the server sent with the reply, if it sent any (OpenAI wire)."""
         return None if self._reader is None else self._reader.usage
 

@@ -14,9 +14,8 @@ from ._exceptions import InvalidRequestError
 from ._messages import content_text
 
 if typing.TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from ._messages import Messages
+    from ._usage import Usage
 
 __all__ = ["CHARS_PER_TOKEN", "estimate_tokens", "tokens_within", "used_tokens"]
 
@@ -46,7 +45,7 @@ def tokens_within(budget: float, messages: Messages, max_tokens: int | None) -> 
     return tokens
 
 
-def used_tokens(usage: Mapping[str, int] | None) -> int | None:
+def used_tokens(usage: Usage | None) -> int | None:
     """The tokens a reply's ``usage`` says it used, or ``None`` if it does not say."""
     if usage is None:
         return None

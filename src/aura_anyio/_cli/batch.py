@@ -60,6 +60,8 @@ class BatchStats:
     cached: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
     latencies: list[float] = dataclasses.field(default_factory=list[float])
     ttfts: list[float] = dataclasses.field(default_factory=list[float])
     started: float = dataclasses.field(default_factory=time.monotonic)
@@ -90,6 +92,8 @@ def summary_of(stats: BatchStats, elapsed: float) -> dict[str, object]:
         "cached": stats.cached,
         "prompt_tokens": stats.prompt_tokens,
         "completion_tokens": stats.completion_tokens,
+        "cached_tokens": stats.cached_tokens,
+        "reasoning_tokens": stats.reasoning_tokens,
         "elapsed": round(elapsed, 6),
         "requests_per_second": round(stats.done / elapsed, 3) if elapsed > 0 else None,
         "output_tokens_per_second": (
@@ -113,9 +117,13 @@ def summary_line(summary: dict[str, object]) -> str:
     if summary["truncated"]:
         parts.append(f"{summary['truncated']} cut short by max_tokens (finish_reason length)")
     if summary["prompt_tokens"] or summary["completion_tokens"]:
-        parts.append(
-            f"{summary['prompt_tokens']:,} tokens in, {summary['completion_tokens']:,} out"
-        )
+        tokens = f"{summary['prompt_tokens']:,} tokens in"
+        if summary["cached_tokens"]:
+            tokens += f" ({summary['cached_tokens']:,} cached)"
+        tokens += f", {summary['completion_tokens']:,} out"
+        if summary["reasoning_tokens"]:
+            tokens += f" ({summary['reasoning_tokens']:,} reasoning)"
+        parts.append(tokens)
     rate = summary["requests_per_second"]
     if summary["done"] and rate is not None:
         parts.append(f"{rate:.1f} requests/s")
@@ -198,6 +206,8 @@ async def run_batch(
                 progress = results.progress  # the fan-out totals the reported tokens
                 stats.prompt_tokens = progress.prompt_tokens
                 stats.completion_tokens = progress.completion_tokens
+                stats.cached_tokens = progress.cached_tokens
+                stats.reasoning_tokens = progress.reasoning_tokens
                 write(result_row(result, lines.pop(result.index), name_server=several))
     return stats
 

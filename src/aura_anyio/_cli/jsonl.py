@@ -26,6 +26,7 @@ if typing.TYPE_CHECKING:
 
     from .._messages import ToolCall
     from .._models import ChatRequest, ChatResult
+    from .._usage import Usage
 
 __all__ = [
     "BadLine",
@@ -66,7 +67,7 @@ class Row:
     elapsed: float
     ttft: float | None = None
     finish_reason: str | None = None
-    usage: Mapping[str, int] | None = None
+    usage: Usage | None = None
     tool_calls: list[ToolCall] | None = None  # left out of the row when None
     reasoning: str | None = None  # left out of the row when None
     cached: bool = False  # left out of the row when false

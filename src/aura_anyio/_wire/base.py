@@ -14,6 +14,7 @@ if typing.TYPE_CHECKING:
 
     from .._messages import Messages, ToolCall
     from .._models import ModelSpec
+    from .._usage import Usage
 
 __all__ = [
     "BrokenReply",
@@ -58,7 +59,7 @@ class ReplyDecoder(typing.Protocol):
         ...
 
     @property
-    def usage(self) -> dict[str, int] | None:
+    def usage(self) -> Usage | None:
         """The token counts the server sent, if it sent any."""
         ...
 

@@ -15,12 +15,14 @@ import json
 import typing
 
 from .._numbers import is_int
+from .._usage import read_usage
 from .base import BrokenReply, ReplyError, ReportedError
 from .fastjson import reader as json_reader
 from .sse import Event, EventDecoder
 
 if typing.TYPE_CHECKING:
     from .._messages import ToolCall
+    from .._usage import Usage
 
 __all__ = ["JSONReply", "OpenAIReply"]
 
@@ -85,7 +87,7 @@ class OpenAIReply:
         self._calls: dict[int, _ToolCallParts] | None = None
         self._thoughts: list[str] | None = None
         self.finish_reason: str | None = None
-        self.usage: dict[str, int] | None = None
+        self.usage: Usage | None = None
 
     @property
     def done(self) -> bool:
@@ -150,10 +152,9 @@ class OpenAIReply:
         fields = typing.cast("dict[str, object]", chunk)
         if fields.get("error") is not None:  # some servers send "error": null in every chunk
             raise ReportedError(_error_message(fields["error"]))
-        usage = fields.get("usage")
-        if isinstance(usage, dict):
-            counts = typing.cast("dict[str, object]", usage)
-            self.usage = {name: value for name, value in counts.items() if is_int(value)}
+        usage = read_usage(fields.get("usage"))
+        if usage is not None:  # a null in every chunk but the last is no usage
+            self.usage = usage
         choices = fields.get("choices")
         if not isinstance(choices, list):
             return ""

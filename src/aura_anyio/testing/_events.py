@@ -98,11 +98,13 @@ class EventFraming:
         closing = self._event(b'"choices":[{"index":0,"delta":{},"finish_reason":' + reason + b"}]")
         ending = [closing]
         if self.usage:
-            counts = {
+            counts: dict[str, object] = {
                 "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": len(pieces) + len(self.reasoning),
                 "total_tokens": self.prompt_tokens + len(pieces) + len(self.reasoning),
             }
+            if self.reasoning:  # as OpenAI counts them: part of completion_tokens
+                counts["completion_tokens_details"] = {"reasoning_tokens": len(self.reasoning)}
             ending.append(self._event(b'"choices":[],"usage":' + json.dumps(counts).encode()))
         return (self._opening(), *events, *ending, DONE)
 
