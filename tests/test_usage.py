@@ -3,14 +3,16 @@ stream, complete(), a fan-out's progress, the cache and a batch's summary."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import typing
 
 import pytest
 from hypothesis import given, strategies as st
 
-from aura_anyio import AuraClient, ResponseCache, Usage
+from aura_anyio import AuraClient, ChatRequest, ResponseCache, Usage
 from aura_anyio._cli.batch import BatchStats, summary_line, summary_of
+from aura_anyio._cli.jsonl import result_row
 from aura_anyio._usage import detail_count, read_usage
 from aura_anyio.testing import MockResponse, MockTransport, ReferenceServer, Thinking
 
@@ -101,6 +103,8 @@ async def test_the_cache_replays_the_whole_usage(tmp_path: Path) -> None:
             (replayed,) = await client.gather([HELLO])
     assert replayed.cached
     assert replayed.usage == sent.usage == USAGE
+    row = result_row(dataclasses.replace(sent, request=ChatRequest(HELLO, id="r")), line=1)
+    assert json.loads(row.to_json())["usage"] == USAGE  # a batch row keeps it whole
 
 
 @pytest.mark.network
