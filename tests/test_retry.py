@@ -137,6 +137,8 @@ def test_total_budget_stops_a_retry_that_would_overrun() -> None:
         ({"Retry-After": "inf"}, None),
         ({"retry-after-ms": "250", "Retry-After": "9"}, 0.25),
         ({"retry-after-ms": "junk", "Retry-After": "9"}, 9.0),
+        ({"llm_provider-retry-after": "7"}, 7.0),  # the LiteLLM proxy's name for it
+        ({"llm_provider-retry-after": "7", "Retry-After": "5"}, 5.0),  # the proxy's own wins
         (
             {
                 "Retry-After": format_datetime(

@@ -81,7 +81,8 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float) -> float | None
 
     Reads ``retry-after-ms`` (milliseconds, as OpenAI-style servers send) and ``Retry-After``
     (RFC 9110 section 10.2.3: delay-seconds or an HTTP-date, compared with ``now``, a Unix
-    time). Header names are matched case-insensitively.
+    time); without either, ``llm_provider-retry-after``, under which the LiteLLM proxy passes
+    on its upstream's ``Retry-After``. Header names are matched case-insensitively.
     """
     lowered = {name.lower(): value for name, value in headers.items()}
     milliseconds = lowered.get("retry-after-ms")
@@ -92,7 +93,7 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float) -> float | None
             value = math.nan
         if math.isfinite(value) and value >= 0:
             return value / 1000
-    raw = lowered.get("retry-after")
+    raw = lowered.get("retry-after", lowered.get("llm_provider-retry-after"))
     if raw is None:
         return None
     raw = raw.strip()
