@@ -71,6 +71,7 @@ SHAPES: list[tuple[object, ServerWords]] = [
         ServerWords("body.messages: Field required; body.temperature: too hot", "missing"),
     ),
     ({"message": "plain"}, ServerWords("plain")),
+    ({"detail": [{"msg": "bare", "loc": []}]}, ServerWords("bare")),  # no place, no type
     ({"message": "odd fields", "code": True, "type": 3}, ServerWords("odd fields")),
 ]
 
@@ -97,6 +98,19 @@ def test_each_shape_gives_the_servers_words(body: object, words: ServerWords) ->
 )
 def test_other_bodies_have_no_words(body: str) -> None:
     assert server_words(body) is None
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ({"status": 400, "error_shape": "xml"}, r"Fault\.error_shape must be one of openai"),
+        ({"status": 400, "error_shape": "openai", "error_body_bytes": 9}, "at most one of"),
+        ({"error_shape": "openai"}, r"Fault\.error_shape needs a status"),
+    ],
+)
+def test_an_error_shape_is_checked(fault: dict[str, typing.Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Fault(**fault)
 
 
 @given(

@@ -56,6 +56,11 @@ def test_reasoning_is_kept_apart_from_the_text_under_any_chunking(
     assert reply.reasoning == ("".join(thoughts) if thoughts else None)
 
 
+def test_thinking_takes_only_the_two_field_names() -> None:
+    with pytest.raises(ValueError, match=r"Thinking\.field must be one of reasoning_content"):
+        Thinking("x", field="thought")
+
+
 def test_a_server_that_sends_both_names_has_its_thinking_kept_once() -> None:
     reply = OpenAIReply()
     reply.feed(event({"reasoning_content": "think", "reasoning": "think"}))

@@ -119,6 +119,7 @@ def test_a_stored_reply_reads_back_as_it_was(reply: StoredReply) -> None:
         '{"text": "t", "finish_reason": 1}',
         '{"text": "t", "usage": []}',
         '{"text": "t", "tool_calls": {}}',
+        '{"text": "t", "reasoning": 1}',
         "not json",
     ],
 )

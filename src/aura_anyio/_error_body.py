@@ -42,9 +42,7 @@ def server_words(body: str) -> ServerWords | None:
         data: object = json.loads(text)
     except (ValueError, RecursionError):  # RecursionError: nested past the stack
         return None
-    if not isinstance(data, dict):
-        return None
-    fields = typing.cast("dict[str, object]", data)
+    fields = typing.cast("dict[str, object]", data)  # text that starts with { is an object
     error = fields.get("error")
     if isinstance(error, dict):
         return _words(typing.cast("dict[str, object]", error))
