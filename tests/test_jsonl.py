@@ -16,6 +16,7 @@ from aura_anyio import (
     RateLimitError,
     ServerError,
     ToolCall,
+    Usage,
 )
 from aura_anyio._cli.jsonl import (
     BadLine,
@@ -205,7 +206,7 @@ def test_a_result_row_round_trips_through_json(
     attempts: int,
     elapsed: float,
     finish_reason: str | None,
-    usage: dict[str, int] | None,
+    usage: Usage | None,
     calls: list[ToolCall] | None,
     endpoint: str | None,
 ) -> None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+import typing
 
 import pytest
 from hypothesis import given, strategies as st
 
 from aura_anyio._tokens import estimate_tokens, used_tokens
+
+if typing.TYPE_CHECKING:
+    from aura_anyio import Usage
 
 
 @pytest.mark.parametrize(
@@ -59,5 +63,5 @@ def test_the_estimate_is_the_characters_over_four_rounded_up(
         ({"prompt_tokens": 3}, None),
     ],
 )
-def test_what_a_reply_says_it_used(usage: dict[str, int] | None, used: int | None) -> None:
+def test_what_a_reply_says_it_used(usage: Usage | None, used: int | None) -> None:
     assert used_tokens(usage) == used

@@ -102,7 +102,9 @@ async def test_the_cache_replays_the_whole_usage(tmp_path: Path) -> None:
             (sent,) = await client.gather([HELLO])
             (replayed,) = await client.gather([HELLO])
     assert replayed.cached
-    assert replayed.usage == sent.usage == USAGE
+    assert replayed.usage == sent.usage
+    assert sent.usage is not None
+    assert dict(sent.usage) == USAGE
     row = result_row(dataclasses.replace(sent, request=ChatRequest(HELLO, id="r")), line=1)
     assert json.loads(row.to_json())["usage"] == USAGE  # a batch row keeps it whole
 
