@@ -21,10 +21,12 @@ import threading
 import time
 import typing
 
+import anyio
 import pytest
 
 pytest.importorskip("click", reason="the aura command needs the cli extra")
 
+from aura_anyio import AuraClient
 from aura_anyio._cli import main
 from aura_anyio.testing import Fault, ReferenceServer
 
@@ -36,7 +38,10 @@ if typing.TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
+    from aura_anyio._wire import WireName
+
 HANG_GUARD = 120.0
+HI = {"role": "user", "content": "hi"}
 
 
 @pytest.fixture(scope="module")
@@ -436,6 +441,50 @@ def test_serve_runs_the_reference_server_until_sigterm() -> None:
         finally:
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=HANG_GUARD) == 0
+
+
+def test_serve_paced_as_a_model_server_is_a_known_truth() -> None:
+    args = ["--ttft-ms", "300", "--itl-ms", "20", "--tokens", "12"]
+    with subprocess.Popen(
+        [sys.executable, "-m", "aura_anyio", "serve", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            url = process.stdout.readline().strip()
+            measured = anyio.run(measure_paced, url)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=HANG_GUARD) == 0
+    (ttft, pieces, took), (capped_ttft, capped, _) = measured
+    # Lower bounds only: a busy machine makes every figure longer, never shorter.
+    assert ttft >= 0.29
+    assert pieces == [f"t{index} " for index in range(12)]
+    assert took >= 0.29 + 11 * 0.02 * 0.9
+    assert capped_ttft >= 0.29
+    assert capped == [f"t{index} " for index in range(5)]  # max_tokens caps the tokens
+
+
+async def measure_paced(url: str) -> list[tuple[float, list[str], float]]:
+    """TTFT, pieces and duration of one reply on each wire (the OpenAI one capped at 5)."""
+    measured: list[tuple[float, list[str], float]] = []
+    runs: list[tuple[WireName, int | None]] = [("aura", None), ("openai", 5)]
+    for wire, max_tokens in runs:
+        async with AuraClient(url, wire=wire) as client:
+            started = anyio.current_time()
+            async with client.stream([HI], max_tokens=max_tokens) as reply:
+                pieces = [piece async for piece in reply]
+            assert reply.ttft is not None
+            measured.append((reply.ttft, pieces, anyio.current_time() - started))
+    return measured
+
+
+def test_serve_refuses_an_endless_pause() -> None:
+    done = aura("serve", "--port", "0", "--ttft-ms", "inf")
+    assert done.returncode == 2
+    assert_one_clear_line(done.stderr)
+    assert "--ttft-ms must be a finite number" in done.stderr
 
 
 def test_serve_on_a_port_in_use_is_a_usage_error(server: ReferenceServer) -> None:

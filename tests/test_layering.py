@@ -29,6 +29,7 @@ LAYERS: dict[str, list[str]] = {
         "_rows",
         "_reservations",
         "_stops",
+        "_bench",
         "_stored",
         "_tokens",
         "_usage",

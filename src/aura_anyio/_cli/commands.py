@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import importlib.util
 import json
+import math
 import os
 import sys
 import time
@@ -427,13 +428,48 @@ def finish_batch(
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
-@click.option("--delay-ms", type=click.FloatRange(min=0), default=0.0, help="Pause between chunks.")
-def serve(host: str, port: int, delay_ms: float) -> None:
-    """Run the reference server until SIGINT or SIGTERM; print its URL on stdout."""
-    from ..testing import ReferenceServer
+@click.option(
+    "--delay-ms",
+    "--itl-ms",
+    "delay_ms",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="Pause between chunks: the inter-token latency.",
+)
+@click.option(
+    "--ttft-ms",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    help="Pause between the head and the first chunk: the time to first token.",
+)
+@click.option(
+    "--tokens",
+    type=click.IntRange(min=1),
+    help="Answer every request with this many tokens (a word and a space each; on the OpenAI "
+    "route max_tokens caps them) instead of the usual reply.",
+)
+def serve(host: str, port: int, delay_ms: float, ttft_ms: float, tokens: int | None) -> None:
+    """Run the reference server until SIGINT or SIGTERM; print its URL on stdout.
+
+    --ttft-ms, --itl-ms and --tokens pace it as a model server, a known truth for a benchmark
+    to measure.
+    """
+    from ..testing import Fault, ReferenceServer
+
+    for option, value in (("--itl-ms", delay_ms), ("--ttft-ms", ttft_ms)):
+        if not math.isfinite(value):
+            raise Failed(f"{option} must be a finite number of milliseconds", EXIT_USAGE)
+    pieces = None if tokens is None else [f"t{index} " for index in range(tokens)]
+    fault = Fault(first_chunk_after=ttft_ms / 1000) if ttft_ms else None
 
     async def job() -> None:
-        async with ReferenceServer(host=host, port=port, delay=delay_ms / 1000) as server:
+        async with ReferenceServer(
+            host=host,
+            port=port,
+            delay=delay_ms / 1000,
+            fault=fault,
+            reply=None if pieces is None else lambda _request: pieces,
+        ) as server:
             click.echo(server.base_url)
             await anyio.sleep_forever()
 
