@@ -8,8 +8,6 @@ comes from ``AURA_KEY``, never from the command line, where other users could re
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import importlib.util
 import json
 import math
 import os
@@ -22,19 +20,25 @@ import anyio
 import click
 
 from .._cache import ResponseCache
-from .._client import DEFAULT_BASE_URL, AuraClient
 from .._exceptions import AuraError, CacheError, InvalidRequestError
 from .._fanout import FanOutLimits
-from .._models import DEFAULT_MAX_TOKENS, DEFAULT_MODEL, DEFAULT_TEMPERATURE, Timeouts
-from .._wire import WIRES
-from .batch import BatchStats, run_batch, summary_line, summary_of, until_signalled
+from .._models import DEFAULT_MODEL, DEFAULT_TEMPERATURE, Timeouts
+from .batch import BatchStats, run_batch, summary_line, summary_of
 from .progress import BatchProgress
+from .shared import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    Connection,
+    Failed,
+    Interrupted,
+    connection_options,
+    extra_body_option,
+    max_tokens_option,
+    parse_extra_body,
+)
 
 if typing.TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
-
-    from click.decorators import FC
-
     from .._wire import WireName
 
 __all__ = [
@@ -48,162 +52,6 @@ __all__ = [
     "main",
     "silence_stdout",
 ]
-
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-BACKENDS = ("asyncio", "trio")
-
-
-class Failed(Exception):
-    """The command failed: one line on stderr, and exit code 1 (2 for bad input)."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class Interrupted(Exception):
-    """SIGINT or SIGTERM stopped the command: exit code 130."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Connection:
-    """The options every subcommand that talks to a server shares."""
-
-    base_url: tuple[str, ...]
-    retries: int
-    backend: str
-    wire: WireName = "aura"
-    timeout: Timeouts = Timeouts()  # noqa: RUF009 (immutable)
-
-    def client(self, concurrency: int = 1, cache: ResponseCache | None = None) -> AuraClient:
-        try:
-            urls = self.base_url
-            return AuraClient(
-                urls[0] if len(urls) == 1 else list(urls),
-                key=os.environ.get("AURA_KEY", ""),
-                max_retries=self.retries,
-                max_connections=max(100, concurrency),
-                wire=self.wire,
-                cache=cache,
-                timeout=self.timeout,
-            )
-        except InvalidRequestError as exc:
-            raise Failed(str(exc), EXIT_USAGE) from None
-
-    def run(self, job: Callable[[], Awaitable[object]]) -> None:
-        """Run ``job`` on the chosen backend; SIGINT and SIGTERM cancel it."""
-        if self.backend == "trio" and importlib.util.find_spec("trio") is None:
-            raise Failed("--backend trio needs trio: pip install 'aura_anyio[trio]'", EXIT_USAGE)
-
-        async def main() -> None:
-            async def whole() -> None:
-                await job()
-
-            if await until_signalled(whole):
-                raise Interrupted
-
-        anyio.run(main, backend=self.backend)
-
-
-def _urls(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
-    """Every URL of the repeated option, each value also split at commas (``AURA_BASE_URL``)."""
-    urls = tuple(url.strip() for value in values for url in value.split(","))
-    return tuple(url for url in urls if url) or (DEFAULT_BASE_URL,)
-
-
-def _connection_options(command: FC) -> FC:
-    for option in reversed(
-        [
-            click.option(
-                "--base-url",
-                multiple=True,
-                callback=_urls,
-                envvar="AURA_BASE_URL",
-                default=(DEFAULT_BASE_URL,),
-                show_default=True,
-                help="The service's root URL (or AURA_BASE_URL). Give it more than once (or "
-                "AURA_BASE_URL comma-separated) for several servers of one model: requests "
-                "go to the least busy, and a failing one rests.",
-            ),
-            click.option(
-                "--retries",
-                type=click.IntRange(min=0),
-                default=2,
-                show_default=True,
-                help="Retries after a failed attempt.",
-            ),
-            click.option(
-                "--timeout",
-                type=float,
-                default=Timeouts().read,
-                show_default=True,
-                callback=_read_timeout,
-                metavar="SECONDS",
-                help="The longest silence between two pieces of a reply (the read timeout); "
-                "a reply cut by one is an error, retried while no text has come.",
-            ),
-            click.option(
-                "--backend", type=click.Choice(BACKENDS), default="asyncio", show_default=True
-            ),
-            click.option(
-                "--wire",
-                type=click.Choice(list(WIRES)),
-                envvar="AURA_WIRE",
-                default="aura",
-                show_default=True,
-                help="aura: an OpenChat /api/chat service; openai: an OpenAI-compatible server "
-                "(/v1/chat/completions). Or AURA_WIRE.",
-            ),
-        ]
-    ):
-        command = option(command)
-    return command
-
-
-def _read_timeout(_ctx: click.Context, _param: click.Parameter, value: float) -> Timeouts:
-    """The ``--timeout`` option as the client's timeouts, checked before anything is sent."""
-    try:
-        return Timeouts(read=value)
-    except InvalidRequestError:
-        raise click.BadParameter(f"must be a positive number of seconds, got {value!r}") from None
-
-
-def _extra_body_option(command: FC) -> FC:
-    return click.option(
-        "--extra-body",
-        metavar="JSON",
-        help="More request body fields, as a JSON object (--wire openai only): "
-        '\'{"seed": 1, "stop": ["\\n"]}\', say.',
-    )(command)
-
-
-def _max_tokens_option(command: FC) -> FC:
-    return click.option(
-        "--max-tokens",
-        type=int,
-        help=f"aura: the conversation's token limit (default {DEFAULT_MAX_TOKENS}); openai: "
-        "a cap on the reply (default: the server's).",
-    )(command)
-
-
-def parse_extra_body(text: str | None, wire: WireName) -> Mapping[str, object] | None:
-    """The ``--extra-body`` option's JSON object, or ``None``; :class:`Failed` if it is bad."""
-    if text is None:
-        return None
-    try:
-        value = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise Failed(f"--extra-body is not valid JSON ({exc})", EXIT_USAGE) from None
-    if not isinstance(value, dict):
-        raise Failed("--extra-body must be a JSON object of body fields", EXIT_USAGE)
-    if wire != "openai":
-        raise Failed(
-            "--extra-body needs --wire openai: openchat-ui's /api/chat reads no other field",
-            EXIT_USAGE,
-        )
-    return typing.cast("dict[str, object]", value)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -220,9 +68,9 @@ def cli() -> None:
 @click.option("--model", default=DEFAULT_MODEL, show_default=True)
 @click.option("--system", help="A system message sent before the prompt.")
 @click.option("--temperature", type=float, default=DEFAULT_TEMPERATURE, show_default=True)
-@_max_tokens_option
-@_extra_body_option
-@_connection_options
+@max_tokens_option
+@extra_body_option
+@connection_options
 def chat(
     prompt: tuple[str, ...],
     model: str,
@@ -319,8 +167,8 @@ def _end_line(out: typing.TextIO, text: str) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the summary (counts, tokens, requests/s, latency p50/p95) as JSON here.",
 )
-@_extra_body_option
-@_connection_options
+@extra_body_option
+@connection_options
 def batch(
     source: Path,
     output: Path,
@@ -459,7 +307,7 @@ def serve(host: str, port: int, delay_ms: float, ttft_ms: float, tokens: int | N
     for option, value in (("--itl-ms", delay_ms), ("--ttft-ms", ttft_ms)):
         if not math.isfinite(value):
             raise Failed(f"{option} must be a finite number of milliseconds", EXIT_USAGE)
-    pieces = None if tokens is None else [f"t{index} " for index in range(tokens)]
+    pieces = [f"t{index} " for index in range(tokens or 0)]
     fault = Fault(first_chunk_after=ttft_ms / 1000) if ttft_ms else None
 
     async def job() -> None:
@@ -468,7 +316,7 @@ def serve(host: str, port: int, delay_ms: float, ttft_ms: float, tokens: int | N
             port=port,
             delay=delay_ms / 1000,
             fault=fault,
-            reply=None if pieces is None else lambda _request: pieces,
+            reply=(lambda _request: pieces) if pieces else None,
         ) as server:
             click.echo(server.base_url)
             await anyio.sleep_forever()
