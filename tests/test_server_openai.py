@@ -355,14 +355,19 @@ def test_a_rejected_openai_request_records_the_reason_only() -> None:
 
 
 def events(chunks: Sequence[bytes]) -> list[object]:
-    """Each chunk as one server-sent event: its JSON data, or ``"[DONE]"``."""
+    """The server-sent events of ``chunks``: each one's JSON data, or ``"[DONE]"``.
+
+    A chunk holds whole events (the opening goes with the first piece, the end with the last),
+    each one line.
+    """
     parsed: list[object] = []
     for chunk in chunks:
-        assert chunk.startswith(b"data: ")
         assert chunk.endswith(b"\n\n")
-        assert chunk.count(b"\n") == 2  # one event per chunk, each one line
-        data = chunk[len(b"data: ") : -2]
-        parsed.append("[DONE]" if data == b"[DONE]" else json.loads(data))
+        for line in chunk[:-2].split(b"\n\n"):
+            assert line.startswith(b"data: ")
+            assert b"\n" not in line
+            data = line[len(b"data: ") :]
+            parsed.append("[DONE]" if data == b"[DONE]" else json.loads(data))
     return parsed
 
 
@@ -446,7 +451,7 @@ def test_usage_is_planned_only_when_asked_for(include_usage: bool) -> None:
         "[DONE]",
     ]
     assert events(plan.chunks) == expected
-    assert plan.chunks[-1] == b"data: [DONE]\n\n"
+    assert plan.chunks[-1].endswith(b"data: [DONE]\n\n")
 
 
 def test_the_usage_event_counts_the_kept_messages_and_the_pieces() -> None:

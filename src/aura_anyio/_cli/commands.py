@@ -1,4 +1,5 @@
-"""The ``aura`` command's subcommands: chat, batch, serve and demo (click and rich).
+"""The ``aura`` command's subcommands: chat, batch, serve and demo (click and rich); bench is
+``bench``'s.
 
 Exit codes: 0 success; 1 a request failed (some, for a batch); 2 a usage error; 130
 interrupted by SIGINT or SIGTERM. Errors are one line on stderr, never a traceback; the key
@@ -24,6 +25,7 @@ from .._exceptions import AuraError, CacheError, InvalidRequestError
 from .._fanout import FanOutLimits
 from .._models import DEFAULT_MODEL, DEFAULT_TEMPERATURE, Timeouts
 from .batch import BatchStats, run_batch, summary_line, summary_of
+from .bench import bench
 from .progress import BatchProgress
 from .shared import (
     EXIT_FAILED,
@@ -135,6 +137,9 @@ def _end_line(out: typing.TextIO, text: str) -> None:
     if out.isatty() and text and not text.endswith("\n"):
         out.write("\n")
         out.flush()
+
+
+cli.add_command(bench)
 
 
 @cli.command()

@@ -86,10 +86,14 @@ class Connection:
         except InvalidRequestError as exc:
             raise Failed(str(exc), EXIT_USAGE) from None
 
-    def run(self, job: Callable[[], Awaitable[object]]) -> None:
-        """Run ``job`` on the chosen backend; SIGINT and SIGTERM cancel it."""
+    def run(self, job: Callable[[], Awaitable[object]], *, use_uvloop: bool = False) -> None:
+        """Run ``job`` on the chosen backend (asyncio on uvloop's loop with ``use_uvloop``);
+        SIGINT and SIGTERM cancel it."""
         if self.backend == "trio" and importlib.util.find_spec("trio") is None:
             raise Failed("--backend trio needs trio: pip install 'aura_anyio[trio]'", EXIT_USAGE)
+        if use_uvloop and importlib.util.find_spec("uvloop") is None:
+            raise Failed("--backend uvloop needs uvloop: pip install uvloop", EXIT_USAGE)
+        options = {"use_uvloop": True} if use_uvloop else {}
 
         async def main() -> None:
             async def whole() -> None:
@@ -98,7 +102,7 @@ class Connection:
             if await until_signalled(whole):
                 raise Interrupted
 
-        anyio.run(main, backend=self.backend)
+        anyio.run(main, backend=self.backend, backend_options=options)
 
 
 def urls(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:

@@ -106,7 +106,13 @@ class EventFraming:
             if self.reasoning:  # as OpenAI counts them: part of completion_tokens
                 counts["completion_tokens_details"] = {"reasoning_tokens": len(self.reasoning)}
             ending.append(self._event(b'"choices":[],"usage":' + json.dumps(counts).encode()))
-        return (self._opening(), *events, *ending, DONE)
+        # The role goes with the first piece and the end with the last, each in one chunk: a
+        # paced reply's delay then falls between its tokens only, as a model server's does.
+        chunks = [self._opening(), *events]
+        if len(chunks) > 1:
+            chunks[:2] = [chunks[0] + chunks[1]]
+        chunks[-1] += b"".join(ending) + DONE
+        return tuple(chunks)
 
     def _opening(self) -> bytes:
         return self._event(

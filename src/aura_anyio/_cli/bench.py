@@ -1,0 +1,354 @@
+"""``aura bench``: load a server with requests on a schedule and report what it served, as
+vLLM's ``bench serve`` does (DESIGN section 11).
+
+Each request is started at its scheduled time in a task of its own and waits there for a free
+slot (``--max-concurrency``), so its latencies count from when it was due (``_bench.report``).
+The client does not retry: a benchmark reports failures, it does not hide them. The client's
+own CPU is measured over each run, and a warning says when it was too busy to trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import math
+import random
+import time
+import typing
+from pathlib import Path
+
+import anyio
+import click
+
+from .._bench.report import Outcome, parse_rates, parse_slo, report, table
+from .._bench.schedule import ARRIVALS, arrival_times, check_schedule
+from .._bench.stats import check_percentiles
+from .._client import DEFAULT_BASE_URL, AuraClient
+from .._exceptions import AuraError, InvalidRequestError
+from .._models import DEFAULT_MODEL, ChatRequest, Timeouts
+from .._tokens import estimate_tokens
+from .._wire import WIRES
+from .jsonl import BadLine, parse_line
+from .shared import EXIT_USAGE, Connection, Failed, read_timeout, urls
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+
+    from .._bench.schedule import Arrival
+    from .._wire import WireName
+
+__all__ = ["CPU_WARNING", "bench", "run_rate", "synthetic_prompts"]
+
+#: Past this share of one core the client is the bottleneck, and the figures understate the
+#: server.
+CPU_WARNING = 80.0
+# Words for synthetic prompts: about one token each.
+_WORDS = "the of and to in is it you that was for on are with as his they be at one".split()  # noqa: SIM905 (a line, not twenty)
+
+
+def synthetic_prompts(input_tokens: int, seed: int) -> Iterator[ChatRequest]:
+    """Endless prompts of about ``input_tokens`` words each, different from one another, the
+    same for a seed."""
+    draw = random.Random(seed)
+    for index in itertools.count():
+        words = " ".join(draw.choice(_WORDS) for _ in range(max(1, input_tokens - 1)))
+        yield ChatRequest([{"role": "user", "content": f"{index} {words}"}], id=index)
+
+
+def file_prompts(path: Path) -> list[ChatRequest]:
+    """The requests of a batch file (``aura batch``'s line format); :class:`Failed` if a line
+    is not one, or there are none."""
+    requests: list[ChatRequest] = []
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        for number, text in enumerate(lines, start=1):
+            item = parse_line(text, number)
+            if isinstance(item, BadLine):
+                raise Failed(f"--prompts: {item.reason}", EXIT_USAGE)
+            if item is not None:
+                requests.append(item)
+    if not requests:
+        raise Failed(f"--prompts: {path} has no requests", EXIT_USAGE)
+    return requests
+
+
+async def run_rate(
+    client: AuraClient,
+    requests: Iterable[ChatRequest],
+    times: Iterable[float] | None,
+    *,
+    max_concurrency: int | None,
+    max_tokens: int | None,
+    model: str,
+    until: float | None = None,
+) -> tuple[list[Outcome], float]:
+    """Send ``requests``, each at its time in ``times`` (seconds from the start); return what
+    each did and the run's duration.
+
+    A request due while every slot is taken waits for one, and that wait counts in its
+    latencies. With ``times`` ``None``, a request is due whenever a slot frees
+    (``max_concurrency`` is then required), for ``until`` seconds: as fast as the slots
+    allow, with no queue. Requests are sent until ``requests``, ``times`` or ``until`` ends.
+    """
+    limiter = anyio.CapacityLimiter(max_concurrency) if max_concurrency else None
+    outcomes: list[Outcome] = []
+
+    async def send(request: ChatRequest, due: float) -> None:
+        async with limiter if limiter is not None else contextlib.nullcontext():
+            outcomes.append(await _measure(client, request, due, model, max_tokens))
+
+    async def send_in_slot(request: ChatRequest, slot: object) -> None:
+        assert limiter is not None
+        try:
+            outcomes.append(
+                await _measure(client, request, anyio.current_time(), model, max_tokens)
+            )
+        finally:
+            limiter.release_on_behalf_of(slot)
+
+    start = anyio.current_time()
+    ends = math.inf if until is None else start + until
+    async with anyio.create_task_group() as task_group:
+        if times is None:  # closed loop: the next is due when a slot frees
+            if limiter is None:
+                raise ValueError("a closed loop needs max_concurrency")
+            for request in requests:
+                slot = object()  # borrows a token for the task it is handed to
+                with anyio.move_on_after(max(0.0, ends - anyio.current_time())) as waited:
+                    await limiter.acquire_on_behalf_of(slot)
+                if waited.cancelled_caught:  # the run ended while every slot was taken
+                    break
+                if anyio.current_time() >= ends:
+                    limiter.release_on_behalf_of(slot)
+                    break
+                task_group.start_soon(send_in_slot, request, slot)
+        else:
+            for request, offset in zip(requests, times, strict=False):  # either may end
+                due = start + offset
+                if due >= ends:
+                    break
+                wait = due - anyio.current_time()
+                if wait > 0:
+                    await anyio.sleep(wait)
+                task_group.start_soon(send, request, due)
+    return outcomes, anyio.current_time() - start
+
+
+async def _measure(
+    client: AuraClient, request: ChatRequest, due: float, model: str, max_tokens: int | None
+) -> Outcome:
+    started = anyio.current_time()
+    first: float | None = None
+    last = started
+    gaps: list[float] = []
+    pieces = 0
+    try:
+        async with client.stream(
+            request.messages,
+            model=request.model if request.model != DEFAULT_MODEL else model,
+            max_tokens=request.max_tokens if request.max_tokens is not None else max_tokens,
+            extra_body=request.extra_body,
+        ) as reply:
+            async for _ in reply:
+                now = anyio.current_time()
+                if first is None:
+                    first = now
+                else:
+                    gaps.append(now - last)
+                last = now
+                pieces += 1
+    except AuraError as exc:
+        return Outcome(due, started, first, anyio.current_time(), error=type(exc).__name__)
+    usage = reply.usage or {}
+    return Outcome(
+        due,
+        started,
+        first,
+        anyio.current_time(),
+        tuple(gaps),
+        usage.get("prompt_tokens", estimate_tokens(request.messages, None)),
+        usage.get("completion_tokens", pieces),
+    )
+
+
+@click.command()
+@click.option(
+    "--base-url",
+    multiple=True,
+    callback=urls,
+    envvar="AURA_BASE_URL",
+    default=(DEFAULT_BASE_URL,),
+    show_default=True,
+    help="The server's root URL (or AURA_BASE_URL); more than once for several servers.",
+)
+@click.option("--wire", type=click.Choice(list(WIRES)), default="openai", show_default=True)
+@click.option("--model", default=DEFAULT_MODEL, show_default=True)
+@click.option("--num-prompts", type=click.IntRange(min=1), help="Requests per run [100].")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Send requests for this many seconds per run, instead of --num-prompts.",
+)
+@click.option(
+    "--request-rate",
+    default="inf",
+    show_default=True,
+    help="Requests a second; inf sends as fast as --max-concurrency allows. A comma list "
+    "is a sweep: one run per rate.",
+)
+@click.option("--arrival", type=click.Choice(ARRIVALS), default="poisson", show_default=True)
+@click.option(
+    "--burstiness",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Gamma arrivals' shape: below 1 burstier, above 1 steadier (--arrival gamma).",
+)
+@click.option("--max-concurrency", type=click.IntRange(min=1), help="Requests in flight at most.")
+@click.option(
+    "--prompts",
+    "prompts_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Requests in aura batch's JSONL format, used in turn (over again if fewer).",
+)
+@click.option(
+    "--input-tokens",
+    type=click.IntRange(min=1),
+    default=128,
+    show_default=True,
+    help="Synthetic prompts of about this many tokens (without --prompts).",
+)
+@click.option(
+    "--output-tokens",
+    type=click.IntRange(min=1),
+    help="Sent as max_tokens (--wire openai): the reply's length at most.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--slo", help="Limits for goodput, in ms: ttft_ms=500,tpot_ms=50,e2el_ms=3000.")
+@click.option("--percentiles", default="99", show_default=True, help="Comma-separated.")
+@click.option(
+    "--backend",
+    type=click.Choice(["asyncio", "uvloop", "trio"]),
+    default="asyncio",
+    show_default=True,
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=Timeouts().read,
+    show_default=True,
+    callback=read_timeout,
+    metavar="SECONDS",
+    help="The longest silence between two pieces of a reply (the read timeout).",
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append one JSON object per run (vLLM's keys) to this file.",
+)
+def bench(
+    base_url: tuple[str, ...],
+    wire: WireName,
+    model: str,
+    num_prompts: int | None,
+    duration: float | None,
+    request_rate: str,
+    arrival: Arrival,
+    burstiness: float,
+    max_concurrency: int | None,
+    prompts_path: Path | None,
+    input_tokens: int,
+    output_tokens: int | None,
+    seed: int,
+    slo: str | None,
+    percentiles: str,
+    backend: str,
+    timeout: Timeouts,
+    output: Path | None,
+) -> None:
+    """Load a server with requests on a schedule and report what it served, as vLLM's
+    bench serve does: TTFT, TPOT, ITL and end-to-end latency from each request's scheduled
+    time, the time queued in the client, throughput and goodput.
+
+    The table goes to stderr; --output appends the figures as JSON. Exit code 1 if any
+    request failed.
+    """
+    try:
+        rates = parse_rates(request_rate)
+        for rate in rates:
+            check_schedule(rate, arrival, burstiness)
+        limits = parse_slo(slo)
+        wanted = [float(part) for part in percentiles.split(",")]
+        check_percentiles(wanted)
+    except (InvalidRequestError, ValueError) as exc:
+        raise Failed(str(exc), EXIT_USAGE) from None
+    if num_prompts is not None and duration is not None:
+        raise Failed("give --num-prompts or --duration, not both", EXIT_USAGE)
+    if duration is not None and math.inf in rates and max_concurrency is None:
+        raise Failed("--duration with --request-rate inf needs --max-concurrency", EXIT_USAGE)
+    if wire == "aura" and output_tokens is not None:
+        raise Failed("--output-tokens needs --wire openai: /api/chat has no cap", EXIT_USAGE)
+    pool = file_prompts(prompts_path) if prompts_path is not None else None
+    count = num_prompts if num_prompts is not None else (None if duration else 100)
+    connection = Connection(
+        base_url, 0, "asyncio" if backend == "uvloop" else backend, wire, timeout
+    )
+    failed = 0
+
+    async def job() -> None:
+        nonlocal failed
+        async with connection.client(concurrency=max_concurrency or 1000) as client:
+            for rate in rates:
+                requests = (
+                    itertools.cycle(pool)
+                    if pool is not None
+                    else synthetic_prompts(input_tokens, seed)
+                )
+                times: Iterable[float] | None = arrival_times(
+                    rate, arrival=arrival, burstiness=burstiness, seed=seed
+                )
+                if duration is not None and rate == math.inf:
+                    times = None  # as fast as the slots allow, for the duration
+                elif count is not None:
+                    times = itertools.islice(typing.cast("Iterable[float]", times), count)
+                cpu = time.process_time()
+                outcomes, took = await run_rate(
+                    client,
+                    requests,
+                    times,
+                    max_concurrency=max_concurrency,
+                    max_tokens=output_tokens,
+                    model=model,
+                    until=duration,
+                )
+                share = 100 * (time.process_time() - cpu) / took if took > 0 else 0.0
+                figures = report(
+                    outcomes,
+                    duration=took,
+                    request_rate=rate,
+                    max_concurrency=max_concurrency,
+                    percentiles=wanted,
+                    slo=limits,
+                    client_cpu_percent=round(share, 1),
+                )
+                _say(figures, wanted, output)
+                failed += typing.cast("int", figures["failed"])
+
+    connection.run(job, use_uvloop=backend == "uvloop")
+    if failed:
+        raise Failed(f"{failed} requests failed; their error types are in the figures")
+
+
+def _say(figures: dict[str, object], percentiles: Sequence[float], output: Path | None) -> None:
+    click.echo(table(figures, percentiles), err=True)
+    share = typing.cast("float", figures["client_cpu_percent"])
+    if share > CPU_WARNING:
+        click.echo(
+            f"aura: warning: the client used {share:.0f}% of a core, so these figures "
+            "understate the server; use fewer streams per process, --backend uvloop, or "
+            "several processes",
+            err=True,
+        )
+    if output is not None:
+        with output.open("a", encoding="utf-8") as file:
+            file.write(json.dumps(figures) + "\n")

@@ -1,0 +1,254 @@
+"""``aura bench``: its figures from what each request did (pure), and the command end to end
+against a reference server paced as a model server (a known truth), in this process."""
+
+from __future__ import annotations
+
+import json
+import math
+import typing
+
+import pytest
+from hypothesis import given, strategies as st
+
+from aura_anyio import InvalidRequestError
+from aura_anyio._bench.report import Outcome, parse_rates, parse_slo, report, table
+from aura_anyio._bench.stats import summary
+from aura_anyio._cli import main
+from aura_anyio.testing import Fault, ReferenceServer
+
+from .helpers import served_in_thread
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+TTFT, ITL, TOKENS = 0.1, 0.02, 12
+PIECES = [f"t{index} " for index in range(TOKENS)]
+
+
+@pytest.fixture(scope="module")
+def paced() -> Iterator[ReferenceServer]:
+    """A server that waits 100 ms before its first token and 20 ms between tokens."""
+    server = ReferenceServer(
+        delay=ITL, fault=Fault(first_chunk_after=TTFT), reply=lambda _request: PIECES
+    )
+    with served_in_thread(server) as running:
+        yield running
+
+
+def runs(path: Path) -> list[dict[str, typing.Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def bench(server: ReferenceServer, output: Path, *args: str) -> int:
+    return main(["bench", "--base-url", server.base_url, "--output", str(output), *args])
+
+
+# --- the figures (pure) ------------------------------------------------------------------
+
+
+outcomes = st.lists(
+    st.builds(
+        lambda due, wait, ttft, rest, tokens, gaps, failed: Outcome(
+            due,
+            due + wait,
+            due + wait + ttft,
+            due + wait + ttft + rest,
+            tuple(gaps),
+            10,
+            tokens,
+            "ServerError" if failed else None,
+        ),
+        st.floats(0, 100),
+        st.floats(0, 5),
+        st.floats(0.001, 5),
+        st.floats(0, 5),
+        st.integers(0, 50),
+        st.lists(st.floats(0, 1), max_size=5),
+        st.booleans(),
+    ),
+    max_size=30,
+)
+
+
+@given(outcomes)
+def test_the_figures_are_those_of_the_requests_that_succeeded(done: list[Outcome]) -> None:
+    figures = report(
+        done,
+        duration=10.0,
+        request_rate=math.inf,
+        max_concurrency=4,
+        percentiles=[50, 99],
+        slo={},
+        client_cpu_percent=12.5,
+    )
+    ok = [outcome for outcome in done if outcome.error is None]
+    assert (figures["completed"], figures["failed"]) == (len(ok), len(done) - len(ok))
+    assert figures["errors"] == (
+        {"ServerError": len(done) - len(ok)} if len(ok) < len(done) else {}
+    )
+    assert figures["request_rate"] == "inf"
+    assert figures["request_goodput"] is None  # no SLO
+    assert figures["total_output_tokens"] == sum(outcome.output_tokens for outcome in ok)
+    assert figures["output_throughput"] == pytest.approx(figures["total_output_tokens"] / 10)
+    ttfts = [1000 * (typing.cast("float", o.first) - o.scheduled) for o in ok]
+    expected = summary(ttfts, [50, 99])
+    assert figures["median_ttft_ms"] == pytest.approx(expected["median"])
+    assert figures["p99_ttft_ms"] == pytest.approx(expected["p99"])
+    queues = summary([1000 * (o.started - o.scheduled) for o in ok], [50])
+    assert figures["mean_queue_ms"] == pytest.approx(queues["mean"])
+    tpots = [
+        1000 * (o.end - typing.cast("float", o.first)) / (o.output_tokens - 1)
+        for o in ok
+        if o.output_tokens > 1
+    ]
+    assert figures["mean_tpot_ms"] == pytest.approx(summary(tpots, [50])["mean"])
+    assert "Time to First Token" in table(figures, [50, 99])
+
+
+def test_goodput_counts_the_requests_within_every_limit() -> None:
+    fast = Outcome(0.0, 0.0, 0.1, 0.5, (), 10, 5)
+    slow = Outcome(0.0, 0.0, 0.9, 1.5, (), 10, 5)
+    kwargs: dict[str, typing.Any] = {
+        "duration": 2.0,
+        "request_rate": 10.0,
+        "max_concurrency": None,
+        "percentiles": [99],
+        "client_cpu_percent": 0.0,
+    }
+    assert report([fast, slow], slo={"ttft": 500}, **kwargs)["request_goodput"] == 0.5
+    assert report([fast, slow], slo={"e2el": 2000}, **kwargs)["request_goodput"] == 1.0
+    assert report([fast, slow], slo={"tpot": 1}, **kwargs)["request_goodput"] == 0.0
+    assert report([], slo={}, **kwargs)["mean_ttft_ms"] == 0.0
+
+
+def test_rates_and_slos_are_read_or_refused() -> None:
+    assert parse_rates("10,2.5,inf") == [10.0, 2.5, math.inf]
+    assert parse_slo("ttft_ms=500, tpot_ms=50") == {"ttft": 500.0, "tpot": 50.0}
+    assert parse_slo(None) == {}
+    for bad in ("0", "-1", "nan", "fast", "10,"):
+        with pytest.raises(InvalidRequestError, match="--request-rate"):
+            parse_rates(bad)
+    for bad in ("ttft=5", "itl_ms=5", "ttft_ms=0", "ttft_ms=soon", "e2el_ms=inf"):
+        with pytest.raises(InvalidRequestError, match="--slo"):
+            parse_slo(bad)
+
+
+# --- the command, end to end -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("wire", ["openai", "aura"])
+def test_the_measured_truth_is_the_servers(
+    paced: ReferenceServer, tmp_path: Path, wire: str
+) -> None:
+    output = tmp_path / "runs.jsonl"
+    args = ["--wire", wire, "--num-prompts", "8", "--request-rate", "40", "--max-concurrency", "4"]
+    assert bench(paced, output, *args, "--percentiles", "50,90") == 0
+    (run,) = runs(output)
+    assert (run["completed"], run["failed"], run["errors"]) == (8, 0, {})
+    assert run["request_rate"] == 40
+    # Lower bounds are the truth; a busy machine only adds to them, so the upper ones are loose.
+    assert TTFT * 1000 - 5 <= run["median_ttft_ms"] < TTFT * 1000 + 2000
+    assert ITL * 1000 * 0.9 <= run["median_itl_ms"] < 1000
+    assert ITL * 1000 * 0.9 <= run["median_tpot_ms"] < 1000
+    assert run["median_e2el_ms"] >= run["median_ttft_ms"] + (TOKENS - 1) * ITL * 1000 * 0.9
+    assert run["total_output_tokens"] == 8 * TOKENS
+    assert {"p50_ttft_ms", "p90_itl_ms", "std_e2el_ms", "mean_queue_ms"} <= run.keys()
+    assert run["client_cpu_percent"] >= 0
+
+
+def test_a_request_waiting_for_a_slot_counts_its_wait(
+    paced: ReferenceServer, tmp_path: Path
+) -> None:
+    output = tmp_path / "runs.jsonl"
+    args = ["--num-prompts", "4", "--max-concurrency", "1", "--output-tokens", "3"]
+    assert bench(paced, output, *args) == 0
+    (run,) = runs(output)
+    # All due at once, one at a time: the last waited for the three before it.
+    one = TTFT + 2 * ITL
+    assert run["p99_queue_ms"] >= 3 * one * 1000 * 0.9
+    assert run["p99_ttft_ms"] >= run["p99_queue_ms"] + TTFT * 1000 * 0.9
+
+
+def test_a_sweep_writes_one_run_per_rate_with_goodput(
+    paced: ReferenceServer, tmp_path: Path
+) -> None:
+    output = tmp_path / "runs.jsonl"
+    args = ["--num-prompts", "4", "--request-rate", "50,inf", "--arrival", "gamma"]
+    assert bench(paced, output, *args, "--burstiness", "2", "--slo", "ttft_ms=60000") == 0
+    first, second = runs(output)
+    assert (first["request_rate"], second["request_rate"]) == (50, "inf")
+    for run in (first, second):
+        assert run["request_goodput"] == pytest.approx(run["request_throughput"])
+    assert bench(paced, output, "--num-prompts", "2", "--slo", "ttft_ms=1") == 0
+    assert runs(output)[-1]["request_goodput"] == 0.0  # none came within 1 ms
+
+
+@pytest.mark.parametrize("backend", ["trio", "uvloop"])
+def test_a_run_for_a_duration_on_another_loop(
+    paced: ReferenceServer, tmp_path: Path, backend: str
+) -> None:
+    pytest.importorskip(backend)
+    output = tmp_path / "runs.jsonl"
+    args = ["--duration", "1", "--max-concurrency", "2", "--backend", backend]
+    assert bench(paced, output, *args, "--output-tokens", "2") == 0
+    (run,) = runs(output)
+    one = TTFT + ITL
+    assert run["completed"] >= 2
+    assert run["completed"] <= 2 * math.ceil(1 / one) + 2  # the slots paced them
+    assert run["median_queue_ms"] < 50  # due when a slot freed: no queue to speak of
+
+
+def test_prompts_from_a_file_are_used_in_turn(paced: ReferenceServer, tmp_path: Path) -> None:
+    prompts, output = tmp_path / "prompts.jsonl", tmp_path / "runs.jsonl"
+    prompts.write_text('{"prompt": "one"}\n\n{"messages": [{"role": "user", "content": "two"}]}\n')
+    before = len(paced.requests)
+    assert bench(paced, output, "--prompts", str(prompts), "--num-prompts", "3") == 0
+    sent = [request.kept_messages[-1]["content"] for request in paced.requests[before:]]
+    assert sorted(sent) == ["one", "one", "two"]
+
+
+def test_failures_are_counted_by_type_and_exit_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "runs.jsonl"
+    with served_in_thread(ReferenceServer(fault=Fault(status=500))) as broken:
+        assert bench(broken, output, "--num-prompts", "3") == 1
+    (run,) = runs(output)
+    assert (run["completed"], run["failed"], run["errors"]) == (0, 3, {"ServerError": 3})
+    err = capsys.readouterr().err
+    assert "Serving Benchmark Result" in err
+    assert "aura: error: 3 requests failed" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--num-prompts", "2", "--duration", "1"], "not both"),
+        (["--duration", "1"], "needs --max-concurrency"),
+        (["--wire", "aura", "--output-tokens", "5"], "needs --wire openai"),
+        (["--request-rate", "0"], "--request-rate takes positive numbers"),
+        (["--arrival", "constant", "--burstiness", "0"], "burstiness must be a positive"),
+        (["--burstiness", "2"], "use arrival 'gamma'"),
+        (["--slo", "ttft=1"], "--slo names"),
+        (["--percentiles", "101"], "from 0 to 100"),
+        (["--percentiles", "p99"], "could not convert"),
+    ],
+)
+def test_bad_options_are_a_usage_error_before_any_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], needle: str
+) -> None:
+    assert main(["bench", "--base-url", "http://127.0.0.1:9", *args]) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_a_prompts_file_without_requests_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty, bad = tmp_path / "empty.jsonl", tmp_path / "bad.jsonl"
+    empty.write_text("\n")
+    bad.write_text("[1]\n")
+    assert main(["bench", "--prompts", str(empty)]) == 2
+    assert "has no requests" in capsys.readouterr().err
+    assert main(["bench", "--prompts", str(bad)]) == 2
+    assert "must be a JSON object" in capsys.readouterr().err
