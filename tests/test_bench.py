@@ -3,6 +3,7 @@ against a reference server paced as a model server (a known truth), in this proc
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import typing
@@ -10,30 +11,40 @@ import typing
 import pytest
 from hypothesis import given, strategies as st
 
-from aura_anyio import InvalidRequestError
+from aura_anyio import AuraClient, ChatRequest, InvalidRequestError
 from aura_anyio._bench.report import Outcome, parse_rates, parse_slo, report, table
 from aura_anyio._bench.stats import summary
 from aura_anyio._cli import main
+from aura_anyio._cli.bench import run_rate, say
 from aura_anyio.testing import Fault, ReferenceServer
 
 from .helpers import served_in_thread
 
 if typing.TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
 TTFT, ITL, TOKENS = 0.1, 0.02, 12
 PIECES = [f"t{index} " for index in range(TOKENS)]
 
 
-@pytest.fixture(scope="module")
-def paced() -> Iterator[ReferenceServer]:
+def paced_server() -> ReferenceServer:
     """A server that waits 100 ms before its first token and 20 ms between tokens."""
-    server = ReferenceServer(
+    return ReferenceServer(
         delay=ITL, fault=Fault(first_chunk_after=TTFT), reply=lambda _request: PIECES
     )
-    with served_in_thread(server) as running:
+
+
+@pytest.fixture(scope="module")
+def paced() -> Iterator[ReferenceServer]:
+    with served_in_thread(paced_server()) as running:
         yield running
+
+
+@pytest.fixture
+async def paced_async() -> AsyncIterator[ReferenceServer]:
+    async with paced_server() as server:
+        yield server
 
 
 def runs(path: Path) -> list[dict[str, typing.Any]]:
@@ -197,6 +208,53 @@ def test_a_run_for_a_duration_on_another_loop(
     assert run["completed"] >= 2
     assert run["completed"] <= 2 * math.ceil(1 / one) + 2  # the slots paced them
     assert run["median_queue_ms"] < 50  # due when a slot freed: no queue to speak of
+
+
+def test_a_duration_at_a_rate_sends_what_is_due_within_it(
+    paced: ReferenceServer, tmp_path: Path
+) -> None:
+    output = tmp_path / "runs.jsonl"
+    args = ["--duration", "0.5", "--request-rate", "10", "--arrival", "constant"]
+    assert bench(paced, output, *args, "--output-tokens", "1") == 0
+    assert runs(output)[0]["completed"] == 5  # due at 0, 0.1, 0.2, 0.3 and 0.4 s
+
+
+@pytest.mark.network
+async def test_a_closed_loop_ends_with_its_requests(paced_async: ReferenceServer) -> None:
+    requests = [ChatRequest([{"role": "user", "content": f"p{n}"}]) for n in range(3)]
+    async with AuraClient(paced_async.base_url, wire="openai") as client:
+        outcomes, _ = await run_rate(
+            client, requests, None, max_concurrency=2, max_tokens=1, model="m", until=60
+        )
+    assert len(outcomes) == 3  # the input ran out long before the minute
+
+
+def test_a_busy_client_warns_and_no_output_writes_no_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    figures = report(
+        [],
+        duration=1.0,
+        request_rate=1.0,
+        max_concurrency=None,
+        percentiles=[99],
+        slo={},
+        client_cpu_percent=93.0,
+    )
+    say(figures, [99], None)
+    assert "warning: the client used 93% of a core" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_uvloop_missing_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "uvloop" else real(name)
+    )
+    assert main(["bench", "--backend", "uvloop"]) == 2
+    assert "--backend uvloop needs uvloop" in capsys.readouterr().err
 
 
 def test_prompts_from_a_file_are_used_in_turn(paced: ReferenceServer, tmp_path: Path) -> None:

@@ -91,7 +91,6 @@ def test_each_shape_gives_the_servers_words(body: object, words: ServerWords) ->
         '{"error": {"message": ""}}',
         '{"detail": [1, {"loc": []}]}',
         '{"error": {"message": "cut at the read lim',
-        "{" * 100_000,
         '{"status": "bad"}',
         '"just a string"',
     ],

@@ -38,7 +38,7 @@ if typing.TYPE_CHECKING:
     from .._bench.schedule import Arrival
     from .._wire import WireName
 
-__all__ = ["CPU_WARNING", "bench", "run_rate", "synthetic_prompts"]
+__all__ = ["CPU_WARNING", "bench", "file_prompts", "run_rate", "say", "synthetic_prompts"]
 
 #: Past this share of one core the client is the bottleneck, and the figures understate the
 #: server.
@@ -51,9 +51,11 @@ def synthetic_prompts(input_tokens: int, seed: int) -> Iterator[ChatRequest]:
     """Endless prompts of about ``input_tokens`` words each, different from one another, the
     same for a seed."""
     draw = random.Random(seed)
-    for index in itertools.count():
+    index = 0
+    while True:
         words = " ".join(draw.choice(_WORDS) for _ in range(max(1, input_tokens - 1)))
         yield ChatRequest([{"role": "user", "content": f"{index} {words}"}], id=index)
+        index += 1
 
 
 def file_prompts(path: Path) -> list[ChatRequest]:
@@ -110,16 +112,13 @@ async def run_rate(
     ends = math.inf if until is None else start + until
     async with anyio.create_task_group() as task_group:
         if times is None:  # closed loop: the next is due when a slot frees
-            if limiter is None:
-                raise ValueError("a closed loop needs max_concurrency")
+            assert limiter is not None, "a closed loop needs max_concurrency"
             for request in requests:
                 slot = object()  # borrows a token for the task it is handed to
+                # Past the end the scope is cancelled on entry, and no slot is taken.
                 with anyio.move_on_after(max(0.0, ends - anyio.current_time())) as waited:
                     await limiter.acquire_on_behalf_of(slot)
-                if waited.cancelled_caught:  # the run ended while every slot was taken
-                    break
-                if anyio.current_time() >= ends:
-                    limiter.release_on_behalf_of(slot)
+                if waited.cancelled_caught:
                     break
                 task_group.start_soon(send_in_slot, request, slot)
         else:
@@ -331,7 +330,7 @@ def bench(
                     slo=limits,
                     client_cpu_percent=round(share, 1),
                 )
-                _say(figures, wanted, output)
+                say(figures, wanted, output)
                 failed += typing.cast("int", figures["failed"])
 
     connection.run(job, use_uvloop=backend == "uvloop")
@@ -339,7 +338,9 @@ def bench(
         raise Failed(f"{failed} requests failed; their error types are in the figures")
 
 
-def _say(figures: dict[str, object], percentiles: Sequence[float], output: Path | None) -> None:
+def say(figures: dict[str, object], percentiles: Sequence[float], output: Path | None) -> None:
+    """Show one run's figures on stderr, warn if the client was too busy to trust them, and
+    append them to ``output`` as a JSON line."""
     click.echo(table(figures, percentiles), err=True)
     share = typing.cast("float", figures["client_cpu_percent"])
     if share > CPU_WARNING:
