@@ -210,6 +210,21 @@ def test_a_run_for_a_duration_on_another_loop(
     assert run["median_queue_ms"] < 50  # due when a slot freed: no queue to speak of
 
 
+@pytest.mark.parametrize("backend", ["asyncio", "trio", "uvloop"])
+def test_no_request_is_sent_before_it_is_due(
+    paced: ReferenceServer, tmp_path: Path, backend: str
+) -> None:
+    # uvloop's loop clock ticks in whole milliseconds: its timers may wake early by another.
+    pytest.importorskip("trio" if backend == "trio" else "anyio")
+    if backend == "uvloop":
+        pytest.importorskip("uvloop")
+    output = tmp_path / "runs.jsonl"
+    args = ["--num-prompts", "20", "--request-rate", "200", "--arrival", "constant"]
+    assert bench(paced, output, *args, "--backend", backend, "--percentiles", "0") == 0
+    (run,) = runs(output)
+    assert run["p0_queue_ms"] >= 0
+
+
 def test_a_duration_at_a_rate_sends_what_is_due_within_it(
     paced: ReferenceServer, tmp_path: Path
 ) -> None:
@@ -243,6 +258,8 @@ def test_a_busy_client_warns_and_no_output_writes_no_file(
     )
     say(figures, [99], None)
     assert "warning: the client used 93% of a core" in capsys.readouterr().err
+    say({**figures, "duration": 0.2}, [99], None)  # too short a run to tell
+    assert "warning" not in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 
 
@@ -276,6 +293,7 @@ def test_failures_are_counted_by_type_and_exit_1(
     assert (run["completed"], run["failed"], run["errors"]) == (0, 3, {"ServerError": 3})
     err = capsys.readouterr().err
     assert "Serving Benchmark Result" in err
+    assert "3 ServerError" in err  # the table names the errors too
     assert "aura: error: 3 requests failed" in err
 
 
@@ -290,7 +308,7 @@ def test_failures_are_counted_by_type_and_exit_1(
         (["--burstiness", "2"], "use arrival 'gamma'"),
         (["--slo", "ttft=1"], "--slo names"),
         (["--percentiles", "101"], "from 0 to 100"),
-        (["--percentiles", "p99"], "could not convert"),
+        (["--percentiles", "p99"], "--percentiles takes numbers from 0 to 100"),
     ],
 )
 def test_bad_options_are_a_usage_error_before_any_request(

@@ -197,6 +197,9 @@ def table(figures: Mapping[str, object], percentiles: Sequence[float]) -> str:
     row("Output token throughput (tok/s):", figures["output_throughput"])
     row("Total token throughput (tok/s):", figures["total_token_throughput"])
     row("Client CPU (% of a core):", figures["client_cpu_percent"])
+    errors = typing.cast("dict[str, int]", figures["errors"])
+    if errors:
+        row("Errors:", ", ".join(f"{count} {kind}" for kind, count in errors.items()))
     titles = {
         "ttft": "Time to First Token",
         "tpot": "Time per Output Token (excl. 1st token)",

@@ -43,6 +43,11 @@ __all__ = ["CPU_WARNING", "bench", "file_prompts", "run_rate", "say", "synthetic
 #: Past this share of one core the client is the bottleneck, and the figures understate the
 #: server.
 CPU_WARNING = 80.0
+# A run shorter than this is too short to tell the client's CPU share from noise.
+CPU_WARNING_AFTER = 1.0
+# The clock of every figure: uvloop's loop time ticks in whole milliseconds, too coarse for
+# gaps of a few ms between tokens.
+_now = time.perf_counter
 # Words for synthetic prompts: about one token each.
 _WORDS = "the of and to in is it you that was for on are with as his they be at one".split()  # noqa: SIM905 (a line, not twenty)
 
@@ -102,13 +107,11 @@ async def run_rate(
     async def send_in_slot(request: ChatRequest, slot: object) -> None:
         assert limiter is not None
         try:
-            outcomes.append(
-                await _measure(client, request, anyio.current_time(), model, max_tokens)
-            )
+            outcomes.append(await _measure(client, request, _now(), model, max_tokens))
         finally:
             limiter.release_on_behalf_of(slot)
 
-    start = anyio.current_time()
+    start = _now()
     ends = math.inf if until is None else start + until
     async with anyio.create_task_group() as task_group:
         if times is None:  # closed loop: the next is due when a slot frees
@@ -116,7 +119,7 @@ async def run_rate(
             for request in requests:
                 slot = object()  # borrows a token for the task it is handed to
                 # Past the end the scope is cancelled on entry, and no slot is taken.
-                with anyio.move_on_after(max(0.0, ends - anyio.current_time())) as waited:
+                with anyio.move_on_after(max(0.0, ends - _now())) as waited:
                     await limiter.acquire_on_behalf_of(slot)
                 if waited.cancelled_caught:
                     break
@@ -126,17 +129,17 @@ async def run_rate(
                 due = start + offset
                 if due >= ends:
                     break
-                wait = due - anyio.current_time()
-                if wait > 0:
+                # The loop's timer may wake a little early by this clock: never send before.
+                while (wait := due - _now()) > 0:  # noqa: ASYNC110 (a clock, not an event)
                     await anyio.sleep(wait)
                 task_group.start_soon(send, request, due)
-    return outcomes, anyio.current_time() - start
+    return outcomes, _now() - start
 
 
 async def _measure(
     client: AuraClient, request: ChatRequest, due: float, model: str, max_tokens: int | None
 ) -> Outcome:
-    started = anyio.current_time()
+    started = _now()
     first: float | None = None
     last = started
     gaps: list[float] = []
@@ -149,7 +152,7 @@ async def _measure(
             extra_body=request.extra_body,
         ) as reply:
             async for _ in reply:
-                now = anyio.current_time()
+                now = _now()
                 if first is None:
                     first = now
                 else:
@@ -157,13 +160,13 @@ async def _measure(
                 last = now
                 pieces += 1
     except AuraError as exc:
-        return Outcome(due, started, first, anyio.current_time(), error=type(exc).__name__)
+        return Outcome(due, started, first, _now(), error=type(exc).__name__)
     usage = reply.usage or {}
     return Outcome(
         due,
         started,
         first,
-        anyio.current_time(),
+        _now(),
         tuple(gaps),
         usage.get("prompt_tokens", estimate_tokens(request.messages, None)),
         usage.get("completion_tokens", pieces),
@@ -192,8 +195,10 @@ async def _measure(
     "--request-rate",
     default="inf",
     show_default=True,
-    help="Requests a second; inf sends as fast as --max-concurrency allows. A comma list "
-    "is a sweep: one run per rate.",
+    help="Requests a second, or inf. A comma list is a sweep: one run per rate. With "
+    "--num-prompts, inf makes every request due at once (they queue for the slots, and "
+    "their latencies count the wait); with --duration, a request is due whenever a slot "
+    "frees (no queue).",
 )
 @click.option("--arrival", type=click.Choice(ARRIVALS), default="poisson", show_default=True)
 @click.option(
@@ -277,9 +282,8 @@ def bench(
         for rate in rates:
             check_schedule(rate, arrival, burstiness)
         limits = parse_slo(slo)
-        wanted = [float(part) for part in percentiles.split(",")]
-        check_percentiles(wanted)
-    except (InvalidRequestError, ValueError) as exc:
+        wanted = _percentiles(percentiles)
+    except InvalidRequestError as exc:
         raise Failed(str(exc), EXIT_USAGE) from None
     if num_prompts is not None and duration is not None:
         raise Failed("give --num-prompts or --duration, not both", EXIT_USAGE)
@@ -338,12 +342,24 @@ def bench(
         raise Failed(f"{failed} requests failed; their error types are in the figures")
 
 
+def _percentiles(text: str) -> list[float]:
+    """``--percentiles 50,90,99``; :class:`InvalidRequestError` naming the option."""
+    try:
+        wanted = [float(part) for part in text.split(",")]
+    except ValueError:
+        raise InvalidRequestError(
+            f"--percentiles takes numbers from 0 to 100, comma-separated; got {text!r}"
+        ) from None
+    check_percentiles(wanted)
+    return wanted
+
+
 def say(figures: dict[str, object], percentiles: Sequence[float], output: Path | None) -> None:
     """Show one run's figures on stderr, warn if the client was too busy to trust them, and
     append them to ``output`` as a JSON line."""
     click.echo(table(figures, percentiles), err=True)
     share = typing.cast("float", figures["client_cpu_percent"])
-    if share > CPU_WARNING:
+    if share > CPU_WARNING and typing.cast("float", figures["duration"]) >= CPU_WARNING_AFTER:
         click.echo(
             f"aura: warning: the client used {share:.0f}% of a core, so these figures "
             "understate the server; use fewer streams per process, --backend uvloop, or "
