@@ -39,6 +39,23 @@ def client_for(server: ReferenceServer, **kwargs: typing.Any) -> AuraClient:
     return AuraClient(server.base_url, max_retries=FAST_RETRIES, **kwargs)
 
 
+class Times(list[float]):
+    """A reference server's reply function that records when each request arrived."""
+
+    def __call__(self, request: ReceivedRequest) -> str:
+        self.append(anyio.current_time())
+        return "ok"
+
+
+class Arrivals(list[tuple[float, str]]):
+    """A reference server's reply function that records when each request arrived, and the
+    last message it carried."""
+
+    def __call__(self, request: ReceivedRequest) -> str:
+        self.append((anyio.current_time(), request.kept_messages[-1]["content"]))
+        return "ok"
+
+
 @pytest.mark.network
 async def test_gather_keeps_input_order_and_every_kind_of_input() -> None:
     requests: list[object] = [
@@ -204,13 +221,9 @@ async def test_request_timeout_ends_one_request_and_keeps_its_text() -> None:
 
 @pytest.mark.network
 async def test_requests_per_second_is_a_token_bucket() -> None:
-    arrivals: list[float] = []
+    arrivals = Times()
 
-    def record(request: ReceivedRequest) -> str:
-        arrivals.append(anyio.current_time())
-        return "ok"
-
-    async with ReferenceServer(reply=record) as server, client_for(server) as client:
+    async with ReferenceServer(reply=arrivals) as server, client_for(server) as client:
         start = anyio.current_time()
         results = await client.gather(
             [f"p{n}" for n in range(30)], max_concurrency=30, requests_per_second=20
@@ -225,14 +238,10 @@ async def test_requests_per_second_is_a_token_bucket() -> None:
 
 @pytest.mark.network
 async def test_fan_outs_that_share_a_limiter_share_its_rate() -> None:
-    arrivals: list[float] = []
-
-    def record(request: ReceivedRequest) -> str:
-        arrivals.append(anyio.current_time())
-        return "ok"
+    arrivals = Times()
 
     shared = RateLimiter(requests_per_second=2)  # a burst of 2, then one each 1/2 s
-    async with ReferenceServer(reply=record) as server, client_for(server) as client:
+    async with ReferenceServer(reply=arrivals) as server, client_for(server) as client:
 
         async def run(prompts: list[str]) -> None:
             results = await client.gather(prompts, max_concurrency=2, limiter=shared)
@@ -252,16 +261,12 @@ async def test_a_429_pauses_every_fan_out_that_shares_the_limiter(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="aura_anyio")
-    arrivals: list[tuple[float, str]] = []
-
-    def record(request: ReceivedRequest) -> str:
-        arrivals.append((anyio.current_time(), request.kept_messages[-1]["content"]))
-        return "ok"
+    arrivals = Arrivals()
 
     limited = f"limited {Fault(status=429, retry_after='0.5', times=1).marker()}"
     shared = RateLimiter()  # no rate: only the pause is shared
 
-    async with ReferenceServer(reply=record) as server, client_for(server) as client:
+    async with ReferenceServer(reply=arrivals) as server, client_for(server) as client:
 
         async def other() -> None:
             await until(lambda: "retrying POST" in caplog.text)
@@ -294,11 +299,7 @@ def test_a_rate_limiters_limits_are_checked(kwargs: dict[str, object], message: 
 @pytest.mark.network
 async def test_a_429_pauses_every_request(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="aura_anyio")
-    arrivals: list[tuple[float, str]] = []
-
-    def record(request: ReceivedRequest) -> str:
-        arrivals.append((anyio.current_time(), request.kept_messages[-1]["content"]))
-        return "ok"
+    arrivals = Arrivals()
 
     limited = f"limited {Fault(status=429, retry_after='0.5', times=1).marker()}"
 
@@ -309,7 +310,7 @@ async def test_a_429_pauses_every_request(caplog: pytest.LogCaptureFixture) -> N
         for n in range(6):
             yield f"p{n}"
 
-    async with ReferenceServer(reply=record) as server, client_for(server) as client:
+    async with ReferenceServer(reply=arrivals) as server, client_for(server) as client:
         results = await client.gather(prompts(), max_concurrency=3)
     assert all(result.ok for result in results)
     assert [content for _, content in arrivals].count(limited) == 2  # the 429, then the retry
@@ -326,11 +327,7 @@ async def test_openchat_uis_hidden_429_pauses_every_request(
     # openchat-ui turns its upstream's 429 into "500 Rate limit reached ...", without a
     # Retry-After: the fan-out pauses for the backoff of the request that saw it.
     caplog.set_level(logging.INFO, logger="aura_anyio")
-    arrivals: list[tuple[float, str]] = []
-
-    def record(request: ReceivedRequest) -> str:
-        arrivals.append((anyio.current_time(), request.kept_messages[-1]["content"]))
-        return "ok"
+    arrivals = Arrivals()
 
     reason = "Rate limit reached for gpt-4 in organization org-x on tokens per min."
     limited = f"limited {Fault(status=500, reason=reason, times=1).marker()}"
@@ -342,7 +339,7 @@ async def test_openchat_uis_hidden_429_pauses_every_request(
             yield f"p{n}"
 
     backoff = RetryPolicy(max_retries=2, initial_delay=0.5, max_delay=0.5)  # jitter: >= 0.375
-    async with ReferenceServer(reply=record) as server:
+    async with ReferenceServer(reply=arrivals) as server:
         async with AuraClient(server.base_url, max_retries=backoff) as client:
             results = await client.gather(prompts(), max_concurrency=3)
     assert all(result.ok for result in results)
@@ -524,14 +521,10 @@ async def test_the_aura_wire_reads_no_rate_limit_headers() -> None:
 async def test_a_token_budget_holds_after_its_minute_of_burst() -> None:
     # 6,000 tokens a minute: a bucket of 6,000 that refills 100 a second; each request is
     # 400 characters, 100 tokens. So 60 go at once, then one a second.
-    arrivals: list[float] = []
-
-    def record(request: ReceivedRequest) -> str:
-        arrivals.append(anyio.current_time())
-        return "ok"
+    arrivals = Times()
 
     prompt = "x" * 400
-    async with ReferenceServer(reply=record) as server, client_for(server) as client:
+    async with ReferenceServer(reply=arrivals) as server, client_for(server) as client:
         start = anyio.current_time()
         results = await client.gather([prompt] * 63, max_concurrency=10, tokens_per_minute=6000)
     assert all(result.ok for result in results)
