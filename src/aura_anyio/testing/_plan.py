@@ -361,7 +361,7 @@ def plan_response(
         calls: tuple[tuple[str, str], ...] = ()
         thinking: Thinking | None = None
         try:
-            result = (reply or default_reply)(request)
+            result = (default_reply if reply is None else reply)(request)
             if isinstance(result, Thinking):
                 thinking, result = result, result.reply
             if isinstance(result, ToolCalls):
