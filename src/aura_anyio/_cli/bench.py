@@ -24,18 +24,18 @@ import click
 from .._bench.report import Outcome, parse_rates, parse_slo, report, table
 from .._bench.schedule import ARRIVALS, arrival_times, check_schedule
 from .._bench.stats import check_percentiles
-from .._client import DEFAULT_BASE_URL, AuraClient
 from .._exceptions import AuraError, InvalidRequestError
 from .._models import DEFAULT_MODEL, ChatRequest, Timeouts
 from .._tokens import estimate_tokens
 from .._wire import WIRES
 from .jsonl import BadLine, parse_line
-from .shared import EXIT_USAGE, Connection, Failed, read_timeout, urls
+from .shared import EXIT_USAGE, Connection, Failed, base_url_option, timeout_option
 
 if typing.TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
 
     from .._bench.schedule import Arrival
+    from .._client import AuraClient
     from .._wire import WireName
 
 __all__ = ["CPU_WARNING", "bench", "file_prompts", "run_rate", "say", "synthetic_prompts"]
@@ -161,28 +161,24 @@ async def _measure(
                 pieces += 1
     except AuraError as exc:
         return Outcome(due, started, first, _now(), error=type(exc).__name__)
+    ended = _now()
     usage = reply.usage or {}
+    prompt_tokens = usage.get("prompt_tokens")
+    if prompt_tokens is None:  # the wire sent no count: estimate it, only then
+        prompt_tokens = estimate_tokens(request.messages, None)
     return Outcome(
         due,
         started,
         first,
-        _now(),
+        ended,
         tuple(gaps),
-        usage.get("prompt_tokens", estimate_tokens(request.messages, None)),
+        prompt_tokens,
         usage.get("completion_tokens", pieces),
     )
 
 
 @click.command()
-@click.option(
-    "--base-url",
-    multiple=True,
-    callback=urls,
-    envvar="AURA_BASE_URL",
-    default=(DEFAULT_BASE_URL,),
-    show_default=True,
-    help="The server's root URL (or AURA_BASE_URL); more than once for several servers.",
-)
+@base_url_option
 @click.option("--wire", type=click.Choice(list(WIRES)), default="openai", show_default=True)
 @click.option("--model", default=DEFAULT_MODEL, show_default=True)
 @click.option("--num-prompts", type=click.IntRange(min=1), help="Requests per run [100].")
@@ -236,15 +232,7 @@ async def _measure(
     default="asyncio",
     show_default=True,
 )
-@click.option(
-    "--timeout",
-    type=float,
-    default=Timeouts().read,
-    show_default=True,
-    callback=read_timeout,
-    metavar="SECONDS",
-    help="The longest silence between two pieces of a reply (the read timeout).",
-)
+@timeout_option
 @click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -35,12 +35,12 @@ __all__ = [
     "Connection",
     "Failed",
     "Interrupted",
+    "base_url_option",
     "connection_options",
     "extra_body_option",
     "max_tokens_option",
     "parse_extra_body",
-    "read_timeout",
-    "urls",
+    "timeout_option",
 ]
 
 EXIT_FAILED = 1
@@ -105,27 +105,50 @@ class Connection:
         anyio.run(main, backend=self.backend, backend_options=options)
 
 
-def urls(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+def _urls(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
     """Every URL of the repeated option, each value also split at commas (``AURA_BASE_URL``)."""
     urls = tuple(url.strip() for value in values for url in value.split(","))
     return tuple(url for url in urls if url) or (DEFAULT_BASE_URL,)
+
+
+def _read_timeout(_ctx: click.Context, _param: click.Parameter, value: float) -> Timeouts:
+    """The ``--timeout`` option as the client's timeouts, checked before anything is sent."""
+    try:
+        return Timeouts(read=value)
+    except InvalidRequestError:
+        raise click.BadParameter(f"must be a positive number of seconds, got {value!r}") from None
+
+
+#: ``--base-url``, repeatable: the servers to send to.
+base_url_option = click.option(
+    "--base-url",
+    multiple=True,
+    callback=_urls,
+    envvar="AURA_BASE_URL",
+    default=(DEFAULT_BASE_URL,),
+    show_default=True,
+    help="The service's root URL (or AURA_BASE_URL). Give it more than once (or "
+    "AURA_BASE_URL comma-separated) for several servers of one model: requests "
+    "go to the least busy, and a failing one rests.",
+)
+#: ``--timeout``: the read timeout, as the client's ``Timeouts``.
+timeout_option = click.option(
+    "--timeout",
+    type=float,
+    default=Timeouts().read,
+    show_default=True,
+    callback=_read_timeout,
+    metavar="SECONDS",
+    help="The longest silence between two pieces of a reply (the read timeout); "
+    "a reply cut by one is an error, retried while no text has come.",
+)
 
 
 def connection_options(command: FC) -> FC:
     """Add the options every subcommand that talks to a server takes."""
     for option in reversed(
         [
-            click.option(
-                "--base-url",
-                multiple=True,
-                callback=urls,
-                envvar="AURA_BASE_URL",
-                default=(DEFAULT_BASE_URL,),
-                show_default=True,
-                help="The service's root URL (or AURA_BASE_URL). Give it more than once (or "
-                "AURA_BASE_URL comma-separated) for several servers of one model: requests "
-                "go to the least busy, and a failing one rests.",
-            ),
+            base_url_option,
             click.option(
                 "--retries",
                 type=click.IntRange(min=0),
@@ -133,16 +156,7 @@ def connection_options(command: FC) -> FC:
                 show_default=True,
                 help="Retries after a failed attempt.",
             ),
-            click.option(
-                "--timeout",
-                type=float,
-                default=Timeouts().read,
-                show_default=True,
-                callback=read_timeout,
-                metavar="SECONDS",
-                help="The longest silence between two pieces of a reply (the read timeout); "
-                "a reply cut by one is an error, retried while no text has come.",
-            ),
+            timeout_option,
             click.option(
                 "--backend", type=click.Choice(BACKENDS), default="asyncio", show_default=True
             ),
@@ -159,14 +173,6 @@ def connection_options(command: FC) -> FC:
     ):
         command = option(command)
     return command
-
-
-def read_timeout(_ctx: click.Context, _param: click.Parameter, value: float) -> Timeouts:
-    """The ``--timeout`` option as the client's timeouts, checked before anything is sent."""
-    try:
-        return Timeouts(read=value)
-    except InvalidRequestError:
-        raise click.BadParameter(f"must be a positive number of seconds, got {value!r}") from None
 
 
 def extra_body_option(command: FC) -> FC:
