@@ -11,20 +11,21 @@ import typing
 import pytest
 from hypothesis import given, strategies as st
 
-from aura_anyio import AuraClient, ChatRequest, InvalidRequestError
+from aura_anyio import AuraClient, ChatRequest, InvalidRequestError, Message, ResponseCache
 from aura_anyio._bench.report import Outcome, parse_rates, parse_slo, report, table
 from aura_anyio._bench.stats import summary
 from aura_anyio._cli import main
 from aura_anyio._cli.bench import run_rate, say
 from aura_anyio.testing import Fault, ReferenceServer
 
-from .helpers import served_in_thread
+from .helpers import Pause, Script, make_client, reply, served_in_thread
 
 if typing.TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
 TTFT, ITL, TOKENS = 0.1, 0.02, 12
+HELLO: list[Message] = [{"role": "user", "content": "hello"}]
 PIECES = [f"t{index} " for index in range(TOKENS)]
 
 
@@ -232,6 +233,48 @@ def test_a_duration_at_a_rate_sends_what_is_due_within_it(
     args = ["--duration", "0.5", "--request-rate", "10", "--arrival", "constant"]
     assert bench(paced, output, *args, "--output-tokens", "1") == 0
     assert runs(output)[0]["completed"] == 5  # due at 0, 0.1, 0.2, 0.3 and 0.4 s
+
+
+def events(*contents: str) -> str:
+    """OpenAI events carrying ``contents``, all in one chunk of the body."""
+    return "".join(
+        f"data: {json.dumps({'choices': [{'delta': {'content': text}}]})}\n\n" for text in contents
+    )
+
+
+END = 'data: {"choices":[{"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
+
+
+async def test_events_that_arrive_in_one_read_are_timed_one_by_one() -> None:
+    # Three events in one read, then one 50 ms later: gaps of nought, nought and 50 ms, as
+    # vLLM's client times them, and four events counted as the tokens (no usage sent).
+    script = Script(reply(events("a", "b", "c"), Pause(0.05), events("d"), END))
+    async with make_client(script, wire="openai") as client:
+        (outcome,), _ = await run_rate(
+            client, [ChatRequest(HELLO)], [0.0], max_concurrency=None, max_tokens=None, model="m"
+        )
+    assert outcome.gaps[:2] == (0.0, 0.0)
+    assert 0.045 <= outcome.gaps[2] < 30
+    assert outcome.output_tokens == 4
+
+
+@pytest.mark.parametrize("wire", ["openai", "aura"])
+async def test_a_stream_counts_its_events_carrying_text(wire: str) -> None:
+    body = [events("a", "b"), events(""), events("c"), END] if wire == "openai" else ["ab", "c"]
+    async with make_client(Script(reply(*body)), wire=wire) as client:
+        async with client.stream(HELLO) as stream:
+            assert stream.text_events == (2 if wire == "openai" else 1)  # the first read's
+            pieces = [piece async for piece in stream]
+    assert (pieces, stream.text_events) == (["ab", "c"], 3 if wire == "openai" else 2)
+
+
+async def test_a_reply_from_the_cache_is_one_event(tmp_path: Path) -> None:
+    async with ResponseCache(tmp_path / "replies.db") as cache:
+        async with make_client(Script(reply("ab", "c")), cache=cache) as client:
+            assert await client.complete(HELLO) == "abc"
+            async with client.stream(HELLO) as stream:
+                assert [piece async for piece in stream] == ["abc"]
+    assert (stream.cached, stream.text_events) == (True, 1)
 
 
 @pytest.mark.network

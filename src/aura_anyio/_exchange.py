@@ -354,6 +354,11 @@ class ReplyReader:
         """The reasoning the reply sent apart from its text so far, if any."""
         return self._decoder.reasoning
 
+    @property
+    def text_events(self) -> int:
+        """How many events carried text so far."""
+        return self._decoder.text_events
+
     def blame(self, error: APIError) -> APIError:
         """Note that ``error`` ended the reply (the endpoint's verdict, on closing, follows
         from it); return it."""
@@ -498,6 +503,11 @@ class StoredReader:
     def reasoning(self) -> str | None:
         """The reasoning it sent apart from its text, if any."""
         return self._reply.reasoning
+
+    @property
+    def text_events(self) -> int:
+        """One, for the whole text at once; none without text."""
+        return 1 if self._reply.text else 0
 
     async def next_text(self) -> str:
         """Nothing: the whole text is :attr:`text`."""

@@ -224,6 +224,17 @@ class ChatStream:
         return None if self._reader is None else self._reader.reasoning
 
     @property
+    def text_events(self) -> int:
+        """How many of the last attempt's events carried text so far (server-sent events on
+        the OpenAI wire; body reads on ``/api/chat``; one for a reply from the cache).
+
+        One piece of text that iterating yields may join several events that arrived in one
+        read; a benchmark counts the gaps between events from this, at no cost to a reply
+        nobody times.
+        """
+        return 0 if self._reader is None else self._reader.text_events
+
+    @property
     def ttft(self) -> float | None:
         """Seconds from the last attempt's send to its first text (time to first text);
         ``None`` before any text, and for a reply from the cache."""

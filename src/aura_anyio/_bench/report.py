@@ -2,9 +2,9 @@
 
 Every latency counts from the request's *scheduled* time, so the time it waited in the client
 for a free slot (``queue``) is part of its TTFT and E2EL, as a user of the server would feel it,
-and is also reported alone. ITL is the gap between two pieces of text as they arrived; TPOT is
-(E2EL - TTFT) / (output tokens - 1); the output tokens are the server's ``usage`` count, else
-the pieces counted.
+and is also reported alone. ITL is the gap between two events carrying text as they arrived
+(those that came in one read, nought); TPOT is (E2EL - TTFT) / (output tokens - 1); the output
+tokens are the server's ``usage`` count, else the events counted.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ class Outcome:
         started: When it had a slot and was sent.
         first: When its first text arrived; ``None`` if none did.
         end: When it ended, whole or failed.
-        gaps: The gaps between its pieces of text, in order.
+        gaps: The gaps between its events carrying text, in order.
         input_tokens: Its prompt's tokens (the server's count, else an estimate).
-        output_tokens: Its reply's tokens (the server's count, else the pieces).
+        output_tokens: Its reply's tokens (the server's count, else the events).
         error: The type of the error it ended with; ``None`` if it succeeded.
     """
 

@@ -143,7 +143,7 @@ async def _measure(
     first: float | None = None
     last = started
     gaps: list[float] = []
-    pieces = 0
+    events = 0
     try:
         async with client.stream(
             request.messages,
@@ -158,7 +158,10 @@ async def _measure(
                 else:
                     gaps.append(now - last)
                 last = now
-                pieces += 1
+                # Events that came in one read arrived together: the gaps between them are
+                # nought, as vLLM's client times them, not one gap for all of them.
+                seen, events = events, reply.text_events
+                gaps.extend(itertools.repeat(0.0, events - seen - 1))
     except AuraError as exc:
         return Outcome(due, started, first, _now(), error=type(exc).__name__)
     ended = _now()
@@ -173,7 +176,7 @@ async def _measure(
         ended,
         tuple(gaps),
         prompt_tokens,
-        usage.get("completion_tokens", pieces),
+        usage.get("completion_tokens", events),
     )
 
 

@@ -35,7 +35,7 @@ class TextReply:
     race under load), which :meth:`close` raises as :class:`EmptyReply`.
     """
 
-    __slots__ = ("_empty", "_text")
+    __slots__ = ("_text", "text_events")
 
     finish_reason = None
     usage = None
@@ -45,17 +45,19 @@ class TextReply:
 
     def __init__(self, encoding: str) -> None:
         self._text = TextDecoder(encoding)
-        self._empty = True
+        self.text_events = 0  # the body's reads that carried text
 
     def feed(self, data: bytes) -> str:
         text = self._text.decode(data)
         if text:
-            self._empty = False
+            self.text_events += 1
         return text
 
     def close(self) -> str:
         text = self._text.flush()
-        if self._empty and not text:
+        if text:
+            self.text_events += 1
+        elif not self.text_events:
             raise EmptyReply("the server answered 200 with no text at all")
         return text
 

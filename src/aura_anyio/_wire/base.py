@@ -78,6 +78,12 @@ class ReplyDecoder(typing.Protocol):
         """Whether the wire marked the reply's end, before the body's end (``[DONE]``)."""
         ...
 
+    @property
+    def text_events(self) -> int:
+        """How many events carried text so far: server-sent events, or body reads on a wire
+        without events. A benchmark times each, as it arrived."""
+        ...
+
     def feed(self, data: bytes) -> str:
         """Return the text ``data`` completed."""
         ...

@@ -78,7 +78,16 @@ class OpenAIReply:
     are skipped rather than mixed into its text.
     """
 
-    __slots__ = ("_calls", "_done", "_events", "_loads", "_thoughts", "finish_reason", "usage")
+    __slots__ = (
+        "_calls",
+        "_done",
+        "_events",
+        "_loads",
+        "_thoughts",
+        "finish_reason",
+        "text_events",
+        "usage",
+    )
 
     def __init__(self) -> None:
         self._events = EventDecoder()
@@ -88,6 +97,7 @@ class OpenAIReply:
         self._thoughts: list[str] | None = None
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
+        self.text_events = 0
 
     @property
     def done(self) -> bool:
@@ -135,11 +145,13 @@ class OpenAIReply:
                         )
                 elif event.event == "error":
                     raise ReportedError(event.data[:_EXCERPT])
-                else:
-                    pieces.append(self._chunk(event.data))
+                elif piece := self._chunk(event.data):
+                    pieces.append(piece)
         except ReplyError as error:
+            self.text_events += len(pieces)
             error.text = "".join(pieces)  # the caller keeps what came before the fault
             raise
+        self.text_events += len(pieces)
         return "".join(pieces)
 
     def _chunk(self, data: str) -> str:
@@ -230,6 +242,7 @@ class JSONReply:
     tool_calls = None
     reasoning = None
     done = False
+    text_events = 0
 
     def __init__(self) -> None:
         self._body = bytearray()
