@@ -6,6 +6,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
+import re
+import subprocess
+import sys
 import typing
 
 import pytest
@@ -285,6 +289,57 @@ async def test_a_closed_loop_ends_with_its_requests(paced_async: ReferenceServer
             client, requests, None, max_concurrency=2, max_tokens=1, model="m", until=60
         )
     assert len(outcomes) == 3  # the input ran out long before the minute
+
+
+@pytest.mark.parametrize("command", ["bench", "chat"])
+def test_headers_given_are_sent(paced: ReferenceServer, tmp_path: Path, command: str) -> None:
+    header = ["--header", "X-Trace: b 1", "--header", "x-team:ops"]
+    if command == "bench":
+        assert bench(paced, tmp_path / "runs.jsonl", "--num-prompts", "1", *header) == 0
+    else:
+        assert main(["chat", "--base-url", paced.base_url, *header, "hi"]) == 0
+    headers = paced.requests[-1].headers
+    assert (headers["x-trace"], headers["x-team"]) == ("b 1", "ops")
+
+
+@pytest.mark.parametrize(
+    ("header", "words"),
+    [
+        ("nocolon", "give it as 'Name: value'"),
+        ("Bad Name: x", "invalid name 'Bad Name'"),
+        ("Host: x", "set by the client itself"),
+    ],
+)
+def test_a_bad_header_is_a_usage_error_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], header: str, words: str
+) -> None:
+    assert main(["bench", "--header", header, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--header" in err
+    assert words in err
+
+
+def test_live_figures_on_a_terminal(paced: ReferenceServer) -> None:
+    args = ["bench", "--base-url", paced.base_url, "--num-prompts", "6", "--output-tokens", "2"]
+
+    def aura(*more: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "aura_anyio", *args, *more],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "FORCE_COLOR": "1"},  # rich then draws as on a terminal
+            check=True,
+        )
+        return done.stderr
+
+    shown = aura()
+    assert "6/6" in shown
+    assert "0 in flight" in shown
+    assert re.search(r"ttft p50 \d+ ms", shown)
+    hidden = aura("--no-progress")
+    assert "in flight" not in hidden
+    assert "Successful requests" in hidden  # the table still
 
 
 def test_a_busy_client_warns_and_no_output_writes_no_file(

@@ -29,7 +29,15 @@ from .._models import DEFAULT_MODEL, ChatRequest, Timeouts
 from .._tokens import estimate_tokens
 from .._wire import WIRES
 from .jsonl import BadLine, parse_line
-from .shared import EXIT_USAGE, Connection, Failed, base_url_option, timeout_option
+from .progress import BenchProgress
+from .shared import (
+    EXIT_USAGE,
+    Connection,
+    Failed,
+    base_url_option,
+    header_option,
+    timeout_option,
+)
 
 if typing.TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -88,6 +96,7 @@ async def run_rate(
     max_tokens: int | None,
     model: str,
     until: float | None = None,
+    live: BenchProgress | None = None,
 ) -> tuple[list[Outcome], float]:
     """Send ``requests``, each at its time in ``times`` (seconds from the start); return what
     each did and the run's duration.
@@ -96,18 +105,27 @@ async def run_rate(
     latencies. With ``times`` ``None``, a request is due whenever a slot frees
     (``max_concurrency`` is then required), for ``until`` seconds: as fast as the slots
     allow, with no queue. Requests are sent until ``requests``, ``times`` or ``until`` ends.
+    ``live``, if given, is told of each request as it is sent and as it ends.
     """
     limiter = anyio.CapacityLimiter(max_concurrency) if max_concurrency else None
     outcomes: list[Outcome] = []
 
+    async def measure(request: ChatRequest, due: float) -> None:
+        if live is not None:
+            live.sent()
+        outcome = await _measure(client, request, due, model, max_tokens)
+        outcomes.append(outcome)
+        if live is not None:
+            live.ended(outcome)
+
     async def send(request: ChatRequest, due: float) -> None:
         async with limiter if limiter is not None else contextlib.nullcontext():
-            outcomes.append(await _measure(client, request, due, model, max_tokens))
+            await measure(request, due)
 
     async def send_in_slot(request: ChatRequest, slot: object) -> None:
         assert limiter is not None
         try:
-            outcomes.append(await _measure(client, request, _now(), model, max_tokens))
+            await measure(request, _now())
         finally:
             limiter.release_on_behalf_of(slot)
 
@@ -236,11 +254,13 @@ async def _measure(
     show_default=True,
 )
 @timeout_option
+@header_option
 @click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Append one JSON object per run (vLLM's keys) to this file.",
 )
+@click.option("--no-progress", is_flag=True, help="No live figures, even on a terminal.")
 def bench(
     base_url: tuple[str, ...],
     wire: WireName,
@@ -259,7 +279,9 @@ def bench(
     percentiles: str,
     backend: str,
     timeout: Timeouts,
+    headers: tuple[tuple[str, str], ...],
     output: Path | None,
+    no_progress: bool,
 ) -> None:
     """Load a server with requests on a schedule and report what it served, as vLLM's
     bench serve does: TTFT, TPOT, ITL and end-to-end latency from each request's scheduled
@@ -285,7 +307,7 @@ def bench(
     pool = file_prompts(prompts_path) if prompts_path is not None else None
     count = num_prompts if num_prompts is not None else (None if duration else 100)
     connection = Connection(
-        base_url, 0, "asyncio" if backend == "uvloop" else backend, wire, timeout
+        base_url, 0, "asyncio" if backend == "uvloop" else backend, wire, timeout, headers
     )
     failed = 0
 
@@ -305,16 +327,19 @@ def bench(
                     times = None  # as fast as the slots allow, for the duration
                 elif count is not None:
                     times = itertools.islice(typing.cast("Iterable[float]", times), count)
+                label = f"rate {'inf' if rate == math.inf else f'{rate:g}'}"
                 cpu = time.process_time()
-                outcomes, took = await run_rate(
-                    client,
-                    requests,
-                    times,
-                    max_concurrency=max_concurrency,
-                    max_tokens=output_tokens,
-                    model=model,
-                    until=duration,
-                )
+                with BenchProgress(label, count, enabled=not no_progress) as live:
+                    outcomes, took = await run_rate(
+                        client,
+                        requests,
+                        times,
+                        max_concurrency=max_concurrency,
+                        max_tokens=output_tokens,
+                        model=model,
+                        until=duration,
+                        live=live,
+                    )
                 share = 100 * (time.process_time() - cpu) / took if took > 0 else 0.0
                 figures = report(
                     outcomes,

@@ -83,6 +83,7 @@ def chat(
     base_url: tuple[str, ...],
     retries: int,
     timeout: Timeouts,
+    headers: tuple[tuple[str, str], ...],
     backend: str,
     wire: WireName,  # click.Choice(list(WIRES)) lets no other name through
 ) -> None:
@@ -95,7 +96,7 @@ def chat(
     messages = [{"role": "system", "content": system}] if system is not None else []
     messages.append({"role": "user", "content": text})
     extra = parse_extra_body(extra_body, wire)
-    connection = Connection(base_url, retries, backend, wire, timeout)
+    connection = Connection(base_url, retries, backend, wire, timeout, headers)
     out = _lenient_stdout()
 
     async def job() -> None:
@@ -189,6 +190,7 @@ def batch(
     base_url: tuple[str, ...],
     retries: int,
     timeout: Timeouts,
+    headers: tuple[tuple[str, str], ...],
     backend: str,
     wire: WireName,  # click.Choice(list(WIRES)) lets no other name through
 ) -> None:
@@ -217,7 +219,7 @@ def batch(
             f"{output} exists; pass --resume to continue that batch, or choose another file",
             EXIT_USAGE,
         )
-    connection = Connection(base_url, retries, backend, wire, timeout)
+    connection = Connection(base_url, retries, backend, wire, timeout, headers)
     stats = BatchStats()  # filled in as the batch goes, so an interrupted one has its counts
 
     async def job() -> None:

@@ -16,6 +16,7 @@ import click
 from .._client import DEFAULT_BASE_URL, AuraClient
 from .._exceptions import InvalidRequestError
 from .._models import DEFAULT_MAX_TOKENS, Timeouts
+from .._options import build_headers
 from .._wire import WIRES
 from .batch import until_signalled
 
@@ -38,6 +39,7 @@ __all__ = [
     "base_url_option",
     "connection_options",
     "extra_body_option",
+    "header_option",
     "max_tokens_option",
     "parse_extra_body",
     "timeout_option",
@@ -70,6 +72,7 @@ class Connection:
     backend: str
     wire: WireName = "aura"
     timeout: Timeouts = Timeouts()  # noqa: RUF009 (immutable)
+    headers: tuple[tuple[str, str], ...] = ()
 
     def client(self, concurrency: int = 1, cache: ResponseCache | None = None) -> AuraClient:
         try:
@@ -82,6 +85,7 @@ class Connection:
                 wire=self.wire,
                 cache=cache,
                 timeout=self.timeout,
+                headers=dict(self.headers),
             )
         except InvalidRequestError as exc:
             raise Failed(str(exc), EXIT_USAGE) from None
@@ -109,6 +113,23 @@ def _urls(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...])
     """Every URL of the repeated option, each value also split at commas (``AURA_BASE_URL``)."""
     urls = tuple(url.strip() for value in values for url in value.split(","))
     return tuple(url for url in urls if url) or (DEFAULT_BASE_URL,)
+
+
+def _headers(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
+    """``--header "Name: value"``, repeatable, as pairs, checked as the client checks them."""
+    pairs: list[tuple[str, str]] = []
+    for value in values:
+        name, colon, text = value.partition(":")
+        if not colon or not name.strip():
+            raise click.BadParameter(f"give it as 'Name: value', got {value!r}")
+        pairs.append((name.strip(), text.strip()))
+    try:
+        build_headers({}, dict(pairs))
+    except InvalidRequestError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return tuple(pairs)
 
 
 def _read_timeout(_ctx: click.Context, _param: click.Parameter, value: float) -> Timeouts:
@@ -144,6 +165,18 @@ timeout_option = click.option(
 )
 
 
+#: ``--header "Name: value"``, repeatable: more request headers.
+header_option = click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    callback=_headers,
+    metavar="'NAME: VALUE'",
+    help="A request header to send too; give it more than once for several. The key "
+    "belongs in AURA_KEY, where other users cannot read it.",
+)
+
+
 def connection_options(command: FC) -> FC:
     """Add the options every subcommand that talks to a server takes."""
     for option in reversed(
@@ -157,6 +190,7 @@ def connection_options(command: FC) -> FC:
                 help="Retries after a failed attempt.",
             ),
             timeout_option,
+            header_option,
             click.option(
                 "--backend", type=click.Choice(BACKENDS), default="asyncio", show_default=True
             ),
