@@ -200,6 +200,32 @@ def test_a_sweep_writes_one_run_per_rate_with_goodput(
     assert runs(output)[-1]["request_goodput"] == 0.0  # none came within 1 ms
 
 
+def test_a_sweep_is_plotted(paced: ReferenceServer, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    plot, output = tmp_path / "sweep.png", tmp_path / "runs.jsonl"
+    args = ["--num-prompts", "3", "--request-rate", "20,inf", "--output-tokens", "2"]
+    assert bench(paced, output, *args, "--percentiles", "90,99.9", "--plot", str(plot)) == 0
+    assert len(runs(output)) == 2
+    assert plot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert plot.stat().st_size > 10_000  # two panels drawn, not an empty canvas
+
+
+def test_plotting_without_matplotlib_is_a_usage_error_before_any_request(
+    paced: ReferenceServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "matplotlib" else real(name)
+    )
+    before = len(paced.requests)
+    assert bench(paced, tmp_path / "runs.jsonl", "--plot", str(tmp_path / "p.png")) == 2
+    assert "--plot needs matplotlib: pip install 'aura_anyio[plot]'" in capsys.readouterr().err
+    assert len(paced.requests) == before
+
+
 @pytest.mark.parametrize("backend", ["trio", "uvloop"])
 def test_a_run_for_a_duration_on_another_loop(
     paced: ReferenceServer, tmp_path: Path, backend: str

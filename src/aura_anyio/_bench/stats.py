@@ -19,7 +19,7 @@ from .._numbers import is_number
 if typing.TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["check_percentiles", "percentile", "summary"]
+__all__ = ["check_percentiles", "percentile", "percentile_label", "summary"]
 
 
 def check_percentiles(percentiles: Sequence[float]) -> None:
@@ -49,7 +49,7 @@ def summary(values: Sequence[float], percentiles: Sequence[float]) -> dict[str, 
     """``mean``, ``median``, ``std`` and ``p{P}`` for each percentile P of ``values``; every
     figure is 0.0 when there are no values, as vLLM reports a measure nothing gave."""
     check_percentiles(percentiles)
-    names = [f"p{_label(percent)}" for percent in percentiles]
+    names = [f"p{percentile_label(percent)}" for percent in percentiles]
     if not values:
         return dict.fromkeys(["mean", "median", "std", *names], 0.0)
     ordered = sorted(values)
@@ -61,6 +61,6 @@ def summary(values: Sequence[float], percentiles: Sequence[float]) -> dict[str, 
     return figures
 
 
-def _label(percent: float) -> str:
-    # vLLM's keys: p99, p99.9; an integral float is written as an int.
+def percentile_label(percent: float) -> str:
+    """How a key names a percentile, as vLLM's do: ``99``, ``99.9`` (``p99_ttft_ms``)."""
     return str(int(percent)) if float(percent).is_integer() else str(percent)

@@ -29,6 +29,7 @@ from .._models import DEFAULT_MODEL, ChatRequest, Timeouts
 from .._tokens import estimate_tokens
 from .._wire import WIRES
 from .jsonl import BadLine, parse_line
+from .plot import check_plotting, plot_runs
 from .progress import BenchProgress
 from .shared import (
     EXIT_USAGE,
@@ -260,6 +261,12 @@ async def _measure(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Append one JSON object per run (vLLM's keys) to this file.",
 )
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Draw each run's TTFT and TPOT (median and --percentiles) against its throughput "
+    "to this PNG (or .svg, .pdf): for a sweep. Needs matplotlib (the plot extra).",
+)
 @click.option("--no-progress", is_flag=True, help="No live figures, even on a terminal.")
 def bench(
     base_url: tuple[str, ...],
@@ -281,6 +288,7 @@ def bench(
     timeout: Timeouts,
     headers: tuple[tuple[str, str], ...],
     output: Path | None,
+    plot: Path | None,
     no_progress: bool,
 ) -> None:
     """Load a server with requests on a schedule and report what it served, as vLLM's
@@ -304,12 +312,15 @@ def bench(
         raise Failed("--duration with --request-rate inf needs --max-concurrency", EXIT_USAGE)
     if wire == "aura" and output_tokens is not None:
         raise Failed("--output-tokens needs --wire openai: /api/chat has no cap", EXIT_USAGE)
+    if plot is not None:
+        check_plotting()
     pool = file_prompts(prompts_path) if prompts_path is not None else None
     count = num_prompts if num_prompts is not None else (None if duration else 100)
     connection = Connection(
         base_url, 0, "asyncio" if backend == "uvloop" else backend, wire, timeout, headers
     )
     failed = 0
+    runs: list[dict[str, object]] = []
 
     async def job() -> None:
         nonlocal failed
@@ -351,9 +362,14 @@ def bench(
                     client_cpu_percent=round(share, 1),
                 )
                 say(figures, wanted, output)
+                runs.append(figures)
                 failed += typing.cast("int", figures["failed"])
 
-    connection.run(job, use_uvloop=backend == "uvloop")
+    try:
+        connection.run(job, use_uvloop=backend == "uvloop")
+    finally:
+        if plot is not None and runs:  # the runs done before an interruption are drawn too
+            plot_runs(runs, wanted, plot)
     if failed:
         raise Failed(f"{failed} requests failed; their error types are in the figures")
 
