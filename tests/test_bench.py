@@ -4,12 +4,14 @@ against a reference server paced as a model server (a known truth), in this proc
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import math
 import os
 import re
 import subprocess
 import sys
+import time
 import typing
 
 import pytest
@@ -305,6 +307,27 @@ async def test_a_reply_from_the_cache_is_one_event(tmp_path: Path) -> None:
             async with client.stream(HELLO) as stream:
                 assert [piece async for piece in stream] == ["abc"]
     assert (stream.cached, stream.text_events) == (True, 1)
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("wire", ["openai", "aura"])
+async def test_the_paced_server_records_when_it_sent_each_token(wire: str) -> None:
+    server = ReferenceServer(
+        delay=ITL,
+        fault=Fault(first_chunk_after=TTFT),
+        reply=lambda _request: PIECES,
+        record_times=True,
+    )
+    async with server, AuraClient(server.base_url, wire=wire) as client:
+        before = time.perf_counter()
+        assert await client.complete(HELLO) == "".join(PIECES)
+        after = time.perf_counter()
+    ((received, *sent),) = server.sent_times
+    assert before <= received <= sent[0] <= sent[-1] <= after
+    assert len(sent) == TOKENS  # a chunk a token: the role and the end ride with them
+    assert sent[0] - received >= TTFT * 0.95
+    assert all(later - earlier >= ITL * 0.95 for earlier, later in itertools.pairwise(sent))
+    assert paced_server().sent_times == []  # recorded only when asked
 
 
 @pytest.mark.network

@@ -13,6 +13,7 @@ import enum
 import itertools
 import socket
 import struct
+import time
 import typing
 from types import MappingProxyType
 
@@ -110,6 +111,8 @@ class ReferenceServer(anyio.AsyncContextManagerMixin):
             :attr:`base_url`); for TLS tests, with a certificate from ``trustme``, say.
         host: The address to listen on.
         port: The port to listen on; ``0`` picks a free one.
+        record_times: Record when each request was received and each chunk of its body sent
+            (:attr:`sent_times`): the truth a benchmark's measurements are checked against.
 
     Raises:
         ValueError: ``delay`` is not a finite number of seconds of at least 0.
@@ -126,6 +129,7 @@ class ReferenceServer(anyio.AsyncContextManagerMixin):
         ssl_context: ssl.SSLContext | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        record_times: bool = False,
     ) -> None:
         if not is_number(delay) or delay < 0:
             raise ValueError(f"delay must be a finite number of seconds >= 0, got {delay!r}")
@@ -142,6 +146,7 @@ class ReferenceServer(anyio.AsyncContextManagerMixin):
         self._port: int | None = None
         self._requests: list[ReceivedRequest] = []
         self._outcomes: list[Outcome] = []
+        self._times: list[list[float]] | None = [] if record_times else None
         self._open_connections = 0
         self._accepted_connections = 0
         self._in_flight = 0
@@ -189,6 +194,14 @@ class ReferenceServer(anyio.AsyncContextManagerMixin):
     def faults(self) -> list[Fault | None]:
         """The fault applied to each response in :attr:`requests`, or ``None`` (a copy)."""
         return list(self._faults)
+
+    @property
+    def sent_times(self) -> list[tuple[float, ...]]:
+        """For each request in :attr:`requests`, when it was received (its whole body) and
+        then when each chunk of the response's body was handed to the socket, on
+        :func:`time.perf_counter`'s clock, which other processes share; empty unless
+        ``record_times`` was given. A paced server's own drift under load shows here."""
+        return [] if self._times is None else [tuple(times) for times in self._times]
 
     @property
     def completed(self) -> int:
@@ -337,6 +350,10 @@ class ReferenceServer(anyio.AsyncContextManagerMixin):
         else:
             plan = plan_response(record, reply=self._reply, delay=self._delay, fault=fault)
         index = len(self._requests)
+        times = None
+        if self._times is not None:
+            times = [time.perf_counter()]
+            self._times.append(times)
         self._requests.append(record)
         self._outcomes.append(Outcome.PENDING)
         self._faults.append(fault)
@@ -344,7 +361,7 @@ class ReferenceServer(anyio.AsyncContextManagerMixin):
         self._max_in_flight = max(self._max_in_flight, self._in_flight)
         self._changed_now()
         try:
-            outcome = await self._respond(conn, stream, plan, index)
+            outcome = await self._respond(conn, stream, plan, index, times)
         finally:
             self._in_flight -= 1
             self._changed_now()  # a waiter may be counting responses in flight
@@ -387,7 +404,12 @@ class ReferenceServer(anyio.AsyncContextManagerMixin):
                 return None
 
     async def _respond(
-        self, conn: h11.Connection, stream: ByteStream, plan: ResponsePlan, index: int
+        self,
+        conn: h11.Connection,
+        stream: ByteStream,
+        plan: ResponsePlan,
+        index: int,
+        times: list[float] | None,
     ) -> Outcome:
         """Send ``plan`` while watching for the client going away; record how it ended."""
         async with anyio.create_task_group() as task_group:
@@ -405,7 +427,7 @@ class ReferenceServer(anyio.AsyncContextManagerMixin):
             with contextlib.suppress(*_GONE):
                 # Recorded before any further await: a client that has read the whole response
                 # may stop the server before this task runs again.
-                self._outcomes[index] = await self._send_plan(conn, stream, plan)
+                self._outcomes[index] = await self._send_plan(conn, stream, plan, times)
                 self._changed_now()
             task_group.cancel_scope.cancel()
         if self._outcomes[index] is Outcome.PENDING:
@@ -414,7 +436,11 @@ class ReferenceServer(anyio.AsyncContextManagerMixin):
         return self._outcomes[index]
 
     async def _send_plan(
-        self, conn: h11.Connection, stream: ByteStream, plan: ResponsePlan
+        self,
+        conn: h11.Connection,
+        stream: ByteStream,
+        plan: ResponsePlan,
+        times: list[float] | None = None,
     ) -> Outcome:
         """Send ``plan``; return ``COMPLETED``, or ``CUT`` if it ends by breaking the connection."""
         if plan.stall_before_head:
@@ -428,6 +454,8 @@ class ReferenceServer(anyio.AsyncContextManagerMixin):
             if wait:
                 await anyio.sleep(wait)
             await stream.send(conn.send(h11.Data(data=chunk)))
+            if times is not None:
+                times.append(time.perf_counter())
         if plan.ending is Ending.END:
             await stream.send(conn.send(h11.EndOfMessage()))
             return Outcome.COMPLETED
