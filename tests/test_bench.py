@@ -30,6 +30,8 @@ if typing.TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
     from pathlib import Path
 
+    from aura_anyio._wire import WireName
+
 TTFT, ITL, TOKENS = 0.1, 0.02, 12
 HELLO: list[Message] = [{"role": "user", "content": "hello"}]
 PIECES = [f"t{index} " for index in range(TOKENS)]
@@ -310,8 +312,7 @@ async def test_a_reply_from_the_cache_is_one_event(tmp_path: Path) -> None:
 
 
 @pytest.mark.network
-@pytest.mark.parametrize("wire", ["openai", "aura"])
-async def test_the_paced_server_records_when_it_sent_each_token(wire: str) -> None:
+async def test_the_paced_server_records_when_it_sent_each_token(wire: WireName) -> None:
     server = ReferenceServer(
         delay=ITL,
         fault=Fault(first_chunk_after=TTFT),
