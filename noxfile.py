@@ -119,6 +119,7 @@ BENCHMARKS = {
     "cache": "cache.py",
     "endpoints": "endpoints.py",
     "ray": "ray_job.py",
+    "fidelity": "fidelity.py",
     "ab": "ab.py",  # two source trees to compare: run by name only
 }
 
@@ -134,7 +135,9 @@ def bench(session: nox.Session) -> None:
     200 chunks each 20 ms apart, on both wires: CPU per chunk and peak memory, against aiohttp,
     openai-python and a hand-written client), cache (a response cache lookup against a
     loopback round trip), endpoints (one client over 1, 2 and 4 paced servers), ray (a Ray
-    Data job against one ``aura batch`` of the same rows) or ab (``-- ab BEFORE/src
+    Data job against one ``aura batch`` of the same rows), fidelity (``aura bench`` and a
+    vLLM-style aiohttp client against the paced server's own record, at 50, 200 and 500
+    streams) or ab (``-- ab BEFORE/src
     AFTER/src``: the fan-out's CPU per request of two source trees, in one run).
     """
     session.install(".[trio,fast,cli,ray]")
