@@ -6,14 +6,17 @@ records when it received each request and when it handed each token's chunk to i
 (``record_times``): that record is the truth. Its own drift under load is in the truth, so a
 server that falls behind is not charged to the client.
 
-Each tool then keeps S streams busy for a few seconds (a closed loop: a request is sent when
-one ends), in a process of its own, against a fresh server:
+Each tool first opens its S connections with S requests at once (``--num-warmups S``: a
+server that is slow to accept hundreds of connections at once would otherwise charge the
+first TTFTs with its backlog, before its record begins), then keeps S streams busy for a few
+seconds (a closed loop: a request is sent when one ends), in a process of its own, against a
+fresh server; the truth leaves out the warm-up's requests too:
 
 - **aura bench**: the ``aura bench`` command itself (``--duration D --request-rate inf
   --max-concurrency S --output-tokens 64``), on asyncio, and on uvloop with ``--backend
   uvloop``;
-- **aiohttp (vLLM-style)**: a client written as vLLM's ``bench serve`` measures: aiohttp with a
-  connector of S connections, the body read as it comes (``iter_any``), split into server-sent
+- **aiohttp (vLLM-style)**: a client written as vLLM's ``bench serve`` measures, sending
+  ``aura bench``'s synthetic prompts (128 words): aiohttp with a connector of S connections, the body read as it comes (``iter_any``), split into server-sent
   events, ``json.loads`` per event, and a ``perf_counter`` reading per event that carries text.
 
 For TTFT and ITL, the table gives each tool's median and p99, less the truth's (the server's
@@ -44,6 +47,7 @@ from typing import Any
 import anyio
 
 from aura_anyio._bench.stats import summary
+from aura_anyio._cli.bench import synthetic_prompts
 from aura_anyio.testing import Fault, ReferenceServer
 
 TTFT_S, ITL_S, TOKENS = 0.1, 0.02, 64
@@ -99,24 +103,25 @@ async def aiohttp_client(url: str, streams: int, seconds: float, out: Path) -> N
     ttfts: list[float] = []
     itls: list[float] = []
     failed = 0
-    body = {
-        "model": "m",
-        "messages": [{"role": "user", "content": "hello"}],
-        "max_tokens": TOKENS,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
+    prompts = synthetic_prompts(128, 0)  # aura bench's default prompts: the server's work alike
     connector = aiohttp.TCPConnector(limit=streams, limit_per_host=streams, force_close=False)
     timeout = aiohttp.ClientTimeout(total=6 * 60 * 60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
-        async def one() -> None:
+        async def one(counted: bool = True) -> None:
             nonlocal failed
             started = time.perf_counter()
             latest = started
             first = True
             gaps: list[float] = []
             buffer = ""
+            body = {
+                "model": "m",
+                "messages": next(prompts).messages,
+                "max_tokens": TOKENS,
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
             async with session.post(f"{url}/v1/chat/completions", json=body) as response:
                 if response.status != 200:
                     failed += 1
@@ -133,17 +138,22 @@ async def aiohttp_client(url: str, streams: int, seconds: float, out: Path) -> N
                         if choices and choices[0].get("delta", {}).get("content"):
                             now = time.perf_counter()
                             if first:
-                                ttfts.append(now - started)
+                                if counted:
+                                    ttfts.append(now - started)
                                 first = False
                             else:
                                 gaps.append(now - latest)
                             latest = now
-            itls.extend(gaps)
+            if counted:
+                itls.extend(gaps)
 
         async def worker(ends: float) -> None:
             while time.perf_counter() < ends:
                 await one()
 
+        async with anyio.create_task_group() as warm:  # as aura bench --num-warmups S
+            for _ in range(streams):
+                warm.start_soon(one, False)
         cpu, wall = time.process_time(), time.perf_counter()
         async with anyio.create_task_group() as workers:
             for _ in range(streams):
@@ -163,7 +173,7 @@ def run_tool(tool: str, url: str, streams: int, seconds: float) -> dict[str, Any
                 "--wire", "openai", "--model", "m", "--duration", str(seconds),
                 "--request-rate", "inf", "--max-concurrency", str(streams),
                 "--output-tokens", str(TOKENS), "--percentiles", "50,99",
-                "--output", str(out), "--no-progress",
+                "--output", str(out), "--no-progress", "--num-warmups", str(streams),
                 *tool.split()[2:],
             ]  # fmt: skip
             subprocess.run(command, check=True, stderr=subprocess.DEVNULL)
@@ -200,18 +210,19 @@ def truth(times: list[list[float]]) -> dict[str, tuple[float, float]]:
     return {"ttft": figures_ms(ttfts), "itl": figures_ms(gaps)}
 
 
-def measure(streams: int, seconds: float, rounds: int) -> list[dict[str, Any]]:
+def measure(streams: int, seconds: float, rounds: int, tools: list[str]) -> list[dict[str, Any]]:
     """Each tool's error against the truth at ``streams`` streams, the median of ``rounds``."""
-    rows: dict[str, list[dict[str, Any]]] = {tool: [] for tool in TOOLS}
+    rows: dict[str, list[dict[str, Any]]] = {tool: [] for tool in tools}
     for _ in range(rounds):
-        for tool in TOOLS:  # interleaved: the machine's load falls on every tool alike
+        for tool in tools:  # interleaved: the machine's load falls on every tool alike
             with tempfile.TemporaryDirectory() as folder:
                 record = Path(folder) / "record.json"
                 server, url = start_server(record)
                 try:
                     run = run_tool(tool, url, streams, seconds)
                 finally:
-                    times = stop_server(server, record)
+                    # The warm-up's requests came first, and all ended before the run's.
+                    times = stop_server(server, record)[streams:]
             real = truth(times)
             rows[tool].append(
                 {
@@ -245,7 +256,13 @@ def main() -> None:
     parser.add_argument("--streams", default="50,200,500")
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--tools", default=",".join(TOOLS), help=f"comma-separated, of: {', '.join(TOOLS)}"
+    )
     options = parser.parse_args()
+    tools = options.tools.split(",")
+    if not set(tools) <= set(TOOLS):
+        parser.error(f"--tools: each of {', '.join(TOOLS)}")
     print(
         "| streams | tool | TTFT median error (ms) | TTFT p99 error (ms) | ITL median error (ms) "
         "| ITL p99 error (ms) | client CPU (% of a core) | requests | true TTFT / ITL median "
@@ -253,7 +270,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for streams in (int(part) for part in options.streams.split(",")):
-        for row in measure(streams, options.seconds, options.rounds):
+        for row in measure(streams, options.seconds, options.rounds, tools):
             true = row["true"]
             failed = f" ({row['failed']} failed)" if row["failed"] else ""
             print(

@@ -21,7 +21,7 @@ from aura_anyio import AuraClient, ChatRequest, InvalidRequestError, Message, Re
 from aura_anyio._bench.report import Outcome, parse_rates, parse_slo, report, table
 from aura_anyio._bench.stats import summary
 from aura_anyio._cli import main
-from aura_anyio._cli.bench import run_rate, say
+from aura_anyio._cli.bench import run_rate, say, synthetic_prompts
 from aura_anyio.testing import Fault, ReferenceServer
 
 from .helpers import Pause, Script, make_client, reply, served_in_thread
@@ -390,6 +390,30 @@ def test_live_figures_on_a_terminal(paced: ReferenceServer) -> None:
     hidden = aura("--no-progress")
     assert "in flight" not in hidden
     assert "Successful requests" in hidden  # the table still
+
+
+def test_warm_up_requests_go_first_and_are_not_counted(
+    paced: ReferenceServer, tmp_path: Path
+) -> None:
+    output, before = tmp_path / "runs.jsonl", len(paced.requests)
+    args = ["--num-prompts", "2", "--num-warmups", "3", "--max-concurrency", "3"]
+    assert bench(paced, output, *args, "--output-tokens", "1") == 0
+    (run,) = runs(output)
+    assert run["completed"] == 2
+    sent = [request.messages[-1]["content"] for request in paced.requests[before:]]
+    assert len(sent) == 5
+    assert not set(sent[:3]) & set(sent[3:])  # other prompts than the run's
+
+
+def test_synthetic_prompts_differ_and_a_seed_repeats_them() -> None:
+    first = list(itertools.islice(synthetic_prompts(50, seed=1), 20))
+    texts = [str(request.messages[0]["content"]) for request in first]
+    assert len(set(texts)) == 20
+    assert all(len(text.split()) == 50 for text in texts)  # the index, and 49 words
+    again = list(itertools.islice(synthetic_prompts(50, seed=1), 20))
+    assert [request.messages for request in again] == [request.messages for request in first]
+    other = next(synthetic_prompts(50, seed=2)).messages
+    assert other != first[0].messages
 
 
 def test_a_busy_client_warns_and_no_output_writes_no_file(

@@ -47,7 +47,15 @@ if typing.TYPE_CHECKING:
     from .._client import AuraClient
     from .._wire import WireName
 
-__all__ = ["CPU_WARNING", "bench", "file_prompts", "run_rate", "say", "synthetic_prompts"]
+__all__ = [
+    "CPU_WARNING",
+    "bench",
+    "file_prompts",
+    "prompts",
+    "run_rate",
+    "say",
+    "synthetic_prompts",
+]
 
 #: Past this share of one core the client is the bottleneck, and the figures understate the
 #: server.
@@ -61,15 +69,29 @@ _now = time.perf_counter
 _WORDS = "the of and to in is it you that was for on are with as his they be at one".split()  # noqa: SIM905 (a line, not twenty)
 
 
+# How many places a synthetic prompt may start from in the draw of words.
+_STRETCH = 4096
+
+
 def synthetic_prompts(input_tokens: int, seed: int) -> Iterator[ChatRequest]:
     """Endless prompts of about ``input_tokens`` words each, different from one another, the
     same for a seed."""
     draw = random.Random(seed)
+    length = max(1, input_tokens - 1)
+    # Each prompt is a stretch of one long draw of words, from a place drawn at random: one
+    # draw a prompt, not one a word, for a client that makes its prompts as it goes.
+    words = draw.choices(_WORDS, k=length + _STRETCH)
     index = 0
     while True:
-        words = " ".join(draw.choice(_WORDS) for _ in range(max(1, input_tokens - 1)))
-        yield ChatRequest([{"role": "user", "content": f"{index} {words}"}], id=index)
+        at = draw.randrange(_STRETCH)
+        text = " ".join(words[at : at + length])
+        yield ChatRequest([{"role": "user", "content": f"{index} {text}"}], id=index)
         index += 1
+
+
+def prompts(pool: list[ChatRequest] | None, input_tokens: int, seed: int) -> Iterable[ChatRequest]:
+    """The requests of a run: ``pool`` over and over, else synthetic prompts."""
+    return itertools.cycle(pool) if pool is not None else synthetic_prompts(input_tokens, seed)
 
 
 def file_prompts(path: Path) -> list[ChatRequest]:
@@ -97,18 +119,20 @@ async def run_rate(
     max_tokens: int | None,
     model: str,
     until: float | None = None,
+    due_at_start: bool = False,
     live: BenchProgress | None = None,
 ) -> tuple[list[Outcome], float]:
     """Send ``requests``, each at its time in ``times`` (seconds from the start); return what
     each did and the run's duration.
 
     A request due while every slot is taken waits for one, and that wait counts in its
-    latencies. With ``times`` ``None``, a request is due whenever a slot frees
-    (``max_concurrency`` is then required), for ``until`` seconds: as fast as the slots
-    allow, with no queue. Requests are sent until ``requests``, ``times`` or ``until`` ends.
-    ``live``, if given, is told of each request as it is sent and as it ends.
+    latencies. With ``times`` ``None`` (``max_concurrency`` is then required), each slot
+    sends a request as soon as its last one ends: each is due then, for ``until`` seconds, as
+    fast as the slots allow with no queue; or, with ``due_at_start``, every request is due at
+    the start, and the wait for a slot counts. Requests are sent until ``requests``,
+    ``times`` or ``until`` ends. ``live``, if given, is told of each request as it is sent and
+    as it ends.
     """
-    limiter = anyio.CapacityLimiter(max_concurrency) if max_concurrency else None
     outcomes: list[Outcome] = []
 
     async def measure(request: ChatRequest, due: float) -> None:
@@ -119,39 +143,40 @@ async def run_rate(
         if live is not None:
             live.ended(outcome)
 
+    start = _now()
+    ends = math.inf if until is None else start + until
+    if times is None:
+        assert max_concurrency is not None, "slots that send in turn need max_concurrency"
+        # A task per slot, not per request: the client's own cost per request is what
+        # lets it measure a fast server (no task to start, no limiter to take).
+        source = iter(requests)
+
+        async def slot() -> None:
+            for request in source:  # shared: each request goes to one slot
+                now = _now()
+                if now >= ends:
+                    break
+                await measure(request, start if due_at_start else now)
+
+        async with anyio.create_task_group() as slots:
+            for _ in range(max_concurrency):
+                slots.start_soon(slot)
+        return outcomes, _now() - start
+    limiter = anyio.CapacityLimiter(max_concurrency) if max_concurrency else None
+
     async def send(request: ChatRequest, due: float) -> None:
         async with limiter if limiter is not None else contextlib.nullcontext():
             await measure(request, due)
 
-    async def send_in_slot(request: ChatRequest, slot: object) -> None:
-        assert limiter is not None
-        try:
-            await measure(request, _now())
-        finally:
-            limiter.release_on_behalf_of(slot)
-
-    start = _now()
-    ends = math.inf if until is None else start + until
     async with anyio.create_task_group() as task_group:
-        if times is None:  # closed loop: the next is due when a slot frees
-            assert limiter is not None, "a closed loop needs max_concurrency"
-            for request in requests:
-                slot = object()  # borrows a token for the task it is handed to
-                # Past the end the scope is cancelled on entry, and no slot is taken.
-                with anyio.move_on_after(max(0.0, ends - _now())) as waited:
-                    await limiter.acquire_on_behalf_of(slot)
-                if waited.cancelled_caught:
-                    break
-                task_group.start_soon(send_in_slot, request, slot)
-        else:
-            for request, offset in zip(requests, times, strict=False):  # either may end
-                due = start + offset
-                if due >= ends:
-                    break
-                # The loop's timer may wake a little early by this clock: never send before.
-                while (wait := due - _now()) > 0:  # noqa: ASYNC110 (a clock, not an event)
-                    await anyio.sleep(wait)
-                task_group.start_soon(send, request, due)
+        for request, offset in zip(requests, times, strict=False):  # either may end
+            due = start + offset
+            if due >= ends:
+                break
+            # The loop's timer may wake a little early by this clock: never send before.
+            while (wait := due - _now()) > 0:  # noqa: ASYNC110 (a clock, not an event)
+                await anyio.sleep(wait)
+            task_group.start_soon(send, request, due)
     return outcomes, _now() - start
 
 
@@ -246,6 +271,14 @@ async def _measure(
     help="Sent as max_tokens (--wire openai): the reply's length at most.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--num-warmups",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Requests sent first, at --max-concurrency, and not counted: the connections open "
+    "and the server warm before the first run.",
+)
 @click.option("--slo", help="Limits for goodput, in ms: ttft_ms=500,tpot_ms=50,e2el_ms=3000.")
 @click.option("--percentiles", default="99", show_default=True, help="Comma-separated.")
 @click.option(
@@ -282,6 +315,7 @@ def bench(
     input_tokens: int,
     output_tokens: int | None,
     seed: int,
+    num_warmups: int,
     slo: str | None,
     percentiles: str,
     backend: str,
@@ -325,19 +359,28 @@ def bench(
     async def job() -> None:
         nonlocal failed
         async with connection.client(concurrency=max_concurrency or 1000) as client:
+            if num_warmups:  # other prompts: a server that caches prefixes gains nothing
+                warm = itertools.islice(prompts(pool, input_tokens, seed + 1), num_warmups)
+                await run_rate(
+                    client,
+                    list(warm),
+                    None if max_concurrency else itertools.repeat(0.0),
+                    due_at_start=True,
+                    max_concurrency=max_concurrency,
+                    max_tokens=output_tokens,
+                    model=model,
+                )
             for rate in rates:
-                requests = (
-                    itertools.cycle(pool)
-                    if pool is not None
-                    else synthetic_prompts(input_tokens, seed)
-                )
-                times: Iterable[float] | None = arrival_times(
-                    rate, arrival=arrival, burstiness=burstiness, seed=seed
-                )
-                if duration is not None and rate == math.inf:
-                    times = None  # as fast as the slots allow, for the duration
-                elif count is not None:
-                    times = itertools.islice(typing.cast("Iterable[float]", times), count)
+                requests = prompts(pool, input_tokens, seed)
+                if count is not None:  # made before the run, as vLLM does, off its clock
+                    requests = list(itertools.islice(requests, count))
+                # At an inf rate with slots, each slot sends in turn (every request due at
+                # the start, or for a duration as each slot frees); otherwise on a schedule.
+                times: Iterable[float] | None = None
+                if rate != math.inf or max_concurrency is None:
+                    times = arrival_times(rate, arrival=arrival, burstiness=burstiness, seed=seed)
+                    if count is not None:
+                        times = itertools.islice(times, count)
                 label = f"rate {'inf' if rate == math.inf else f'{rate:g}'}"
                 cpu = time.process_time()
                 with BenchProgress(label, count, enabled=not no_progress) as live:
@@ -349,6 +392,7 @@ def bench(
                         max_tokens=output_tokens,
                         model=model,
                         until=duration,
+                        due_at_start=duration is None,
                         live=live,
                     )
                 share = 100 * (time.process_time() - cpu) / took if took > 0 else 0.0

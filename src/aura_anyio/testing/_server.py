@@ -198,7 +198,7 @@ class ReferenceServer(anyio.AsyncContextManagerMixin):
     @property
     def sent_times(self) -> list[tuple[float, ...]]:
         """For each request in :attr:`requests`, when it was received (its whole body) and
-        then when each chunk of the response's body was handed to the socket, on
+        then when each chunk of the response's body was written to the socket, on
         :func:`time.perf_counter`'s clock, which other processes share; empty unless
         ``record_times`` was given. A paced server's own drift under load shows here."""
         return [] if self._times is None else [tuple(times) for times in self._times]
@@ -453,9 +453,12 @@ class ReferenceServer(anyio.AsyncContextManagerMixin):
             wait = plan.delay if index else plan.first_delay
             if wait:
                 await anyio.sleep(wait)
-            await stream.send(conn.send(h11.Data(data=chunk)))
+            data = conn.send(h11.Data(data=chunk))
             if times is not None:
+                # Read before sending: a send writes to the socket at once, then yields to
+                # the event loop, whose round on a busy server would make the record late.
                 times.append(time.perf_counter())
+            await stream.send(data)
         if plan.ending is Ending.END:
             await stream.send(conn.send(h11.EndOfMessage()))
             return Outcome.COMPLETED
