@@ -16,8 +16,9 @@ fresh server; the truth leaves out the warm-up's requests too:
   --max-concurrency S --output-tokens 64``), on asyncio, and on uvloop with ``--backend
   uvloop``;
 - **aiohttp (vLLM-style)**: a client written as vLLM's ``bench serve`` measures, sending
-  ``aura bench``'s synthetic prompts (128 words): aiohttp with a connector of S connections, the body read as it comes (``iter_any``), split into server-sent
-  events, ``json.loads`` per event, and a ``perf_counter`` reading per event that carries text.
+  ``aura bench``'s synthetic prompts (128 words): aiohttp with a connector of S connections,
+  the body read as it comes (``iter_any``), split into server-sent events, ``json.loads``
+  per event, and a ``perf_counter`` reading per event that carries text.
 
 For TTFT and ITL, the table gives each tool's median and p99, less the truth's (the server's
 record of the same run, through the same statistics): how far the tool's figure is from what
@@ -59,8 +60,8 @@ PIECES = [f"t{index} " for index in range(TOKENS)]
 # --- the server -------------------------------------------------------------------------------
 
 
-async def serve(record: Path) -> None:
-    """Serve paced replies until SIGTERM; then write the server's record to ``record``."""
+async def serve() -> list[tuple[float, ...]]:
+    """Serve paced replies until SIGTERM; return the server's record."""
     server = ReferenceServer(
         delay=ITL_S,
         fault=Fault(first_chunk_after=TTFT_S),
@@ -72,7 +73,7 @@ async def serve(record: Path) -> None:
             print(server.base_url, flush=True)
             async for _ in signals:
                 break
-        record.write_text(json.dumps(server.sent_times))
+    return server.sent_times
 
 
 def start_server(record: Path) -> tuple[subprocess.Popen[str], str]:
@@ -95,9 +96,9 @@ def stop_server(process: subprocess.Popen[str], record: Path) -> list[list[float
 # --- the vLLM-style client --------------------------------------------------------------------
 
 
-async def aiohttp_client(url: str, streams: int, seconds: float, out: Path) -> None:
+async def aiohttp_client(url: str, streams: int, seconds: float) -> dict[str, Any]:
     """Keep ``streams`` requests in flight for ``seconds``, timing each event as vLLM's
-    ``bench serve`` does; write the TTFTs, the gaps and the CPU share to ``out``."""
+    ``bench serve`` does; return the TTFTs, the gaps and the CPU share."""
     import aiohttp
 
     ttfts: list[float] = []
@@ -160,7 +161,7 @@ async def aiohttp_client(url: str, streams: int, seconds: float, out: Path) -> N
                 workers.start_soon(worker, wall + seconds)
         took = time.perf_counter() - wall
         share = 100 * (time.process_time() - cpu) / took
-    out.write_text(json.dumps({"ttft": ttfts, "itl": itls, "cpu": share, "failed": failed}))
+    return {"ttft": ttfts, "itl": itls, "cpu": share, "failed": failed}
 
 
 def run_tool(tool: str, url: str, streams: int, seconds: float) -> dict[str, Any]:
@@ -284,9 +285,11 @@ def main() -> None:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["serve"]:
         backend = {"use_uvloop": True} if os.name != "nt" else {}
-        anyio.run(serve, Path(sys.argv[2]), backend="asyncio", backend_options=backend)
+        record = anyio.run(serve, backend="asyncio", backend_options=backend)
+        Path(sys.argv[2]).write_text(json.dumps(record))
     elif sys.argv[1:2] == ["aiohttp"]:
         url, streams, seconds, out = sys.argv[2:6]
-        anyio.run(aiohttp_client, url, int(streams), float(seconds), Path(out))
+        figures = anyio.run(aiohttp_client, url, int(streams), float(seconds))
+        Path(out).write_text(json.dumps(figures))
     else:
         main()
