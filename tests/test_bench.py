@@ -208,7 +208,7 @@ def test_a_sweep_is_plotted(paced: ReferenceServer, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     plot, output = tmp_path / "sweep.png", tmp_path / "runs.jsonl"
     args = ["--num-prompts", "3", "--request-rate", "20,inf", "--output-tokens", "2"]
-    assert bench(paced, output, *args, "--percentiles", "90,99.9", "--plot", str(plot)) == 0
+    assert bench(paced, output, *args, "--percentiles", "50,99.9", "--plot", str(plot)) == 0
     assert len(runs(output)) == 2
     assert plot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert plot.stat().st_size > 10_000  # two panels drawn, not an empty canvas

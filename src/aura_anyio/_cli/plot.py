@@ -38,7 +38,9 @@ def plot_runs(
     figure = Figure(figsize=(11, 4.5), layout="constrained")
     throughput = [typing.cast("float", run["output_throughput"]) for run in runs]
     rates = [_rate(run["request_rate"]) for run in runs]
-    names = ["median", *(f"p{percentile_label(percent)}" for percent in percentiles)]
+    # A 50th percentile is the median: drawn once.
+    others = (f"p{percentile_label(percent)}" for percent in percentiles if percent != 50)
+    names = ["median", *others]
     for axes, (measure, title) in zip(figure.subplots(1, 2), _PANELS, strict=True):
         for name in names:
             values = [typing.cast("float", run[f"{name}_{measure}_ms"]) for run in runs]
