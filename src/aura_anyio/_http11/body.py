@@ -36,6 +36,9 @@ _SIZE_LINE_PATTERN = rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r\n"
 _CHUNK_SIZE_LINE = re.compile(_SIZE_LINE_PATTERN)
 # And with the CRLF that ends the chunk before it: one call from one chunk's data to the next.
 _NEXT_CHUNK_SIZE_LINE = re.compile(rb"\r\n" + _SIZE_LINE_PATTERN)
+# The common case of that, a bare size (what servers send): its length is bounded by the
+# pattern, so a match needs no check of it.
+_NEXT_BARE_SIZE_LINE = re.compile(rb"\r\n([0-9A-Fa-f]{1,16})\r\n")
 _CUT = "peer closed connection without sending complete message body"
 
 # What a ChunkedReader waits for next.
@@ -170,6 +173,16 @@ class ChunkedReader:
                     if remaining:
                         break
                     state = _DATA_END
+                    # Chunk after whole chunk, as a reply that arrived in one read has them:
+                    # the fewest steps each. Anything else is left to the careful way below.
+                    bare = _NEXT_BARE_SIZE_LINE.match
+                    while (match := bare(buffer, position)) is not None:
+                        start = match.end()
+                        stop = start + int(match[1], 16)
+                        if stop >= end or start == stop:  # not all here, or the last chunk
+                            break
+                        pieces.append(buffer[start:stop])
+                        position = stop
                 if state != _TRAILERS:  # after a chunk's data, or before a size line
                     if state == _DATA_END:
                         match = _NEXT_CHUNK_SIZE_LINE.match(buffer, position)
