@@ -25,6 +25,9 @@ from pathlib import Path
 import fanout
 
 HERE = Path(__file__).parent
+# The baselines, in fanout.py: aiohttp on /api/chat, and a vLLM-style client of the OpenAI
+# wire (SSE split and json.loads per event), for the OpenAI wire's rows.
+PEERS = ("aiohttp_client", "aiohttp_sse")
 # (label, runner in fanout.py, backend, backend options)
 RUNS = [
     ("asyncio", "aura", "asyncio", {}),
@@ -81,9 +84,10 @@ def main() -> None:
         assert server.stdout is not None
         port = int(server.stdout.readline())
         for _ in range(args.rounds):
-            costs.setdefault(("aiohttp", ""), []).append(
-                measure(None, "aiohttp_client", "asyncio", {}, port, args)
-            )
+            for peer in PEERS:
+                costs.setdefault((peer, ""), []).append(
+                    measure(None, peer, "asyncio", {}, port, args)
+                )
             for label, runner, backend, options in RUNS:
                 for tree in ("before", "after"):
                     cost = measure(getattr(args, tree), runner, backend, options, port, args)
@@ -91,17 +95,19 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait()
-    baseline = statistics.median(costs["aiohttp", ""])
+    plain, sse = (statistics.median(costs[peer, ""]) for peer in PEERS)
     print(
         f"## Fan-out before and after (N={args.requests}, C={args.concurrency}, median of "
-        f"{args.rounds} interleaved rounds; aiohttp {baseline * 1000:.3f} ms per request)\n"
+        f"{args.rounds} interleaved rounds; aiohttp {plain * 1000:.3f} ms per request, "
+        f"and {sse * 1000:.3f} reading events vLLM's way, the OpenAI wire's baseline)\n"
     )
     print(
         "| aura_anyio | before (ms) | ratio to aiohttp | after (ms) | ratio to aiohttp "
         "| after / before |"
     )
     print("|---|---|---|---|---|---|")
-    for label, *_ in RUNS:
+    for label, runner, *_ in RUNS:
+        baseline = sse if runner == "aura_openai" else plain
         before = statistics.median(costs[label, "before"])
         after = statistics.median(costs[label, "after"])
         print(

@@ -2,7 +2,8 @@
 
 A fast local server runs in its own process and answers every request with the same reply in
 50 HTTP chunks (multi-byte text cut at byte offsets); ``/v1/chat/completions`` sends it as
-server-sent events, for openai-python and for aura_anyio's OpenAI wire. Every client checks
+server-sent events, for openai-python, for a vLLM-style aiohttp client (the OpenAI wire's
+baseline) and for aura_anyio's OpenAI wire. Every client checks
 the exact text of every reply. The figure is the client process's CPU time per request, the
 median of interleaved rounds, and each is reported as a ratio against aiohttp measured in
 the same run.
@@ -165,6 +166,36 @@ async def aiohttp_client(port: int, requests: int, concurrency: int) -> None:
         await fan(requests, concurrency, one)
 
 
+async def aiohttp_sse(port: int, requests: int, concurrency: int) -> None:
+    """A vLLM-style client of the OpenAI wire (``bench serve``'s): aiohttp, the body split
+    into server-sent events as it comes, ``json.loads`` per event."""
+    import aiohttp
+
+    body = json.dumps({"model": "m", "messages": PROMPT, "stream": True}).encode()
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    headers = {"content-type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+
+        async def one() -> None:
+            parts = []
+            buffer = b""
+            async with session.post(url, data=body) as response:
+                async for chunk in response.content.iter_any():
+                    buffer += chunk
+                    *events, buffer = buffer.split(b"\n\n")
+                    for event in events:
+                        data = event.removeprefix(b"data: ")
+                        if data == b"[DONE]":
+                            continue
+                        choices = json.loads(data)["choices"]
+                        if choices and (content := choices[0]["delta"].get("content")):
+                            parts.append(content)
+            _check("".join(parts))
+
+        await fan(requests, concurrency, one)
+
+
 async def openai_client(port: int, requests: int, concurrency: int) -> None:
     import openai
 
@@ -233,6 +264,7 @@ CLIENTS = [
     ("raw httpx", raw_httpx, "asyncio", {}),
     ("httpx2", httpx2, "asyncio", {}),
     ("aiohttp", aiohttp_client, "asyncio", {}),
+    ("aiohttp, SSE + json.loads (vLLM-style)", aiohttp_sse, "asyncio", {}),
     ("openai-python (SSE)", openai_client, "asyncio", {}),
     ("aura_anyio, OpenAI wire (asyncio)", aura_openai, "asyncio", {}),
     ("aura_anyio, OpenAI wire (trio)", aura_openai, "trio", {}),

@@ -154,6 +154,8 @@ class OpenAIReply:
         self.text_events += len(pieces)
         return "".join(pieces)
 
+    # _chunk and _choice run once per event: a field that is absent (None) is passed over
+    # before its type is tested.
     def _chunk(self, data: str) -> str:
         try:
             chunk = self._loads(data)
@@ -162,11 +164,14 @@ class OpenAIReply:
         if not isinstance(chunk, dict):
             raise BrokenReply(f"an event's data is not a JSON object: {data[:_EXCERPT]!r}")
         fields = typing.cast("dict[str, object]", chunk)
-        if fields.get("error") is not None:  # some servers send "error": null in every chunk
-            raise ReportedError(_error_message(fields["error"]))
-        usage = read_usage(fields.get("usage"))
+        error = fields.get("error")
+        if error is not None:  # some servers send "error": null in every chunk
+            raise ReportedError(_error_message(error))
+        usage = fields.get("usage")
         if usage is not None:  # a null in every chunk but the last is no usage
-            self.usage = usage
+            read = read_usage(usage)
+            if read is not None:
+                self.usage = read
         choices = fields.get("choices")
         if not isinstance(choices, list):
             return ""
@@ -174,26 +179,27 @@ class OpenAIReply:
             if isinstance(choice, dict):
                 first = typing.cast("dict[str, object]", choice)
                 index = first.get("index")
-                if index is None or (is_int(index) and index == 0):
+                # type() rather than is_int(): a call less per event, and a bool's is not int.
+                if index is None or (index == 0 and type(index) is int):
                     return self._choice(first)
         return ""  # a chunk with usage only, or another choice's
 
     def _choice(self, choice: dict[str, object]) -> str:
         reason = choice.get("finish_reason")
-        if isinstance(reason, str):
+        if reason is not None and isinstance(reason, str):
             self.finish_reason = reason
         delta = choice.get("delta")
         if not isinstance(delta, dict):
             return ""
         fields = typing.cast("dict[str, object]", delta)
         calls = fields.get("tool_calls")
-        if isinstance(calls, list):
+        if calls is not None and isinstance(calls, list):
             self._add_calls(typing.cast("list[object]", calls))
         # A server that sends both names sends the same thinking twice: one is kept.
         thought = fields.get("reasoning_content")
-        if not isinstance(thought, str) or not thought:
+        if not thought or not isinstance(thought, str):
             thought = fields.get("reasoning")
-        if isinstance(thought, str) and thought:
+        if thought and isinstance(thought, str):
             if self._thoughts is None:
                 self._thoughts = []
             self._thoughts.append(thought)
