@@ -155,6 +155,8 @@ class ChunkedReader:
             return b""  # and leave what follows the body in the buffer
         if self._error is not None:
             raise self._error
+        if not buffer and not eof:
+            return b""  # the reader asks before every read from the socket: nothing to parse
         pieces: list[bytearray] = []
         state = self._state
         remaining = self._remaining
