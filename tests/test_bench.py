@@ -405,6 +405,18 @@ def test_warm_up_requests_go_first_and_are_not_counted(
     assert not set(sent[:3]) & set(sent[3:])  # other prompts than the run's
 
 
+def test_ignore_eos_is_sent_with_every_request(
+    paced: ReferenceServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output, before = tmp_path / "runs.jsonl", len(paced.requests)
+    args = ["--num-prompts", "2", "--num-warmups", "1", "--ignore-eos", "--output-tokens", "1"]
+    assert bench(paced, output, *args) == 0
+    bodies = [typing.cast("dict[str, object]", r.json) for r in paced.requests[before:]]
+    assert [body["ignore_eos"] for body in bodies] == [True] * 3  # the warm-up's too
+    assert bench(paced, output, "--wire", "aura", "--ignore-eos") == 2
+    assert "--ignore-eos needs --wire openai" in capsys.readouterr().err
+
+
 def test_synthetic_prompts_differ_and_a_seed_repeats_them() -> None:
     first = list(itertools.islice(synthetic_prompts(50, seed=1), 20))
     texts = [str(request.messages[0]["content"]) for request in first]

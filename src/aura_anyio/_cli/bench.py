@@ -10,6 +10,7 @@ own CPU is measured over each run, and a warning says when it was too busy to tr
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import math
@@ -41,7 +42,7 @@ from .shared import (
 )
 
 if typing.TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
 
     from .._bench.schedule import Arrival
     from .._client import AuraClient
@@ -89,9 +90,21 @@ def synthetic_prompts(input_tokens: int, seed: int) -> Iterator[ChatRequest]:
         index += 1
 
 
-def prompts(pool: list[ChatRequest] | None, input_tokens: int, seed: int) -> Iterable[ChatRequest]:
-    """The requests of a run: ``pool`` over and over, else synthetic prompts."""
-    return itertools.cycle(pool) if pool is not None else synthetic_prompts(input_tokens, seed)
+def prompts(
+    pool: list[ChatRequest] | None,
+    input_tokens: int,
+    seed: int,
+    extra_body: Mapping[str, object] | None = None,
+) -> Iterable[ChatRequest]:
+    """The requests of a run: ``pool`` over and over, else synthetic prompts; each with
+    ``extra_body``'s fields over its own, if given."""
+    source = itertools.cycle(pool) if pool is not None else synthetic_prompts(input_tokens, seed)
+    if not extra_body:
+        return source
+    return (
+        dataclasses.replace(request, extra_body={**(request.extra_body or {}), **extra_body})
+        for request in source
+    )
 
 
 def file_prompts(path: Path) -> list[ChatRequest]:
@@ -270,6 +283,12 @@ async def _measure(
     type=click.IntRange(min=1),
     help="Sent as max_tokens (--wire openai): the reply's length at most.",
 )
+@click.option(
+    "--ignore-eos",
+    is_flag=True,
+    help="Ask the server to write --output-tokens whatever the model says (ignore_eos, as "
+    "vLLM's bench sends it; --wire openai): replies of one length.",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--num-warmups",
@@ -314,6 +333,7 @@ def bench(
     prompts_path: Path | None,
     input_tokens: int,
     output_tokens: int | None,
+    ignore_eos: bool,
     seed: int,
     num_warmups: int,
     slo: str | None,
@@ -346,6 +366,9 @@ def bench(
         raise Failed("--duration with --request-rate inf needs --max-concurrency", EXIT_USAGE)
     if wire == "aura" and output_tokens is not None:
         raise Failed("--output-tokens needs --wire openai: /api/chat has no cap", EXIT_USAGE)
+    if wire == "aura" and ignore_eos:
+        raise Failed("--ignore-eos needs --wire openai: /api/chat reads no such field", EXIT_USAGE)
+    extra_body = {"ignore_eos": True} if ignore_eos else None
     if plot is not None:
         check_plotting()
     pool = file_prompts(prompts_path) if prompts_path is not None else None
@@ -360,7 +383,8 @@ def bench(
         nonlocal failed
         async with connection.client(concurrency=max_concurrency or 1000) as client:
             if num_warmups:  # other prompts: a server that caches prefixes gains nothing
-                warm = itertools.islice(prompts(pool, input_tokens, seed + 1), num_warmups)
+                warm = prompts(pool, input_tokens, seed + 1, extra_body)
+                warm = itertools.islice(warm, num_warmups)
                 await run_rate(
                     client,
                     list(warm),
@@ -371,7 +395,7 @@ def bench(
                     model=model,
                 )
             for rate in rates:
-                requests = prompts(pool, input_tokens, seed)
+                requests = prompts(pool, input_tokens, seed, extra_body)
                 if count is not None:  # made before the run, as vLLM does, off its clock
                     requests = list(itertools.islice(requests, count))
                 # At an inf rate with slots, each slot sends in turn (every request due at
