@@ -22,6 +22,7 @@ from aura_anyio._bench.report import Outcome, parse_rates, parse_slo, report, ta
 from aura_anyio._bench.stats import summary
 from aura_anyio._cli import main
 from aura_anyio._cli.bench import run_rate, say, synthetic_prompts
+from aura_anyio._cli.progress import BenchProgress
 from aura_anyio.testing import Fault, ReferenceServer
 
 from .helpers import Pause, Script, make_client, reply, served_in_thread
@@ -390,6 +391,26 @@ def test_live_figures_on_a_terminal(paced: ReferenceServer) -> None:
     hidden = aura("--no-progress")
     assert "in flight" not in hidden
     assert "Successful requests" in hidden  # the table still
+
+
+def test_live_figures_count_failures_and_replies_without_text_but_no_ttft_for_them(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich then draws as on a terminal
+    with BenchProgress("run", 3, enabled=True) as live:
+        for _ in range(3):
+            live.sent()
+        live.ended(Outcome(scheduled=0.0, started=0.0, first=None, end=0.1))  # no text
+        live.ended(Outcome(scheduled=0.0, started=0.0, first=None, end=0.1, error="ReadTimeout"))
+    shown = capsys.readouterr().err
+    assert "2/3" in shown
+    assert "1 in flight" in shown
+    assert "1 failed" in shown
+    assert "ttft" not in shown  # neither had a first token to time
+    with BenchProgress("run", 1, enabled=True) as live:
+        live.sent()
+        live.ended(Outcome(scheduled=0.0, started=0.0, first=0.25, end=0.5))
+    assert "ttft p50 250 ms" in capsys.readouterr().err
 
 
 def test_warm_up_requests_go_first_and_are_not_counted(
