@@ -1,10 +1,10 @@
 """Fan-out: many prompts through one client, with structured concurrency and bounded memory.
 
-One task pulls the input lazily and hands each request to the first free worker over a
-channel without a buffer, so no more than ``max_concurrency`` requests (plus the one being
-handed over) exist at once; workers send results over another unbuffered channel, so a slow
-consumer slows them down instead of piling results up. The task group lives in the async
-context manager, never across a ``yield``.
+Each worker, when free, pulls the next request from the input itself, so no more than
+``max_concurrency`` requests exist at once, and a sync input costs no task and no task switch
+per item; workers send results over a channel without a buffer, so a slow consumer slows them
+down instead of piling results up. The task group lives in the async context manager, never
+across a ``yield``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import typing
 from collections.abc import AsyncIterable, Iterable
 
 import anyio
-import anyio.lowlevel
 
 from ._deadlines import DeadlineExpired, deadline_after, run_until
 from ._exceptions import APITimeoutError, AuraError, InvalidRequestError
@@ -28,7 +27,7 @@ from ._tokens import used_tokens
 from ._usage import detail_count
 
 if typing.TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 
     from anyio.abc import TaskGroup
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -195,18 +194,16 @@ class FanOut(anyio.AsyncContextManagerMixin):
         if gate is None:
             gate = RateLimiter(limits.requests_per_second, limits.tokens_per_minute)
         results_in, results_out = anyio.create_memory_object_stream[ChatResult](0)
-        jobs_in, jobs_out = anyio.create_memory_object_stream[tuple[int, ChatRequest]](0)
         self._results = results_out
         try:
-            async with hosted_task_group() as task_group:
-                self._task_group = task_group
-                with results_in, jobs_out:
-                    task_group.start_soon(self._feed, jobs_in)
-                    for _ in range(limits.max_concurrency):
-                        task_group.start_soon(
-                            self._work, gate, jobs_out.clone(), results_in.clone()
-                        )
-                yield self
+            async with contextlib.AsyncExitStack() as stack:
+                source = _Source(self._requests, stack)  # an async input is closed after
+                async with hosted_task_group() as task_group:
+                    self._task_group = task_group
+                    with results_in:
+                        for _ in range(limits.max_concurrency):
+                            task_group.start_soon(self._work, gate, source, results_in.clone())
+                    yield self
         finally:
             # Only now: closed earlier, it would wake a worker waiting to hand over a result
             # with BrokenResourceError instead of the cancellation.
@@ -236,31 +233,23 @@ class FanOut(anyio.AsyncContextManagerMixin):
         assert self._task_group is not None
         self._task_group.cancel_scope.cancel()
 
-    async def _feed(self, jobs: MemoryObjectSendStream[tuple[int, ChatRequest]]) -> None:
-        async with jobs:
-            try:
-                index = 0
-                async with contextlib.AsyncExitStack() as stack:
-                    async for item in _each(self._requests, stack):
-                        await jobs.send((index, to_request(item)))
-                        index += 1
-            except Exception as exc:  # the caller's iterable failed: that is the caller's bug
-                self._fail(exc)
-
     async def _work(
-        self,
-        gate: Limiter,
-        jobs: MemoryObjectReceiveStream[tuple[int, ChatRequest]],
-        results: MemoryObjectSendStream[ChatResult],
+        self, gate: Limiter, source: _Source, results: MemoryObjectSendStream[ChatResult]
     ) -> None:
-        async with jobs, results:
-            async for index, request in jobs:
+        async with results:
+            while True:
                 try:
-                    result = await self._run(index, request, gate)
-                except Exception as exc:  # a bug, not a request's failure: it propagates
+                    job = await source.take()
+                    if job is None:
+                        return
+                    result = await self._run(*job, gate)
+                except Exception as exc:  # the caller's input failed, or a bug: it propagates
                     self._fail(exc)
                     return
-                await results.send(result)
+                try:  # to the consumer waiting for it, without a task switch
+                    results.send_nowait(result)
+                except anyio.WouldBlock:
+                    await results.send(result)
 
     async def _run(self, index: int, request: ChatRequest, gate: Limiter) -> ChatResult:
         start = anyio.current_time()
@@ -333,31 +322,55 @@ class FanOut(anyio.AsyncContextManagerMixin):
         )
 
 
-class _Each:
-    # A plain async iterator over a sync iterable: a slow sync generator still gives the event
-    # loop a checkpoint between items.
-    __slots__ = ("_items",)
-
-    def __init__(self, items: Iterable[object]) -> None:
-        self._items = iter(items)
-
-    def __aiter__(self) -> _Each:
-        return self
-
-    async def __anext__(self) -> object:
-        await anyio.lowlevel.checkpoint()
-        try:
-            return next(self._items)
-        except StopIteration:
-            raise StopAsyncIteration from None
+_END = object()
 
 
-def _each(requests: Requests, stack: contextlib.AsyncExitStack) -> AsyncIterator[object]:
-    """The input as an async iterator; an async generator is closed on the way out."""
-    if isinstance(requests, AsyncIterable):
-        iterator = requests.__aiter__()
-        aclose: Callable[[], Awaitable[object]] | None = getattr(iterator, "aclose", None)
-        if aclose is not None:
-            stack.push_async_callback(aclose)
-        return iterator
-    return _Each(requests)
+@typing.final
+class _Source:
+    """The input of a fan-out, taken a request at a time by whichever worker is free.
+
+    An async input is read by one worker at a time (an async generator cannot be awaited by
+    two) and closed, if it can be, by ``stack``.
+    """
+
+    __slots__ = ("_async_items", "_index", "_items", "_lock")
+
+    def __init__(self, requests: Requests, stack: contextlib.AsyncExitStack) -> None:
+        self._index = 0
+        self._items: Iterator[object] | None = None
+        self._async_items: AsyncIterator[object] | None = None
+        self._lock = anyio.Lock(fast_acquire=True)
+        if isinstance(requests, AsyncIterable):
+            iterator = requests.__aiter__()
+            aclose: Callable[[], Awaitable[object]] | None = getattr(iterator, "aclose", None)
+            if aclose is not None:
+                stack.push_async_callback(aclose)
+            self._async_items = iterator
+        else:
+            self._items = iter(requests)
+
+    async def take(self) -> tuple[int, ChatRequest] | None:
+        """The next request and its index in the input; ``None`` once the input has ended.
+
+        Raises:
+            Exception: Whatever the input raised, or :class:`InvalidRequestError` for an item
+                that is not a request.
+        """
+        items = self._items
+        if items is not None:
+            item = next(items, _END)
+        else:
+            async with self._lock:
+                async_items = self._async_items
+                if async_items is None:
+                    return None
+                try:
+                    item = await async_items.__anext__()
+                except StopAsyncIteration:
+                    item = _END
+        if item is _END:
+            self._items = self._async_items = None  # ended: no worker asks the input again
+            return None
+        index = self._index
+        self._index += 1
+        return index, to_request(item)
