@@ -10,6 +10,7 @@ the Trio watch) is tested beside it, in ``test_asyncio_stream`` and ``test_trio_
 from __future__ import annotations
 
 import select
+import socket
 import typing
 
 import anyio
@@ -146,3 +147,48 @@ async def test_a_read_timeout_moves_along_with_the_reads_then_ends_one_read() ->
         go_on.set()
         assert await stream.receive_within(5.0) == b"later"
         await stream.aclose()
+
+
+async def test_a_write_waits_for_the_peer_within_its_timeout() -> None:
+    # A peer that reads nothing: a plain socket (AnyIO's own streams on asyncio read ahead).
+    # Buffers of a fixed size, which the kernel does not grow: once full, they stay full.
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        stream = await connect(listener.getsockname()[1])
+        stream.raw_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
+        peer, _ = listener.accept()  # it is in the backlog already
+        with peer:
+            await stream.send_within(0.05, b"small")  # taken at once: the timeout never runs
+            with anyio.fail_after(10), pytest.raises(TimeoutError):
+                await stream.send_within(0.2, b"x" * (64 << 20))  # more than a socket holds
+            with anyio.fail_after(10), pytest.raises(TimeoutError):
+                await stream.send_within(0.05, b"more" * (1 << 18))  # and it is full already
+            await stream.aclose()
+    with pytest.raises(anyio.ClosedResourceError):
+        await stream.send_within(1.0, b"x")
+
+
+async def test_a_write_larger_than_the_socket_holds_goes_out_as_the_peer_reads() -> None:
+    size = 16 << 20
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        stream = await connect(listener.getsockname()[1])
+        peer, _ = listener.accept()
+
+        def read_all() -> int:
+            got = 0
+            with peer:
+                while got < size and (data := peer.recv(1 << 20)):
+                    got += len(data)
+            return got
+
+        async with anyio.create_task_group() as tasks:
+            received: list[int] = []
+
+            async def reader() -> None:
+                received.append(await anyio.to_thread.run_sync(read_all))
+
+            tasks.start_soon(reader)
+            with anyio.fail_after(30):
+                await stream.send_within(10.0, b"x" * size)
+        await stream.aclose()
+    assert received == [size]

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import typing
 
 import anyio
@@ -17,8 +19,6 @@ from .helpers import (
 )
 
 if typing.TYPE_CHECKING:
-    import socket
-
     from aura_anyio._transports._trio_stream import TrioStream
 
 
@@ -106,3 +106,47 @@ async def test_the_watch_leaves_a_stream_closed_under_its_read_alone() -> None:
         watch.alarm.deadline = anyio.current_time()
         await until(lambda: stream not in watch.waiting)
         assert stream.expired
+
+
+async def test_one_task_sends_at_a_time_and_closing_ends_a_waiting_write() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # a peer that reads nothing
+        stream = await connect(listener.getsockname()[1])
+        peer, _ = listener.accept()  # it is in the backlog already
+
+        async def write() -> None:
+            with pytest.raises(anyio.ClosedResourceError):
+                await stream.send(b"x" * (64 << 20))  # more than a socket holds: it waits
+
+        with peer:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(write)
+                await until(lambda: stream._sending)
+                with pytest.raises(anyio.BusyResourceError):
+                    await stream.send(b"more")
+                await stream.aclose()
+
+
+async def test_a_write_to_a_full_socket_waits_for_room() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # a peer that reads nothing
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        stream = await connect(listener.getsockname()[1])
+        stream.raw_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
+        peer, _ = listener.accept()
+        with peer:
+            await fill(stream.raw_socket)
+            with anyio.fail_after(10), pytest.raises(TimeoutError):
+                await stream.send_within(0.05, b"more")
+            await stream.aclose()
+
+
+async def fill(sock: socket.socket) -> None:
+    """Send on ``sock`` until neither its buffer nor its reading peer's takes any more (the
+    buffers' sizes fixed, so that the kernel does not grow them)."""
+    while True:
+        sent = 0
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                sent += sock.send(b"x" * 4096)
+        if not sent:
+            return
+        await anyio.sleep(0.05)  # what is in flight arrives, and may make room

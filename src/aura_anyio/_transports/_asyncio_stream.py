@@ -166,6 +166,14 @@ class AsyncioStream(anyio.abc.ByteStream):
 
     async def send(self, item: bytes) -> None:
         """Write ``item``, waiting while the transport's buffer is full."""
+        await self.send_within(None, item)
+
+    async def send_within(self, write_timeout: float | None, item: bytes) -> None:
+        """Like :meth:`send`, but raise ``TimeoutError`` if the transport's buffer has not
+        drained ``write_timeout`` seconds later (``None``: wait as long as it takes).
+
+        A write the buffer takes returns at once: only a write that waits pays for a timer.
+        """
         protocol = self._protocol
         if self._closed:
             raise anyio.ClosedResourceError
@@ -174,7 +182,9 @@ class AsyncioStream(anyio.abc.ByteStream):
         self._transport.write(item)
         drained = protocol.drained
         if drained is not None:
-            await drained
+            with anyio.fail_after(write_timeout):
+                # Shielded: a cancelled wait must not cancel the future the next write awaits.
+                await asyncio.shield(drained)
             if protocol.error is not None:
                 raise anyio.BrokenResourceError from protocol.error
 

@@ -83,7 +83,7 @@ def _watch() -> _Watch:
 class TrioStream(anyio.abc.ByteStream):
     """AnyIO's Trio ``SocketStream`` for a plain TCP connection, read directly.
 
-    Sending and closing are the wrapped stream's.
+    Sending writes to the socket directly too; closing is the wrapped stream's.
     """
 
     def __init__(self, stream: anyio.abc.SocketStream) -> None:
@@ -94,6 +94,7 @@ class TrioStream(anyio.abc.ByteStream):
         self.expired = False  # the watch ended the wait: the deadline passed
         self._watch: _Watch | None = None
         self._drained = False  # the last read emptied the socket
+        self._sending = False
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         """What has arrived (at least a byte, at most ``max_bytes``), waiting for it."""
@@ -159,7 +160,50 @@ class TrioStream(anyio.abc.ByteStream):
 
     async def send(self, item: bytes) -> None:
         """Send all of ``item``."""
-        await self._stream.send(item)
+        await self.send_within(None, item)
+
+    async def send_within(self, write_timeout: float | None, item: bytes) -> None:
+        """Send all of ``item`` as Trio's sockets do (try ``send``, else ``wait_writable``);
+        raise ``TimeoutError`` if it is not all sent ``write_timeout`` seconds after the socket
+        first had to be waited for (``None``: wait as long as it takes).
+
+        A write the socket takes at once enters no cancel scope; it is still a checkpoint.
+        """
+        sock = self.raw_socket
+        if sock.fileno() < 0:
+            raise anyio.ClosedResourceError
+        if self._sending:  # as AnyIO's guard: one task sends on a stream at a time
+            raise anyio.BusyResourceError("sending")
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._sending = True
+        try:
+            view = memoryview(item)
+            sent = self._send(view)
+            if sent == len(view):
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return
+            deadline = math.inf if write_timeout is None else trio.current_time() + write_timeout
+            while sent < len(view):
+                with trio.CancelScope(deadline=deadline) as scope:
+                    try:
+                        await trio.lowlevel.wait_writable(sock)
+                    except trio.ClosedResourceError:
+                        raise anyio.ClosedResourceError from None
+                if scope.cancelled_caught:
+                    raise TimeoutError("the request was not sent within the write timeout")
+                sent += self._send(view[sent:])
+        finally:
+            self._sending = False
+
+    def _send(self, data: memoryview) -> int:
+        """How much of ``data`` the socket took now (0 if it had no room)."""
+        sock = self.raw_socket
+        try:
+            return sock.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:  # closed here, it would have been seen before or while waiting
+            raise anyio.BrokenResourceError from exc
 
     async def send_eof(self) -> None:
         """Close the sending side."""

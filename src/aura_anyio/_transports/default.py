@@ -136,7 +136,15 @@ class Route:
 class _Connection:
     """One HTTP/1.1 connection: an AnyIO byte stream and the parser of its current response."""
 
-    __slots__ = ("idle_since", "origin", "parser", "poller", "receive_within", "stream")
+    __slots__ = (
+        "idle_since",
+        "origin",
+        "parser",
+        "poller",
+        "receive_within",
+        "send_within",
+        "stream",
+    )
 
     def __init__(self, origin: Origin, stream: ByteStream) -> None:
         self.origin: Origin = origin
@@ -149,6 +157,16 @@ class _Connection:
         self.receive_within: Callable[[float | None, int], Awaitable[bytes]] | None = getattr(
             stream, "receive_within", None
         )
+        self.send_within: Callable[[float | None, bytes], Awaitable[None]] | None = getattr(
+            stream, "send_within", None
+        )
+
+    async def send(self, data: bytes, write_timeout: float | None) -> None:
+        """Send ``data``, within ``write_timeout`` seconds if the stream has to wait."""
+        if self.send_within is not None:  # a write timeout with no cancel scope
+            await self.send_within(write_timeout, data)
+        else:
+            await run_until(deadline_after(write_timeout), self.stream.send, data)
 
     async def receive(self, read_timeout: float | None) -> None:
         """Give the parser what the server sends next (or the end of the stream)."""
@@ -289,11 +307,7 @@ class AnyIOTransport:
         connection = await self._take(route.origin, request.connect_timeout)
         try:
             try:  # writing is bounded like reading
-                await run_until(
-                    deadline_after(read_timeout),
-                    connection.stream.send,
-                    encode_request(prefix, request.content),
-                )
+                await connection.send(encode_request(prefix, request.content), read_timeout)
             except _FAILURES as exc:
                 raise _neutral(exc, WriteTimeout, NetworkError) from exc
             try:
