@@ -171,10 +171,12 @@ async def test_leaving_while_every_worker_waits_to_hand_over_a_result() -> None:
     async with ReferenceServer() as server, client_for(server) as client:
         async with client.fan_out([f"p{n}" for n in range(20)], max_concurrency=4) as results:
             first = await results.__anext__()
-            # Four more replies finish meanwhile (the first worker's next one among them), and
-            # every worker waits for the consumer with a result it cannot hand over.
-            await until(lambda: results.progress.done == 5)
-            assert results.progress == FanOutProgress(started=5, done=5)
+            # Eight more replies finish meanwhile: four fill the channel's buffer (as many as
+            # the workers), and every worker waits for the consumer with one it cannot hand
+            # over, starting no other.
+            await until(lambda: results.progress.done == 9)
+            await anyio.sleep(0.2)
+            assert results.progress == FanOutProgress(started=9, done=9)
     assert first.ok
 
 

@@ -2,9 +2,10 @@
 
 Each worker, when free, pulls the next request from the input itself, so no more than
 ``max_concurrency`` requests exist at once, and a sync input costs no task and no task switch
-per item; workers send results over a channel without a buffer, so a slow consumer slows them
-down instead of piling results up. The task group lives in the async context manager, never
-across a ``yield``.
+per item; workers send results over a channel that holds ``max_concurrency`` of them, so a
+worker rarely waits to hand one over, and a slow consumer slows the workers down instead of
+piling results up (memory stays O(``max_concurrency``)). The task group lives in the async
+context manager, never across a ``yield``.
 """
 
 from __future__ import annotations
@@ -193,7 +194,9 @@ class FanOut(anyio.AsyncContextManagerMixin):
         gate = limits.limiter  # shared with other fan-outs, or one of its own
         if gate is None:
             gate = RateLimiter(limits.requests_per_second, limits.tokens_per_minute)
-        results_in, results_out = anyio.create_memory_object_stream[ChatResult](0)
+        results_in, results_out = anyio.create_memory_object_stream[ChatResult](
+            limits.max_concurrency
+        )
         self._results = results_out
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -246,7 +249,7 @@ class FanOut(anyio.AsyncContextManagerMixin):
                 except Exception as exc:  # the caller's input failed, or a bug: it propagates
                     self._fail(exc)
                     return
-                try:  # to the consumer waiting for it, without a task switch
+                try:  # to the consumer, or the channel's buffer, without a task switch
                     results.send_nowait(result)
                 except anyio.WouldBlock:
                     await results.send(result)
