@@ -175,6 +175,12 @@ class ChunkedReader:
                     if remaining:
                         break
                     state = _DATA_END
+                    if end - position == 2 and buffer.startswith(b"\r\n", position):
+                        # The chunk's CRLF ends what has come, as when the server writes a
+                        # chunk at a time (a token each): nothing more to look at.
+                        position = end
+                        state = _SIZE_LINE
+                        break
                     # Chunk after whole chunk, as a reply that arrived in one read has them:
                     # the fewest steps each. Anything else is left to the careful way below.
                     bare = _NEXT_BARE_SIZE_LINE.match
