@@ -120,6 +120,7 @@ BENCHMARKS = {
     "endpoints": "endpoints.py",
     "ray": "ray_job.py",
     "fidelity": "fidelity.py",
+    "chunked": "chunked.py",
     "ab": "ab.py",  # two source trees to compare: run by name only
 }
 
@@ -137,7 +138,7 @@ def bench(session: nox.Session) -> None:
     loopback round trip), endpoints (one client over 1, 2 and 4 paced servers), ray (a Ray
     Data job against one ``aura batch`` of the same rows), fidelity (``aura bench`` and a
     vLLM-style aiohttp client against the paced server's own record, at 50, 200 and 500
-    streams) or ab (``-- ab BEFORE/src
+    streams), chunked (the chunked body's parse against h11's) or ab (``-- ab BEFORE/src
     AFTER/src``: the fan-out's CPU per request of two source trees, in one run).
     """
     session.install(".[trio,fast,cli,ray]")
