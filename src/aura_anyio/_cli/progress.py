@@ -12,6 +12,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
@@ -43,24 +44,18 @@ class BatchProgress:
     """
 
     def __init__(self, *, enabled: bool) -> None:
-        console = Console(stderr=True)
-        self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._started = time.monotonic()
-        if enabled and console.is_terminal:
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[failed]}"),
-                TextColumn("{task.fields[cached]}"),
-                TextColumn("{task.fields[rate]}"),
-                TextColumn("elapsed"),
-                TimeElapsedColumn(),
-                TextColumn("left"),
-                TimeRemainingColumn(),
-                console=console,
-            )
+        self._progress = _live(
+            enabled,
+            TextColumn("{task.fields[failed]}"),
+            TextColumn("{task.fields[cached]}"),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("elapsed"),
+            TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
+        )
 
     def __enter__(self) -> BatchProgress:
         self._started = time.monotonic()
@@ -94,6 +89,21 @@ class BatchProgress:
         )
 
 
+def _live(enabled: bool, *columns: ProgressColumn) -> Progress | None:
+    """A live display on stderr of a description, a bar, done of total and ``columns``, if
+    ``enabled`` and stderr is a terminal; else ``None``."""
+    console = Console(stderr=True)
+    if not (enabled and console.is_terminal):
+        return None
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *columns,
+        console=console,
+    )
+
+
 def failures(count: int) -> str:
     """The failures so far, in red once there is one: a batch going wrong shows at once."""
     return f"[bold red]{count} failed[/]" if count else "0 failed"
@@ -122,25 +132,19 @@ class BenchProgress:
     """
 
     def __init__(self, label: str, total: int | None, *, enabled: bool) -> None:
-        console = Console(stderr=True)
         self._label = label
         self._total = total
-        self._progress: Progress | None = None
         self._task: TaskID | None = None
         self._done = self._failed = self._in_flight = 0
         self._ttfts: collections.deque[float] = collections.deque(maxlen=_RECENT)
         self._shown = 0.0
-        if enabled and console.is_terminal:
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[in_flight]} in flight"),
-                TextColumn("{task.fields[failed]}"),
-                TextColumn("{task.fields[ttft]}"),
-                TimeElapsedColumn(),
-                console=console,
-            )
+        self._progress = _live(
+            enabled,
+            TextColumn("{task.fields[in_flight]} in flight"),
+            TextColumn("{task.fields[failed]}"),
+            TextColumn("{task.fields[ttft]}"),
+            TimeElapsedColumn(),
+        )
 
     def __enter__(self) -> BenchProgress:
         if self._progress is not None:
