@@ -16,6 +16,7 @@ import typing
 from collections.abc import AsyncIterable, Iterable
 
 import anyio
+import anyio.lowlevel
 
 from ._deadlines import DeadlineExpired, deadline_after, run_until
 from ._exceptions import APITimeoutError, AuraError, InvalidRequestError
@@ -221,10 +222,18 @@ class FanOut(anyio.AsyncContextManagerMixin):
         return self
 
     async def __anext__(self) -> ChatResult:
-        if self._results is None:
+        results = self._results
+        if results is None:
             raise RuntimeError("iterate a fan-out inside its block: async with client.fan_out(...)")
         try:
-            return await self._results.receive()
+            # A result that waits is taken without a turn of the event loop, so that the
+            # results that came in one turn are not handed over one turn each (the workers
+            # waiting meanwhile); a cancellation is still taken first.
+            await anyio.lowlevel.checkpoint_if_cancelled()
+            try:
+                return results.receive_nowait()
+            except anyio.WouldBlock:
+                return await results.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             # Every result was received, or the block has ended. A failure never ends up
             # here: it cancels the block, and __aexit__ raises it.
