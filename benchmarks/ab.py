@@ -15,8 +15,6 @@ baseline; medians of the rounds.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import statistics
 import subprocess
 import sys
@@ -36,36 +34,6 @@ RUNS = [
     ("OpenAI wire, asyncio", "aura_openai", "asyncio", {}),
     ("OpenAI wire, trio", "aura_openai", "trio", {}),
 ]
-# A warm-up fan-out of C, then the measured one, as fanout.py measures its clients.
-CHILD = """
-import json, sys
-sys.path.insert(0, sys.argv[1])
-import fanout
-port, requests, concurrency = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-runner, backend, options = getattr(fanout, sys.argv[2]), sys.argv[6], json.loads(sys.argv[7])
-fanout.cpu_per_request(runner, backend, options, port, concurrency, concurrency)
-print(fanout.cpu_per_request(runner, backend, options, port, requests, concurrency))
-"""
-
-
-def measure(
-    src: str | None,
-    runner: str,
-    backend: str,
-    options: dict[str, object],
-    port: int,
-    args: argparse.Namespace,
-) -> float:
-    """CPU seconds per request of one fan-out in a fresh process importing ``src``."""
-    env = dict(os.environ)
-    if src is not None:
-        env["PYTHONPATH"] = os.path.abspath(src)
-    command = [sys.executable, "-c", CHILD, str(HERE), runner, str(port), str(args.requests)]
-    command += [str(args.concurrency), backend, json.dumps(options)]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-    if done.returncode:
-        raise RuntimeError(f"{runner} on {backend} from {src} failed:\n{done.stderr}")
-    return float(done.stdout.split()[-1])
 
 
 def main() -> None:
@@ -86,11 +54,14 @@ def main() -> None:
         for _ in range(args.rounds):
             for peer in PEERS:
                 costs.setdefault((peer, ""), []).append(
-                    measure(None, peer, "asyncio", {}, port, args)
+                    fanout.measure(peer, "asyncio", {}, port, args.requests, args.concurrency)
                 )
             for label, runner, backend, options in RUNS:
                 for tree in ("before", "after"):
-                    cost = measure(getattr(args, tree), runner, backend, options, port, args)
+                    src = getattr(args, tree)
+                    cost = fanout.measure(
+                        runner, backend, options, port, args.requests, args.concurrency, src
+                    )
                     costs.setdefault((label, tree), []).append(cost)
     finally:
         server.terminate()

@@ -4,9 +4,9 @@ A fast local server runs in its own process and answers every request with the s
 50 HTTP chunks (multi-byte text cut at byte offsets); ``/v1/chat/completions`` sends it as
 server-sent events, for openai-python, for a vLLM-style aiohttp client (the OpenAI wire's
 baseline) and for aura_anyio's OpenAI wire. Every client checks
-the exact text of every reply. The figure is the client process's CPU time per request, the
-median of interleaved rounds, and each is reported as a ratio against aiohttp measured in
-the same run.
+the exact text of every reply. Each measurement is a fresh process that warms up, then fans
+out; the figure is its CPU time per request, the median of interleaved rounds, and each is
+reported as a ratio against aiohttp measured in the same run.
 
     nox -s bench -- fanout --requests 2000 --concurrency 100 --rounds 3
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -286,6 +287,42 @@ def cpu_per_request(
     return (time.process_time() - started) / requests
 
 
+# A fresh process per measurement: a warm-up fan-out of C (imports, connections), then the
+# measured one. In one process, each client would run on the heap and the garbage that the
+# clients before it left (openai-python's and httpx's among them).
+CHILD = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import fanout
+port, requests, concurrency = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+runner, backend, options = getattr(fanout, sys.argv[2]), sys.argv[6], json.loads(sys.argv[7])
+fanout.cpu_per_request(runner, backend, options, port, concurrency, concurrency)
+print(fanout.cpu_per_request(runner, backend, options, port, requests, concurrency))
+"""
+
+
+def measure(
+    runner: str,
+    backend: str,
+    options: dict[str, object],
+    port: int,
+    requests: int,
+    concurrency: int,
+    src: str | None = None,
+) -> float:
+    """CPU seconds per request of the fan-out of ``runner`` (a function of this module, by
+    name) in a fresh process, importing aura_anyio from ``src`` if given."""
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = os.path.abspath(src)
+    command = [sys.executable, "-c", CHILD, sys.path[0], runner, str(port), str(requests)]
+    command += [str(concurrency), backend, json.dumps(options)]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    if done.returncode:
+        raise RuntimeError(f"{runner} on {backend} from {src} failed:\n{done.stderr}")
+    return float(done.stdout.split()[-1])
+
+
 def peak_memory_kib(port: int, requests: int, concurrency: int) -> int:
     """Peak RSS of a fresh process that fans out ``requests`` prompts through aura_anyio."""
     code = (
@@ -340,13 +377,11 @@ def main() -> None:
         if args.profile:
             profile(args.profile, port, args.requests, args.concurrency)
             return
-        for _, runner, backend, options in CLIENTS:  # imports and first connections, unmeasured
-            cpu_per_request(runner, backend, options, port, args.concurrency, args.concurrency)
         costs: dict[str, list[float]] = {}
         for _ in range(args.rounds):
             for label, runner, backend, options in CLIENTS:
-                cost = cpu_per_request(
-                    runner, backend, options, port, args.requests, args.concurrency
+                cost = measure(
+                    runner.__name__, backend, options, port, args.requests, args.concurrency
                 )
                 costs.setdefault(label, []).append(cost)
         small = peak_memory_kib(port, args.requests, args.concurrency)
