@@ -180,6 +180,20 @@ async def test_leaving_while_every_worker_waits_to_hand_over_a_result() -> None:
     assert first.ok
 
 
+@pytest.mark.debug
+@pytest.mark.network
+async def test_a_cancelled_consumer_takes_no_result_and_none_is_lost() -> None:
+    async with ReferenceServer() as server, client_for(server) as client:
+        async with client.fan_out([f"p{n}" for n in range(8)], max_concurrency=4) as results:
+            await until(lambda: results.progress.done >= 4)  # results wait in the channel
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await results.__anext__()  # a cancellation is taken before a waiting result
+            assert scope.cancelled_caught
+            texts = [result.text async for result in results]
+    assert sorted(texts) == sorted(reply_to(f"p{n}") for n in range(8))
+
+
 @pytest.mark.network
 async def test_the_callers_exception_comes_out_as_itself() -> None:
     async def fail_while_reading(client: AuraClient) -> None:
