@@ -25,9 +25,12 @@ if TYPE_CHECKING:
 
     from anyio.abc import SocketStream
 
+    from aura_anyio._transports._asyncio_stream import AsyncioStream
+    from aura_anyio._transports._trio_stream import TrioStream
     from aura_anyio._transports.base import Request
 
 T = TypeVar("T")
+_Stream = TypeVar("_Stream", bound="AsyncioStream | TrioStream")
 
 FAST_RETRIES = RetryPolicy(max_retries=2, initial_delay=0.001, max_delay=0.01)
 #: The reference server's reply (``testing.default_reply``) to one user message, ``{}``.
@@ -189,6 +192,25 @@ async def raw_peer(
         tasks.start_soon(listener.serve, serve)
         yield listener.extra(anyio.abc.SocketAttribute.local_port)
         tasks.cancel_scope.cancel()
+
+
+@contextlib.asynccontextmanager
+async def deaf_peer(connect: Callable[[int], Awaitable[_Stream]]) -> AsyncIterator[_Stream]:
+    """The stream ``connect(port)`` makes to a peer that reads nothing, closed on the way out.
+
+    The peer is a plain socket (AnyIO's own streams on asyncio read ahead), and both sides'
+    buffers have a fixed size, which the kernel does not grow: once full, they stay full.
+    """
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        stream = await connect(listener.getsockname()[1])
+        stream.raw_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
+        peer, _ = listener.accept()  # it is in the backlog already
+        with peer:
+            try:
+                yield stream
+            finally:
+                await stream.aclose()
 
 
 async def quiet_peer(stream: SocketStream) -> None:

@@ -19,6 +19,7 @@ import pytest
 from aura_anyio._transports import _asyncio_stream
 
 from .helpers import (
+    deaf_peer,
     peer_dripping,
     peer_sending,
     quiet_peer,
@@ -150,20 +151,12 @@ async def test_a_read_timeout_moves_along_with_the_reads_then_ends_one_read() ->
 
 
 async def test_a_write_waits_for_the_peer_within_its_timeout() -> None:
-    # A peer that reads nothing: a plain socket (AnyIO's own streams on asyncio read ahead).
-    # Buffers of a fixed size, which the kernel does not grow: once full, they stay full.
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
-        stream = await connect(listener.getsockname()[1])
-        stream.raw_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
-        peer, _ = listener.accept()  # it is in the backlog already
-        with peer:
-            await stream.send_within(0.05, b"small")  # taken at once: the timeout never runs
-            with anyio.fail_after(10), pytest.raises(TimeoutError):
-                await stream.send_within(0.2, b"x" * (64 << 20))  # more than a socket holds
-            with anyio.fail_after(10), pytest.raises(TimeoutError):
-                await stream.send_within(0.05, b"more" * (1 << 18))  # and it is full already
-            await stream.aclose()
+    async with deaf_peer(connect) as stream:
+        await stream.send_within(0.05, b"small")  # taken at once: the timeout never runs
+        with anyio.fail_after(10), pytest.raises(TimeoutError):
+            await stream.send_within(0.2, b"x" * (64 << 20))  # more than a socket holds
+        with anyio.fail_after(10), pytest.raises(TimeoutError):
+            await stream.send_within(0.05, b"more" * (1 << 18))  # and it is full already
     with pytest.raises(anyio.ClosedResourceError):
         await stream.send_within(1.0, b"x")
 

@@ -5,13 +5,13 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import typing
 
 import anyio
 import pytest
 
 from .helpers import (
+    deaf_peer,
     peer_sending,
     quiet_peer,
     raw_peer,
@@ -19,6 +19,8 @@ from .helpers import (
 )
 
 if typing.TYPE_CHECKING:
+    import socket
+
     from aura_anyio._transports._trio_stream import TrioStream
 
 
@@ -109,34 +111,25 @@ async def test_the_watch_leaves_a_stream_closed_under_its_read_alone() -> None:
 
 
 async def test_one_task_sends_at_a_time_and_closing_ends_a_waiting_write() -> None:
-    with socket.create_server(("127.0.0.1", 0)) as listener:  # a peer that reads nothing
-        stream = await connect(listener.getsockname()[1])
-        peer, _ = listener.accept()  # it is in the backlog already
+    async with deaf_peer(connect) as stream:
 
         async def write() -> None:
             with pytest.raises(anyio.ClosedResourceError):
                 await stream.send(b"x" * (64 << 20))  # more than a socket holds: it waits
 
-        with peer:
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(write)
-                await until(lambda: stream._sending)
-                with pytest.raises(anyio.BusyResourceError):
-                    await stream.send(b"more")
-                await stream.aclose()
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(write)
+            await until(lambda: stream._sending)
+            with pytest.raises(anyio.BusyResourceError):
+                await stream.send(b"more")
+            await stream.aclose()
 
 
 async def test_a_write_to_a_full_socket_waits_for_room() -> None:
-    with socket.create_server(("127.0.0.1", 0)) as listener:  # a peer that reads nothing
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
-        stream = await connect(listener.getsockname()[1])
-        stream.raw_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
-        peer, _ = listener.accept()
-        with peer:
-            await fill(stream.raw_socket)
-            with anyio.fail_after(10), pytest.raises(TimeoutError):
-                await stream.send_within(0.05, b"more")
-            await stream.aclose()
+    async with deaf_peer(connect) as stream:
+        await fill(stream.raw_socket)
+        with anyio.fail_after(10), pytest.raises(TimeoutError):
+            await stream.send_within(0.05, b"more")
 
 
 async def fill(sock: socket.socket) -> None:
