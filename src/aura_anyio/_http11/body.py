@@ -39,6 +39,8 @@ _NEXT_CHUNK_SIZE_LINE = re.compile(rb"\r\n" + _SIZE_LINE_PATTERN)
 # The common case of that, a bare size (what servers send): its length is bounded by the
 # pattern, so a match needs no check of it.
 _NEXT_BARE_SIZE_LINE = re.compile(rb"\r\n([0-9A-Fa-f]{1,16})\r\n")
+# A bare size line at the start of the buffer: the one-chunk read's fast path.
+_WHOLE_CHUNK = re.compile(rb"([0-9A-Fa-f]{1,16})\r\n")
 _CUT = "peer closed connection without sending complete message body"
 
 # What a ChunkedReader waits for next.
@@ -157,8 +159,17 @@ class ChunkedReader:
             raise self._error
         if not buffer and not eof:
             return b""  # the reader asks before every read from the socket: nothing to parse
-        pieces: list[bytearray] = []
         state = self._state
+        if state == _SIZE_LINE and (whole := _WHOLE_CHUNK.match(buffer)) is not None:
+            # Exactly one whole chunk, as a server that writes a token at a time sends it
+            # (and a read returns it): a bare size line, the data, its CRLF, nothing after.
+            start = whole.end()
+            stop = start + int(whole[1], 16)
+            if start < stop and stop + 2 == len(buffer) and buffer.endswith(b"\r\n"):
+                data = bytes(buffer[start:stop])
+                buffer.clear()
+                return data
+        pieces: list[bytearray] = []
         remaining = self._remaining
         position = 0
         end = len(buffer)
@@ -175,12 +186,6 @@ class ChunkedReader:
                     if remaining:
                         break
                     state = _DATA_END
-                    if end - position == 2 and buffer.startswith(b"\r\n", position):
-                        # The chunk's CRLF ends what has come, as when the server writes a
-                        # chunk at a time (a token each): nothing more to look at.
-                        position = end
-                        state = _SIZE_LINE
-                        break
                     # Chunk after whole chunk, as a reply that arrived in one read has them:
                     # the fewest steps each. Anything else is left to the careful way below.
                     bare = _NEXT_BARE_SIZE_LINE.match
