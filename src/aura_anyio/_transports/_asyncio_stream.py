@@ -114,7 +114,24 @@ class AsyncioStream(anyio.abc.ByteStream):
             raise anyio.ClosedResourceError
         if not protocol.chunks:
             if not protocol.eof:
-                await self._wait(read_timeout)
+                # Waiting is written out here, not in a method of its own: a coroutine
+                # fewer to make and resume on every token.
+                loop = self._loop
+                waiter = protocol.waiter = loop.create_future()
+                if read_timeout is not None:
+                    deadline = self._deadline = loop.time() + read_timeout
+                    if deadline < self._timer_at:  # a shorter timeout than the timer's: anew
+                        if self._timer is not None:
+                            self._timer.cancel()
+                        self._timer = loop.call_at(deadline, self._expire)
+                        self._timer_at = deadline
+                try:
+                    await waiter
+                finally:
+                    protocol.waiter = None
+                    self._deadline = math.inf
+                    if waiter.done() and not waiter.cancelled():
+                        waiter.exception()  # retrieved, should a cancellation have overtaken it
             if not protocol.chunks:
                 if self._closed:
                     raise anyio.ClosedResourceError
@@ -132,24 +149,6 @@ class AsyncioStream(anyio.abc.ByteStream):
             protocol.paused = False
             self._transport.resume_reading()
         return data
-
-    async def _wait(self, read_timeout: float | None) -> None:
-        loop = self._loop
-        waiter = self._protocol.waiter = loop.create_future()
-        if read_timeout is not None:
-            deadline = self._deadline = loop.time() + read_timeout
-            if deadline < self._timer_at:  # a shorter timeout than the timer set: set anew
-                if self._timer is not None:
-                    self._timer.cancel()
-                self._timer = loop.call_at(deadline, self._expire)
-                self._timer_at = deadline
-        try:
-            await waiter
-        finally:
-            self._protocol.waiter = None
-            self._deadline = math.inf
-            if waiter.done() and not waiter.cancelled():
-                waiter.exception()  # retrieved, should a cancellation have overtaken it
 
     def _expire(self) -> None:
         """The timer: fail the waiting read if its deadline has passed, else wait on."""
