@@ -28,6 +28,15 @@ def test_invalid_bytes_are_replaced_the_same_way_under_any_chunking(
     assert decode_all(data.draw(chunkings(raw))) == expected
 
 
+@given(st.data(), st.text())
+def test_another_charset_gives_the_same_text_under_any_chunking(
+    data: st.DataObject, text: str
+) -> None:
+    # A charset other than UTF-8 has the codec's incremental decoder.
+    raw = text.encode("utf-16-le")
+    assert decode_all(data.draw(chunkings(raw)), "utf-16-le") == text
+
+
 def test_every_split_of_a_multibyte_character() -> None:
     text = "a€😀b"
     raw = text.encode()

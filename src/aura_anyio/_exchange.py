@@ -381,7 +381,12 @@ class ReplyReader:
             chunk = await self._chunks.__anext__()
         except StopAsyncIteration:
             self._finished = True
-            text = self._decode(None)
+            try:
+                text = self._decoder.close()
+            except ReplyError as exc:
+                text = self._fault(exc)
+            if text:
+                self._parts.append(text)
             self.done = self.complete = self._failure is None
             await self._keep()
             return text
@@ -399,9 +404,15 @@ class ReplyReader:
                     request=self.info,
                 )
             )
-        text = self._decode(chunk)
+        decoder = self._decoder
+        try:
+            text = decoder.feed(chunk)
+        except ReplyError as exc:
+            text = self._fault(exc)
+        if text:
+            self._parts.append(text)
         # The wire's end marker ends the reply, even if the body goes on (or stalls).
-        if self._decoder.done and self._failure is None:
+        if decoder.done and self._failure is None:
             self.done = self._marked_end = self.complete = True
             await self._keep()
         return text
@@ -415,33 +426,32 @@ class ReplyReader:
             )
             await exchange.cache.store(exchange.cache_key, reply)
 
-    def _decode(self, chunk: bytes | None) -> str:
-        try:
-            text = self._decoder.close() if chunk is None else self._decoder.feed(chunk)
-        except ReplyError as exc:
-            info = self.info
-            if isinstance(exc, BrokenReply):
-                error: APIError = APIConnectionError(f"the reply broke: {exc}", request=info)
-            elif isinstance(exc, EmptyReply):
-                error = EmptyReplyError(
-                    f"{exc} (openchat-ui does so under load: send fewer requests at once if it "
-                    "persists)",
-                    request=info,
-                )
-            else:
-                error = APIError(f"the server reported an error: {exc}", request=info)
-            self.blame(error)
-            if not exc.text:
-                self.done = True
-                raise error from exc
-            # The text that came before the fault reaches the caller first, and the fault
-            # at the next read: whatever the chunking, no text is lost.
-            error.__cause__ = exc  # as `raise ... from exc` will not be there to set it
-            self._failure = error
-            text = exc.text
-        if text:
-            self._parts.append(text)
-        return text
+    def _fault(self, exc: ReplyError) -> str:
+        """Turn the wire's ``exc`` into the reply's error; return the text before it.
+
+        Raises:
+            APIError: At once, when no text came before the fault.
+        """
+        info = self.info
+        if isinstance(exc, BrokenReply):
+            error: APIError = APIConnectionError(f"the reply broke: {exc}", request=info)
+        elif isinstance(exc, EmptyReply):
+            error = EmptyReplyError(
+                f"{exc} (openchat-ui does so under load: send fewer requests at once if it "
+                "persists)",
+                request=info,
+            )
+        else:
+            error = APIError(f"the server reported an error: {exc}", request=info)
+        self.blame(error)
+        if not exc.text:
+            self.done = True
+            raise error from exc
+        # The text that came before the fault reaches the caller first, and the fault
+        # at the next read: whatever the chunking, no text is lost.
+        error.__cause__ = exc  # as `raise ... from exc` will not be there to set it
+        self._failure = error
+        return exc.text
 
     async def aclose(self) -> None:
         """End the response at once (unless it was read to its end); idempotent.

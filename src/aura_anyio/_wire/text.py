@@ -43,15 +43,29 @@ class TextDecoder:
     Invalid bytes become U+FFFD instead of failing: a reply is never lost to one bad byte.
     """
 
-    __slots__ = ("_decoder",)
+    __slots__ = ("_decoder", "_tail")
 
     def __init__(self, encoding: str = DEFAULT_ENCODING) -> None:
-        self._decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+        # UTF-8 (nearly every reply) is decoded here with the codec's own function, as its
+        # incremental decoder does, without that decoder's Python method around it: this
+        # runs once per token. Any other charset has its incremental decoder.
+        utf8 = codecs.lookup(encoding).name == "utf-8"
+        self._decoder = None if utf8 else codecs.getincrementaldecoder(encoding)(errors="replace")
+        self._tail = b""  # the start of a UTF-8 character cut by the end of a piece
 
     def decode(self, data: bytes) -> str:
         """Return the text completed by ``data``; an incomplete character waits for more."""
-        return self._decoder.decode(data)
+        if self._decoder is not None:
+            return self._decoder.decode(data)
+        if self._tail:
+            data = self._tail + data
+        text, used = codecs.utf_8_decode(data, "replace", False)
+        self._tail = data[used:]
+        return text
 
     def flush(self) -> str:
         """Return what is left at the end of the stream (U+FFFD for a truncated character)."""
-        return self._decoder.decode(b"", final=True)
+        if self._decoder is not None:
+            return self._decoder.decode(b"", final=True)
+        tail, self._tail = self._tail, b""
+        return codecs.utf_8_decode(tail, "replace", True)[0]
