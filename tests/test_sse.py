@@ -188,3 +188,20 @@ def test_an_empty_feed_between_cr_and_lf_changes_nothing() -> None:
 
 def test_a_leading_byte_order_mark_is_ignored() -> None:
     assert decode([b"\xef\xbb\xbfdata: x\n\n"]) == [("message", "x")]
+
+
+@pytest.mark.parametrize(
+    ("before", "expected"),
+    [
+        (b"", [Event("x")]),
+        (b"event: e\n", [Event("x", "e")]),  # the type from an earlier feed
+        (b"data: a\n", [Event("a\nx")]),  # a data line from an earlier feed
+        (b"da", []),  # "da" + "data: x": a line named "dadata"
+        (b"data: a\n\n", [Event("x")]),
+    ],
+)
+def test_one_whole_event_a_feed_after_any_state(before: bytes, expected: list[Event]) -> None:
+    """A feed of one whole event (a token's, as servers send them) keeps what came before."""
+    decoder = EventDecoder()
+    decoder.feed(before)
+    assert decoder.feed(b"data: x\n\n") == expected

@@ -30,10 +30,10 @@ class Event:
 class EventDecoder:
     """Feed bytes with :meth:`feed`; each call returns the events they completed."""
 
-    __slots__ = ("_data", "_event", "_line", "_pending_cr", "_started", "_text")
+    __slots__ = ("_data", "_event", "_line", "_pending_cr", "_started", "_tail")
 
     def __init__(self) -> None:
-        self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._tail = b""  # the start of a UTF-8 character cut by the end of a feed
         self._line: list[str] = []  # an incomplete line's pieces, carried to the next feed
         self._pending_cr = False  # the last feed ended in CR: a LF next belongs to it
         self._data: list[str] = []
@@ -46,7 +46,12 @@ class EventDecoder:
         At the end, an event that was not followed by an empty line is dropped, as the
         standard says.
         """
-        text = self._text.decode(data, final=final)
+        # The UTF-8 codec's own function, as its incremental decoder calls it, without
+        # that decoder's Python method around it: this runs once per token.
+        if self._tail:
+            data = self._tail + data
+        text, used = codecs.utf_8_decode(data, "replace", final)
+        self._tail = data[used:]
         if not text:
             return []  # nothing decoded yet, or nothing at all: no state changes
         if not self._started:
@@ -55,6 +60,20 @@ class EventDecoder:
         if self._pending_cr and text.startswith("\n"):
             text = text[1:]
         self._pending_cr = text.endswith("\r")
+        if (
+            text.endswith("\n\n")
+            and text.startswith("data:")
+            and text.find("\n") == len(text) - 2
+            and not self._line
+            and not self._data
+            and "\r" not in text
+        ):
+            # One whole event of one data line, as a server sends a token: the lines'
+            # loop below would find the same.
+            value = text[6:-2] if text.startswith(" ", 5) else text[5:-2]
+            event = Event(value, self._event or "message")
+            self._event = ""
+            return [event]
         if "\r" in text:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         if "\n" not in text:
