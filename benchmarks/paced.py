@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import functools
 import http.client
 import itertools
 import json
@@ -59,8 +60,6 @@ from events import MODEL, expected, reply_events
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from anyio.abc import SocketStream
-
     from aura_anyio import AuraClient
 
     # run_all(count, chunks, gap_us) streams ``count`` replies at once and checks each of them
@@ -70,6 +69,12 @@ if TYPE_CHECKING:
     One = Callable[[int, int], Awaitable[Reply]]
     # a session opens a client, then runs ``job(run_all)``
     Job = Callable[[RunAll], Awaitable[None]]
+    # a connection made by hand: receive(), send(data), close()
+    Connection = tuple[
+        Callable[[], Awaitable[bytes]],
+        Callable[[bytes], Awaitable[object]],
+        Callable[[], Awaitable[None]],
+    ]
 
 PLAIN_HEAD = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
 SSE_HEAD = (
@@ -381,22 +386,57 @@ async def _openai(port: int, wire: str, streams: int, job: Job) -> None:
         await job(each_at_once(wire, one))
 
 
+async def _anyio_connection(port: int) -> Connection:
+    stream = await anyio.connect_tcp("127.0.0.1", port)
+    return stream.receive, stream.send, stream.aclose
+
+
+async def _trio_connection(port: int) -> Connection:
+    """Trio's own socket, no AnyIO: the least a Trio client can do per read."""
+    import trio
+
+    sock = trio.socket.socket()
+    await sock.connect(("127.0.0.1", port))
+
+    async def send(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[await sock.send(view) :]
+
+    async def close() -> None:
+        sock.close()
+
+    return functools.partial(sock.recv, 65536), send, close
+
+
 async def _by_hand(port: int, wire: str, streams: int, job: Job) -> None:
     """Keep-alive connections on AnyIO streams, with the least work that reads the replies."""
-    idle: list[tuple[SocketStream, bytearray]] = []
+    await _by_hand_on(_anyio_connection, port, wire, job)
+
+
+async def _by_hand_trio(port: int, wire: str, streams: int, job: Job) -> None:
+    """The same on Trio's own sockets: Trio's floor, below AnyIO."""
+    await _by_hand_on(_trio_connection, port, wire, job)
+
+
+async def _by_hand_on(
+    connect: Callable[[int], Awaitable[Connection]], port: int, wire: str, job: Job
+) -> None:
+    idle: list[tuple[Connection, bytearray]] = []
     path = b"/api/chat" if wire == "plain" else b"/v1/chat/completions"
 
     async def one(chunks: int, gap_us: int) -> Reply:
         if idle:
-            stream, buffer = idle.pop()
+            connection, buffer = idle.pop()
         else:
-            stream, buffer = await anyio.connect_tcp("127.0.0.1", port), bytearray()
+            connection, buffer = await connect(port), bytearray()
+        receive, send, _ = connection
 
         async def more() -> None:
-            buffer.extend(await stream.receive())
+            buffer.extend(await receive())
 
         body = _body(wire, chunks, gap_us)
-        await stream.send(
+        await send(
             b"POST %s HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
             b"content-length: %d\r\n\r\n%s" % (path, len(body), body)
         )
@@ -421,7 +461,7 @@ async def _by_hand(port: int, wire: str, streams: int, job: Job) -> None:
             else:
                 sse += data
                 _events(sse, parts, end)
-        idle.append((stream, buffer))
+        idle.append((connection, buffer))
         if wire == "plain":
             return "".join(parts) + decoder.decode(b"", final=True), None, None
         return "".join(parts), end[0], end[1]
@@ -429,8 +469,8 @@ async def _by_hand(port: int, wire: str, streams: int, job: Job) -> None:
     try:
         await job(each_at_once(wire, one))
     finally:
-        for stream, _ in idle:
-            await stream.aclose()
+        for (_, _, close), _ in idle:
+            await close()
 
 
 # name: (label, session, backend, backend options, wires)
@@ -456,6 +496,7 @@ CLIENTS: dict[
     "openai": ("openai-python (asyncio)", _openai, "asyncio", {}, ("openai",)),
     "byhand-asyncio": ("by hand on anyio (asyncio)", _by_hand, "asyncio", {}, BOTH),
     "byhand-trio": ("by hand on anyio (trio)", _by_hand, "trio", {}, BOTH),
+    "byhand-rawtrio": ("by hand on Trio's sockets", _by_hand_trio, "trio", {}, BOTH),
 }
 DEFAULT_CLIENTS = "aura-asyncio,aura-uvloop,aura-trio,aiohttp,openai,byhand-asyncio,byhand-trio"
 BASELINE = "aiohttp"
