@@ -19,6 +19,7 @@ are the neutral ones of ``base``, mapped here once (:func:`_neutral`).
 
 from __future__ import annotations
 
+import functools
 import select
 import ssl
 import typing
@@ -141,7 +142,7 @@ class _Connection:
         "origin",
         "parser",
         "poller",
-        "receive_within",
+        "read",
         "send_within",
         "stream",
     )
@@ -153,10 +154,13 @@ class _Connection:
         self.idle_since: float = 0.0
         # Made once: the idle check runs before every reuse of the connection.
         self.poller: select.poll | None = _poller(stream)
-        # Our own streams' (AsyncioStream, TrioStream), looked up once, not per read.
-        self.receive_within: Callable[[float | None, int], Awaitable[bytes]] | None = getattr(
+        # read(read_timeout, max_bytes): our own streams' receive_within (AsyncioStream,
+        # TrioStream: a read timeout with no cancel scope), else AnyIO's receive under a
+        # deadline; looked up once, not per read.
+        own: Callable[[float | None, int], Awaitable[bytes]] | None = getattr(
             stream, "receive_within", None
         )
+        self.read = own if own is not None else functools.partial(_receive_within, stream)
         self.send_within: Callable[[float | None, bytes], Awaitable[None]] | None = getattr(
             stream, "send_within", None
         )
@@ -170,12 +174,8 @@ class _Connection:
 
     async def receive(self, read_timeout: float | None) -> None:
         """Give the parser what the server sends next (or the end of the stream)."""
-        stream = self.stream
         try:
-            if self.receive_within is not None:  # a read timeout with no cancel scope
-                data = await self.receive_within(read_timeout, READ_SIZE)
-            else:
-                data = await run_until(deadline_after(read_timeout), stream.receive, READ_SIZE)
+            data = await self.read(read_timeout, READ_SIZE)
         except anyio.EndOfStream:
             self.parser.feed_eof()
         else:
@@ -214,10 +214,14 @@ class AnyIOResponse:
         if connection is None:
             raise StopAsyncIteration
         parser = connection.parser
+        read = connection.read
         try:
             data = parser.read_body()
             while not data and not parser.done:
-                await connection.receive(self._timeout)
+                try:  # connection.receive() written out: a coroutine fewer per token
+                    parser.feed(await read(self._timeout, READ_SIZE))
+                except anyio.EndOfStream:
+                    parser.feed_eof()
                 data = parser.read_body()
         except _FAILURES as exc:
             await self.aclose()
@@ -406,6 +410,13 @@ class AnyIOTransport:
         self._active.clear()
         for connection in connections:
             await connection.aclose()
+
+
+def _receive_within(
+    stream: ByteStream, read_timeout: float | None, max_bytes: int
+) -> Awaitable[bytes]:
+    """AnyIO's ``receive``, cancelled after ``read_timeout`` seconds (``DeadlineExpired``)."""
+    return run_until(deadline_after(read_timeout), stream.receive, max_bytes)
 
 
 def _poller(stream: ByteStream) -> select.poll | None:
