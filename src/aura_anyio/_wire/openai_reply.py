@@ -117,7 +117,17 @@ class OpenAIReply:
         return None if self._thoughts is None else "".join(self._thoughts)
 
     def feed(self, data: bytes) -> str:
-        return self._read(self._events.feed(data))
+        events = self._events.feed(data)
+        if len(events) == 1 and not self._done:
+            # One event, as a token comes: what _read() does with it, without its loop. A
+            # fault here has no text before it (ReplyError.text is "").
+            event = events[0]
+            if event.event == "message" and event.data != "[DONE]":
+                text = self._chunk(event.data)
+                if text:
+                    self.text_events += 1
+                return text
+        return self._read(events)
 
     def close(self) -> str:
         text = self._read(self._events.feed(b"", final=True))
