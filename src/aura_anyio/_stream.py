@@ -144,6 +144,7 @@ class ChatStream:
 
     __slots__ = (
         "_attempts",
+        "_deadline",
         "_exchange",
         "_first_at",
         "_look_up",
@@ -174,6 +175,8 @@ class ChatStream:
         # When the last attempt was sent, and when its first text came (event loop clock).
         self._sent_at: float | None = None
         self._first_at: float | None = None
+        # The whole reply's (Timeouts.total), fixed once entered: read with every chunk.
+        self._deadline = math.inf
 
     @property
     def text(self) -> str:
@@ -263,6 +266,7 @@ class ChatStream:
         self._state = "open"
         if self._attempts is None:
             self._attempts = Attempts(started=anyio.current_time())
+        self._deadline = self._attempts.deadline(self._exchange.timeouts.total)
         replay = self._reader
         if replay is None and self._look_up:
             replay = self._reader = await self._exchange.cached()
@@ -302,8 +306,7 @@ class ChatStream:
             return text
         reader = self._reader
         assert reader is not None  # set by _open
-        assert self._attempts is not None
-        deadline = self._attempts.deadline(self._exchange.timeouts.total)
+        deadline = self._deadline
         while not reader.done:
             try:
                 try:
