@@ -57,7 +57,9 @@ class _Protocol(asyncio.Protocol):
         if self.buffered > HIGH_WATER and not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
-        _wake(self.waiter)
+        waiter = self.waiter  # _wake() written out: this runs once per token
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def eof_received(self) -> bool:
         self.eof = True
