@@ -121,6 +121,7 @@ BENCHMARKS = {
     "ray": "ray_job.py",
     "fidelity": "fidelity.py",
     "chunked": "chunked.py",
+    "tokens": "tokens.py",
     "ab": "ab.py",  # two source trees to compare: run by name only
 }
 
@@ -138,7 +139,8 @@ def bench(session: nox.Session) -> None:
     loopback round trip), endpoints (one client over 1, 2 and 4 paced servers), ray (a Ray
     Data job against one ``aura batch`` of the same rows), fidelity (``aura bench`` and a
     vLLM-style aiohttp client against the paced server's own record, at 50, 200 and 500
-    streams), chunked (the chunked body's parse against h11's) or ab (``-- ab BEFORE/src
+    streams), chunked (the chunked body's parse against h11's), tokens (the client's own CPU
+    per token above the socket, against an aiohttp client's own work) or ab (``-- ab BEFORE/src
     AFTER/src``: the fan-out's CPU per request of two source trees, in one run).
     """
     session.install(".[trio,fast,cli,ray]")
