@@ -85,6 +85,13 @@ def _wake(future: asyncio.Future[None] | None) -> None:
         future.set_result(None)
 
 
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark the exception of a future that has one as retrieved, so that asyncio does not
+    log it as never retrieved."""
+    if future.done() and not future.cancelled():
+        future.exception()
+
+
 @typing.final
 class AsyncioStream(anyio.abc.ByteStream):
     """One TCP connection; see the module docstring."""
@@ -129,11 +136,12 @@ class AsyncioStream(anyio.abc.ByteStream):
                         self._timer_at = deadline
                 try:
                     await waiter
+                except BaseException:
+                    _retrieve(waiter)  # should a cancellation have overtaken its outcome
+                    raise
                 finally:
                     protocol.waiter = None
                     self._deadline = math.inf
-                    if waiter.done() and not waiter.cancelled():
-                        waiter.exception()  # retrieved, should a cancellation have overtaken it
             if not protocol.chunks:
                 if self._closed:
                     raise anyio.ClosedResourceError
