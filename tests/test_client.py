@@ -147,6 +147,14 @@ async def test_invalid_bytes_are_replaced() -> None:
         assert await client.complete(HELLO) == "ok \ufffd\ufffd done"
 
 
+async def test_a_character_cut_by_the_end_of_the_reply_becomes_a_replacement() -> None:
+    # The text the decoder holds back for the rest of a character comes out at the end.
+    async with make_client(Script(reply(b"ok ", "\u20ac".encode()[:2]))) as client:
+        async with client.stream(HELLO) as stream:
+            assert [text async for text in stream] == ["ok ", "\ufffd"]
+        assert stream.text == "ok \ufffd"
+
+
 @pytest.mark.parametrize("charset", ["base64", "zlib", "rot13", "hex", "no-such"])
 async def test_a_hostile_charset_falls_back_to_utf8(charset: str) -> None:
     script = Script(reply("héllo", headers={"content-type": f"text/plain; charset={charset}"}))
