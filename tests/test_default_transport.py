@@ -115,9 +115,7 @@ async def serving(
 def transport(
     max_idle: int = 10, *, proxy: str | None = None, ssl_context: ssl.SSLContext | None = None
 ) -> AnyIOTransport:
-    return AnyIOTransport(
-        ssl_context=ssl_context or make_ssl_context(True), max_idle=max_idle, proxy=proxy
-    )
+    return AnyIOTransport(verify=ssl_context or True, max_idle=max_idle, proxy=proxy)
 
 
 def request(
@@ -679,6 +677,18 @@ def test_make_ssl_context() -> None:
     assert (checked.verify_mode, checked.check_hostname) == (ssl.CERT_REQUIRED, True)
     unchecked = make_ssl_context(False)
     assert (unchecked.verify_mode, unchecked.check_hostname) == (ssl.CERT_NONE, False)
+
+
+async def test_a_client_of_http_urls_makes_no_tls_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading the system's CAs costs tens of milliseconds: made at the first TLS connection,
+    never by a client that speaks plain HTTP."""
+
+    def refuse(*args: object, **kwargs: object) -> ssl.SSLContext:
+        raise AssertionError("a TLS context was made")
+
+    monkeypatch.setattr(ssl, "create_default_context", refuse)
+    async with ReferenceServer() as server, AuraClient(server.base_url) as client:
+        assert await client.complete(HELLO) == default_reply(server.requests[0])
 
 
 # HTTP CONNECT proxies

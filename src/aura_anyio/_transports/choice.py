@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from .._exceptions import InvalidRequestError
 from .._options import check_proxy, environment_proxy, redact_url
-from .default import AnyIOTransport, make_ssl_context
+from .default import AnyIOTransport
 
 if typing.TYPE_CHECKING:
     import ssl
@@ -78,7 +78,7 @@ def choose_transport(
                 f"proxy {redact_url(proxy)!r} needs the socks extra: "
                 f"pip install 'aura_anyio[socks]' ({exc})"
             ) from None
-    return AnyIOTransport(ssl_context=make_ssl_context(verify), max_idle=max_idle, proxy=proxy)
+    return AnyIOTransport(verify=verify, max_idle=max_idle, proxy=proxy)
 
 
 def _environment_proxy(urls: Sequence[str]) -> str | None:

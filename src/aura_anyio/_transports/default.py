@@ -269,15 +269,19 @@ class AnyIOTransport:
     """HTTP/1.1 on AnyIO, with a pool of idle connections; see the module docstring.
 
     Args:
-        ssl_context: The context for ``https://`` origins (and an ``https://`` proxy).
+        verify: For ``https://`` origins (and an ``https://`` proxy): check certificates
+            against the system's CAs (``True``), not at all (``False``), or your context.
         max_idle: The most idle connections kept, across origins.
         proxy: An ``http://`` or ``https://`` proxy URL, credentials and all, or ``None``.
     """
 
     def __init__(
-        self, *, ssl_context: ssl.SSLContext, max_idle: int, proxy: str | None = None
+        self, *, verify: bool | ssl.SSLContext, max_idle: int, proxy: str | None = None
     ) -> None:
-        self._ssl_context: ssl.SSLContext = ssl_context
+        self._verify = verify
+        # Made at the first TLS connection: loading the system's CAs takes tens of
+        # milliseconds, most of what making a client cost, which http:// never needs.
+        self._tls: ssl.SSLContext | None = None
         self._max_idle: int = max_idle
         self._proxy: HTTPProxy | None = None if proxy is None else HTTPProxy(proxy)
         self._idle: defaultdict[Origin, list[_Connection]] = defaultdict(list)
@@ -287,6 +291,11 @@ class AnyIOTransport:
         # Per URL: the route, and the request head for the headers it was built from; a
         # client sends one headers mapping with every request, so it is built once.
         self._routes: dict[str, tuple[Route, Mapping[str, str], bytes]] = {}
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            self._tls = make_ssl_context(self._verify)
+        return self._tls
 
     def _prefix(self, request: Request) -> tuple[Route, bytes]:
         cached = self._routes.get(request.url)
@@ -352,7 +361,7 @@ class AnyIOTransport:
                 return await anyio.connect_tcp(
                     host,
                     port,
-                    ssl_context=self._ssl_context,
+                    ssl_context=self._ssl_context(),
                     tls_hostname=host,
                     tls_standard_compatible=False,
                 )
@@ -361,13 +370,13 @@ class AnyIOTransport:
             from ._trio_stream import TrioStream  # imports Trio: only here, on Trio
 
             return TrioStream(await anyio.connect_tcp(host, port))
-        stream = await self._proxy.tunnel(host, port, self._ssl_context)
+        stream = await self._proxy.tunnel(host, port, self._ssl_context())
         if scheme == "https":
             try:
                 return await TLSStream.wrap(
                     stream,
                     hostname=host,
-                    ssl_context=self._ssl_context,
+                    ssl_context=self._ssl_context(),
                     standard_compatible=False,
                 )
             except BaseException:
