@@ -689,6 +689,12 @@ async def test_a_client_of_http_urls_makes_no_tls_context(monkeypatch: pytest.Mo
     monkeypatch.setattr(ssl, "create_default_context", refuse)
     async with ReferenceServer() as server, AuraClient(server.base_url) as client:
         assert await client.complete(HELLO) == default_reply(server.requests[0])
+    # Nor through an http:// proxy: the tunnel asks for a context only for an https:// one.
+    async with ReferenceServer() as server, serving(Proxy(server.port)) as (proxied, _):
+        proxy_url = f"http://127.0.0.1:{proxied.port}"
+        async with AuraClient(server.base_url, proxy=proxy_url) as client:
+            assert await client.complete(HELLO) == default_reply(server.requests[0])
+    assert proxied.connections == 1
 
 
 # HTTP CONNECT proxies

@@ -18,6 +18,8 @@ from .._http11 import RemoteProtocolError, parse_head
 from .base import ProxyError
 
 if typing.TYPE_CHECKING:
+    from collections.abc import Callable
+
     from anyio.abc import ByteStream
 
     from .._http11 import Head
@@ -57,8 +59,11 @@ class HTTPProxy:
             # Spelled as RFC 9110 does: some proxies (pproxy) match the name case-sensitively.
             self._authorization = f"Proxy-Authorization: Basic {token}\r\n".encode()
 
-    async def tunnel(self, host: str, port: int, ssl_context: ssl.SSLContext) -> ByteStream:
-        """A stream to ``host:port`` through the proxy.
+    async def tunnel(
+        self, host: str, port: int, ssl_context: Callable[[], ssl.SSLContext]
+    ) -> ByteStream:
+        """A stream to ``host:port`` through the proxy; ``ssl_context()`` is called only for
+        an ``https://`` proxy.
 
         Raises:
             ProxyError: The proxy answered ``CONNECT`` with anything but 2xx.
@@ -68,7 +73,7 @@ class HTTPProxy:
                 stream: ByteStream = await anyio.connect_tcp(
                     self._host,
                     self._port,
-                    ssl_context=ssl_context,
+                    ssl_context=ssl_context(),
                     tls_hostname=self._host,
                     tls_standard_compatible=False,
                 )

@@ -370,7 +370,7 @@ class AnyIOTransport:
             from ._trio_stream import TrioStream  # imports Trio: only here, on Trio
 
             return TrioStream(await anyio.connect_tcp(host, port))
-        stream = await self._proxy.tunnel(host, port, self._ssl_context())
+        stream = await self._proxy.tunnel(host, port, self._ssl_context)
         if scheme == "https":
             try:
                 return await TLSStream.wrap(
