@@ -70,6 +70,8 @@ KEEPALIVE_EXPIRY = 4.0
 # A proxy's answer to CONNECT is a head only; more than this is not a proxy.
 
 Origin = tuple[str, str, int]
+_A = typing.TypeVar("_A")
+_T = typing.TypeVar("_T")
 # What a request target may carry unescaped (RFC 3986 pchar and "/"); "%" keeps what the URL
 # had escaped already.
 _TARGET_SAFE = "/%:@!$&'()*+,;=-._~"
@@ -143,8 +145,8 @@ class _Connection:
         "parser",
         "poller",
         "read",
-        "send_within",
         "stream",
+        "write",
     )
 
     def __init__(self, origin: Origin, stream: ByteStream) -> None:
@@ -154,23 +156,17 @@ class _Connection:
         self.idle_since: float = 0.0
         # Made once: the idle check runs before every reuse of the connection.
         self.poller: select.poll | None = _poller(stream)
-        # read(read_timeout, max_bytes): our own streams' receive_within (AsyncioStream,
-        # TrioStream: a read timeout with no cancel scope), else AnyIO's receive under a
-        # deadline; looked up once, not per read.
-        own: Callable[[float | None, int], Awaitable[bytes]] | None = getattr(
+        # read(read_timeout, max_bytes) and write(write_timeout, data): our own streams'
+        # receive_within and send_within (AsyncioStream, TrioStream: timeouts with no cancel
+        # scope), else AnyIO's receive and send under a deadline; chosen once, not per call.
+        own_read: Callable[[float | None, int], Awaitable[bytes]] | None = getattr(
             stream, "receive_within", None
         )
-        self.read = own if own is not None else functools.partial(_receive_within, stream)
-        self.send_within: Callable[[float | None, bytes], Awaitable[None]] | None = getattr(
+        self.read = own_read or functools.partial(_within_deadline, stream.receive)
+        own_write: Callable[[float | None, bytes], Awaitable[None]] | None = getattr(
             stream, "send_within", None
         )
-
-    async def send(self, data: bytes, write_timeout: float | None) -> None:
-        """Send ``data``, within ``write_timeout`` seconds if the stream has to wait."""
-        if self.send_within is not None:  # a write timeout with no cancel scope
-            await self.send_within(write_timeout, data)
-        else:
-            await run_until(deadline_after(write_timeout), self.stream.send, data)
+        self.write = own_write or functools.partial(_within_deadline, stream.send)
 
     async def receive(self, read_timeout: float | None) -> None:
         """Give the parser what the server sends next (or the end of the stream)."""
@@ -320,7 +316,7 @@ class AnyIOTransport:
         connection = await self._take(route.origin, request.connect_timeout)
         try:
             try:  # writing is bounded like reading
-                await connection.send(encode_request(prefix, request.content), read_timeout)
+                await connection.write(read_timeout, encode_request(prefix, request.content))
             except _FAILURES as exc:
                 raise _neutral(exc, WriteTimeout, NetworkError) from exc
             try:
@@ -421,11 +417,12 @@ class AnyIOTransport:
             await connection.aclose()
 
 
-def _receive_within(
-    stream: ByteStream, read_timeout: float | None, max_bytes: int
-) -> Awaitable[bytes]:
-    """AnyIO's ``receive``, cancelled after ``read_timeout`` seconds (``DeadlineExpired``)."""
-    return run_until(deadline_after(read_timeout), stream.receive, max_bytes)
+def _within_deadline(
+    func: Callable[[_A], Awaitable[_T]], timeout: float | None, argument: _A
+) -> Awaitable[_T]:
+    """``func(argument)`` (an AnyIO stream's ``receive`` or ``send``), cancelled after
+    ``timeout`` seconds (``DeadlineExpired``)."""
+    return run_until(deadline_after(timeout), func, argument)
 
 
 def _poller(stream: ByteStream) -> select.poll | None:
